@@ -1,0 +1,1 @@
+"""Batched prediction, reverse-complement averaging, metrics and bigWig writers."""

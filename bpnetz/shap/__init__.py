@@ -1,0 +1,1 @@
+"""DeepLIFT-SHAP contribution scores, dinucleotide shuffles, score files, tfmodisco-lite and FiNeMo bridges."""

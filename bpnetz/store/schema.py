@@ -1,0 +1,223 @@
+"""The store schema (version 1): the single source of truth for array names, dtypes, chunking and attributes.
+
+A store is a Zarr (format 3) group::
+
+    seq      (locus, seq_pos)          uint8    base codes A=0 C=1 G=2 T=3 N=4, seq_pos = input_len + 2·max_jitter
+    signal   (locus, pos, track)       int32 | float32   pos = output_len + 2·max_jitter; tracks = tasks × strands
+    bias     (locus, pos, bias_track)  float32  control tracks (raw, then smoothed copies); absent without controls
+    chrom, start, end, summit, kind, task, name, source_file, source_line   (locus,)  locus coordinates
+
+Window convention: a locus with summit ``s`` has ``seq`` over
+``[s - input_len//2 - max_jitter, s - input_len//2 - max_jitter + seq_len)`` and ``signal``/``bias`` over
+``[s - output_len//2 - max_jitter, … + profile_len)``. Jitter ``j`` in [-max_jitter, max_jitter] selects
+``seq[:, max_jitter + j : max_jitter + j + input_len]`` (likewise for signal/bias with output_len).
+
+``start``/``end`` are the source BED interval; ``kind`` is 0 for peaks and 1 for background loci; ``task`` is
+the task index; ``source_file`` indexes ``attrs["bpnetz"]["sources"]``; ``source_line`` is 1-based.
+All metadata lives under the group attribute ``bpnetz`` (see :class:`StoreLayout` and :func:`metadata`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bpnetz.errors import InputError
+
+SCHEMA_VERSION = 1
+ATTR_KEY = "bpnetz"
+
+BASES = "ACGT"
+N_CODE = 4
+KIND_PEAK = 0
+KIND_BACKGROUND = 1
+KIND_NAMES = ("peak", "background")
+
+#: ASCII byte -> base code; every letter other than A/C/G/T (IUPAC codes, N, gaps) maps to N.
+CODE_TABLE = np.full(256, N_CODE, dtype=np.uint8)
+for _code, _base in enumerate(BASES):
+    CODE_TABLE[ord(_base)] = _code
+    CODE_TABLE[ord(_base.lower())] = _code
+
+#: base code -> complement code (N stays N), used for reverse complement of code arrays.
+COMPLEMENT_CODE = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
+
+SEQ_DIMS = ("locus", "seq_pos")
+TRACK_DIMS = ("locus", "pos", "track")
+BIAS_DIMS = ("locus", "pos", "bias_track")
+LOCUS_DIM = "locus"
+
+#: locus coordinate arrays and their dtypes (``str`` = variable-length UTF-8).
+LOCUS_COORDS: dict[str, Any] = {
+    "chrom": str,
+    "start": np.int64,
+    "end": np.int64,
+    "summit": np.int64,
+    "kind": np.uint8,
+    "task": np.int16,
+    "name": str,
+    "source_file": np.int16,
+    "source_line": np.int64,
+}
+
+#: loci per chunk along ``locus`` (whole rows along the other axes), and chunks per shard.
+CHUNK_LOCI = 256
+CHUNKS_PER_SHARD = 16
+SHARD_LOCI = CHUNK_LOCI * CHUNKS_PER_SHARD
+
+
+def encode(sequence: str | bytes) -> np.ndarray:
+    """Base codes (uint8) of a DNA string; any letter other than ACGT (case-insensitive) becomes N=4."""
+    raw = sequence.encode("ascii", "replace") if isinstance(sequence, str) else sequence
+    return CODE_TABLE[np.frombuffer(raw, dtype=np.uint8)]
+
+
+def decode(codes: np.ndarray) -> str:
+    """DNA string of base codes (4 -> 'N')."""
+    return "".join("ACGTN"[int(c)] for c in np.asarray(codes).ravel())
+
+
+def one_hot(codes: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    """One-hot (…, 4) in order A, C, G, T; N rows are all zero."""
+    eye = np.vstack([np.eye(4, dtype=dtype), np.zeros((1, 4), dtype=dtype)])
+    return eye[np.asarray(codes)]
+
+
+@dataclass(frozen=True)
+class Track:
+    """One signal or bias track: its task, strand ('+', '-' or '.'), source bigWig and optional smoothing."""
+
+    name: str
+    task: int
+    strand: str
+    source: str
+    smoothing: tuple[float, int] | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Track:
+        smoothing = tuple(d["smoothing"]) if d.get("smoothing") else None
+        return cls(name=d["name"], task=int(d["task"]), strand=d["strand"], source=d["source"],
+                   smoothing=smoothing)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Shapes and track structure of a store: everything a reader needs besides the arrays."""
+
+    input_len: int
+    output_len: int
+    max_jitter: int
+    tasks: list[str]
+    tracks: list[Track]
+    bias_tracks: list[Track] = field(default_factory=list)
+    background_ratio: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seq_len(self) -> int:
+        return self.input_len + 2 * self.max_jitter
+
+    @property
+    def profile_len(self) -> int:
+        return self.output_len + 2 * self.max_jitter
+
+    @property
+    def n_tracks(self) -> int:
+        return len(self.tracks)
+
+    @property
+    def n_bias(self) -> int:
+        return len(self.bias_tracks)
+
+    def task_tracks(self, task: int) -> list[int]:
+        """Indices of the signal tracks of a task."""
+        return [i for i, t in enumerate(self.tracks) if t.task == task]
+
+    def task_bias_tracks(self, task: int) -> list[int]:
+        """Indices of the bias tracks of a task."""
+        return [i for i, t in enumerate(self.bias_tracks) if t.task == task]
+
+    def strand_swap(self, tracks: list[Track]) -> np.ndarray:
+        """Permutation of track indices that swaps + and - strands within each task and source pairing.
+
+        Applied with the position reversal, it maps a stranded profile to the reverse-complement strand.
+        A '+' track pairs with the '-' track of the same task and smoothing; unstranded tracks map to themselves.
+        """
+        perm = np.arange(len(tracks))
+        for i, t in enumerate(tracks):
+            if t.strand in "+-":
+                other = "-" if t.strand == "+" else "+"
+                mates = [k for k, u in enumerate(tracks)
+                         if u.task == t.task and u.strand == other and u.smoothing == t.smoothing]
+                if mates:
+                    perm[i] = mates[0]
+        return perm
+
+    def seq_window(self, summit: int) -> tuple[int, int]:
+        """Genomic [start, end) of the stored sequence row of a locus with this summit."""
+        start = summit - self.input_len // 2 - self.max_jitter
+        return start, start + self.seq_len
+
+    def profile_window(self, summit: int) -> tuple[int, int]:
+        """Genomic [start, end) of the stored signal/bias rows of a locus with this summit."""
+        start = summit - self.output_len // 2 - self.max_jitter
+        return start, start + self.profile_len
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StoreLayout:
+        return cls(input_len=int(d["input_len"]), output_len=int(d["output_len"]),
+                   max_jitter=int(d["max_jitter"]), tasks=list(d["tasks"]),
+                   tracks=[Track.from_dict(t) for t in d["tracks"]],
+                   bias_tracks=[Track.from_dict(t) for t in d.get("bias_tracks", [])],
+                   background_ratio={str(k): float(v) for k, v in d.get("background_ratio", {}).items()})
+
+
+def metadata(group: Any) -> dict[str, Any]:
+    """The ``bpnetz`` attribute of an open store group, checked for the schema version."""
+    path = getattr(getattr(group, "store", None), "root", group)
+    meta = dict(group.attrs).get(ATTR_KEY)
+    if meta is None:
+        raise InputError("not a bpnetz store (no 'bpnetz' attributes).", path=path,
+                         fix="Build one with 'bpnetz build'.")
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(f"store schema version {meta.get('schema_version')} is not supported by this bpnetz "
+                         f"(schema {SCHEMA_VERSION}).", path=path, fix="Rebuild the store with this version.")
+    return meta
+
+
+def layout(group: Any) -> StoreLayout:
+    """The :class:`StoreLayout` of an open store group."""
+    return StoreLayout.from_dict(metadata(group)["layout"])
+
+
+def open_group(path: str | Path, mode: str = "r") -> Any:
+    """Open a store's root Zarr group (read-only by default), with a clear error when it is not a store."""
+    import zarr
+
+    path_s = str(path)
+    if not path_s.startswith(("s3://", "gs://", "http://", "https://")) and not Path(path_s).exists():
+        partial = Path(path_s + ".partial")
+        hint = (f" A partial build exists at {partial}: rerun the same 'bpnetz build' command to resume it."
+                if partial.exists() else " Build it with 'bpnetz build'.")
+        raise InputError("store does not exist." + hint, path=path_s)
+    try:
+        group = zarr.open_group(path_s, mode=mode, zarr_format=3)
+    except Exception as err:  # zarr raises several types for "not a group"
+        raise InputError(f"cannot open as a Zarr v3 group ({type(err).__name__}: {err}).", path=path_s,
+                         fix="Point to a store written by 'bpnetz build'.") from None
+    metadata(group)
+    return group
+
+
+def check_lengths(store_layout: StoreLayout, input_len: int, output_len: int, where: str) -> None:
+    """Raise when a store was built with other input/output lengths than the ones requested."""
+    if (store_layout.input_len, store_layout.output_len) != (input_len, output_len):
+        raise InputError(f"{where} asks for input length {input_len} and output length {output_len}, but the "
+                         f"store was built with {store_layout.input_len} and {store_layout.output_len}.",
+                         fix="Use matching lengths or rebuild the store with 'bpnetz build --input-seq-len "
+                             f"{input_len} --output-len {output_len}'.")
