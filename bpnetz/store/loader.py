@@ -1,0 +1,495 @@
+"""Stream a store into ``tf.data``: split selection, background sampling, jitter, reverse complement.
+
+The store is never read one random row at a time (each such read decompresses a whole chunk). Instead:
+
+* **cached** (the store's selected rows fit in RAM): the rows a subset can ever use are read once, chunk-block by
+  chunk-block, into numpy arrays; every batch is then a fast in-memory gather;
+* **streamed**: each epoch reads the chunk-blocks holding the epoch's rows, in a random block order, a few blocks
+  ahead on reader threads, and mixes rows across several blocks in a shuffle buffer.
+
+Both modes yield the same examples: the jitter and flip of a locus are drawn per (seed, epoch, locus), not per
+batch position. Python only moves raw rows (base codes, counts); cropping to the jittered window, reverse
+complement, one-hot encoding and the log-count targets are vectorised tensor ops on whole batches in the tf.data
+graph. Outputs follow the model I/O contract (see :func:`make_dataset`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from bpnetz.config import Split
+from bpnetz.errors import InputError
+from bpnetz.store import schema
+
+Subset = Literal["train", "val", "test", "all"]
+SUBSETS = ("train", "val", "test", "all")
+RC_MODES = ("none", "random", "double")
+#: "draw": int(n_peaks × ratio) per task (afresh each epoch for train, one fixed draw otherwise);
+#: "all": every background locus of the selected chromosomes; "none": peaks only.
+BACKGROUND_MODES = ("draw", "all", "none")
+#: fraction of the available memory a RAM cache may take when ``cache="auto"``.
+CACHE_MEMORY_FRACTION = 0.4
+
+# independent random streams per (seed, epoch)
+_STREAM_BACKGROUND, _STREAM_ORDER, _STREAM_AUGMENT = 0, 1, 2
+
+
+# ------------------------------------------------------------------------------------------------ raw reads
+
+
+@dataclass
+class RawRows:
+    """Rows of a store as stored: base codes, signal counts and (optional) bias, uncropped."""
+
+    seq: np.ndarray
+    signal: np.ndarray
+    bias: np.ndarray | None
+
+    def take(self, index: np.ndarray) -> RawRows:
+        return RawRows(self.seq[index], self.signal[index], None if self.bias is None else self.bias[index])
+
+    @staticmethod
+    def concatenate(parts: Sequence[RawRows]) -> RawRows:
+        bias = None if parts[0].bias is None else np.concatenate([p.bias for p in parts])  # type: ignore[misc]
+        return RawRows(np.concatenate([p.seq for p in parts]), np.concatenate([p.signal for p in parts]), bias)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (psutil, else /proc/meminfo, else 4 GiB)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+class StoreReader:
+    """An open store: its metadata, layout, locus table and chunk-block reads of the seq/signal/bias rows."""
+
+    def __init__(self, store: str | Path | Any):
+        self.group = schema.open_group(store) if isinstance(store, (str, Path)) else store
+        self.path = str(store) if isinstance(store, (str, Path)) else str(getattr(self.group.store, "root", "?"))
+        self.meta = schema.metadata(self.group)
+        self.layout = schema.layout(self.group)
+        self.seq = self.group["seq"]
+        self.signal = self.group["signal"]
+        self.bias = self.group["bias"] if self.layout.n_bias and "bias" in self.group else None
+        if self.layout.n_bias and self.bias is None:
+            raise InputError(f"the store layout lists {self.layout.n_bias} bias tracks but has no 'bias' array.",
+                             path=self.path, fix="Rebuild the store with 'bpnetz build'.")
+        self.n_loci = int(self.seq.shape[0])
+        #: loci per read block: one chunk along ``locus``
+        self.block_loci = int(self.seq.chunks[0])
+        self.loci = self._read_loci()
+
+    def _read_loci(self) -> pd.DataFrame:
+        columns = {}
+        for name, dtype in schema.LOCUS_COORDS.items():
+            values = np.asarray(self.group[name][:])
+            columns[name] = values.astype(object) if dtype is str else values.astype(dtype)
+        table = pd.DataFrame(columns)
+        if len(table) != self.n_loci:
+            raise InputError(f"the locus coordinates hold {len(table)} loci but 'seq' holds {self.n_loci}.",
+                             path=self.path, fix="Rebuild the store with 'bpnetz build'.")
+        return table
+
+    @property
+    def chromosomes(self) -> list[str]:
+        """Chromosomes of the store's loci, in order of first appearance."""
+        return list(pd.unique(self.loci["chrom"]))
+
+    @property
+    def bytes_per_locus(self) -> int:
+        row = self.seq.dtype.itemsize * self.layout.seq_len
+        row += self.signal.dtype.itemsize * self.layout.profile_len * self.layout.n_tracks
+        if self.bias is not None:
+            row += self.bias.dtype.itemsize * self.layout.profile_len * self.layout.n_bias
+        return row
+
+    def read_block(self, block: int, rows: np.ndarray | None = None) -> RawRows:
+        """Rows of one chunk-block (``rows``: sorted store rows inside it; all of them when None)."""
+        lo = block * self.block_loci
+        hi = min(lo + self.block_loci, self.n_loci)
+        raw = RawRows(np.asarray(self.seq[lo:hi]), np.asarray(self.signal[lo:hi]),
+                      None if self.bias is None else np.asarray(self.bias[lo:hi]))
+        return raw if rows is None or len(rows) == hi - lo else raw.take(np.asarray(rows) - lo)
+
+    def read_rows(self, rows: np.ndarray, *, progress: bool = False) -> RawRows:
+        """Sorted store rows, read chunk-block by chunk-block (never row by row)."""
+        from tqdm.auto import tqdm
+
+        blocks, starts = np.unique(rows // self.block_loci, return_index=True)
+        bounds = [*starts[1:], len(rows)]
+        parts = [self.read_block(int(b), rows[s:e])
+                 for b, s, e in tqdm(list(zip(blocks, starts, bounds)), desc="caching store in RAM", unit="block",
+                                     disable=not progress, leave=False)]
+        if not parts:
+            return RawRows(np.zeros((0, self.layout.seq_len), self.seq.dtype),
+                           np.zeros((0, self.layout.profile_len, self.layout.n_tracks), self.signal.dtype),
+                           None if self.bias is None else
+                           np.zeros((0, self.layout.profile_len, self.layout.n_bias), self.bias.dtype))
+        return RawRows.concatenate(parts)
+
+
+# ------------------------------------------------------------------------------------------- locus selection
+
+
+def subset_chroms(reader: StoreReader, split: Split | None, subset: str, all_chroms: Sequence[str] | None) -> list[str]:
+    """Chromosomes of a subset: from the split (train = all_chroms, default the store's, minus val and test)."""
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown subset {subset!r}; expected one of {SUBSETS}")
+    if subset == "all":
+        return list(all_chroms) if all_chroms is not None else reader.chromosomes
+    if split is None:
+        raise InputError(f"the '{subset}' subset needs a split (splits.json fold).")
+    return split.chroms(subset, list(all_chroms) if all_chroms is not None else reader.chromosomes)
+
+
+class LocusSelection:
+    """The loci a subset may use and the ones each epoch visits: every peak once, plus backgrounds per task."""
+
+    def __init__(self, reader: StoreReader, chroms: Sequence[str], *, backgrounds: str, redraw: bool, seed: int):
+        loci = reader.loci
+        in_split = loci["chrom"].isin(set(chroms)).to_numpy()
+        if not in_split.any():
+            raise InputError(f"no loci on the requested chromosomes ({', '.join(chroms) or 'none'}); the store's "
+                             f"loci are on {', '.join(reader.chromosomes)}.", path=reader.path,
+                             fix="Check splits.json / --chroms against the chromosome names of the store.")
+        kind = loci["kind"].to_numpy()
+        task = loci["task"].to_numpy()
+        peak_rows = np.flatnonzero(in_split & (kind == schema.KIND_PEAK))
+        self.n_draw: dict[int, int] = {}
+        background_rows: dict[int, np.ndarray] = {}
+        if backgrounds != "none":
+            for t, name in enumerate(reader.layout.tasks):
+                rows = np.flatnonzero(in_split & (kind == schema.KIND_BACKGROUND) & (task == t))
+                if backgrounds == "all":
+                    background_rows[t], self.n_draw[t] = rows, len(rows)
+                    continue
+                ratio = reader.layout.background_ratio.get(name, reader.layout.background_ratio.get(str(t), 0.0))
+                wanted = int(int(np.sum(task[peak_rows] == t)) * ratio)
+                if wanted > len(rows):
+                    warnings.warn(f"task {name}: {wanted} background loci wanted (peaks × ratio {ratio}) but the "
+                                  f"selected chromosomes hold only {len(rows)}; using all of them.", stacklevel=3)
+                if wanted:
+                    background_rows[t], self.n_draw[t] = rows, min(wanted, len(rows))
+        #: sorted store rows this selection may use (its "positions" index into this array)
+        self.rows = np.unique(np.concatenate([peak_rows, *background_rows.values()]))
+        if len(self.rows) == 0:
+            raise InputError(f"the chromosomes {', '.join(chroms)} hold no peaks of this store.", path=reader.path,
+                             fix="Check splits.json / --chroms.")
+        self.peak_positions = np.searchsorted(self.rows, peak_rows)
+        self.background_positions = {t: np.searchsorted(self.rows, r) for t, r in background_rows.items()}
+        self.redraw = redraw
+        self.seed = seed
+        self.chroms = list(chroms)
+
+    @property
+    def n_examples(self) -> int:
+        """Loci visited per epoch."""
+        return len(self.peak_positions) + sum(self.n_draw.values())
+
+    def epoch_positions(self, epoch: int) -> np.ndarray:
+        """Sorted positions (into :attr:`rows`) of the loci of an epoch; backgrounds fixed unless ``redraw``."""
+        rng = np.random.default_rng([self.seed, epoch if self.redraw else 0, _STREAM_BACKGROUND])
+        drawn = [rng.choice(pos, size=self.n_draw[t], replace=False) if self.n_draw[t] < len(pos) else pos
+                 for t, pos in self.background_positions.items()]
+        return np.unique(np.concatenate([self.peak_positions, *drawn]))
+
+
+# ------------------------------------------------------------------------------------------------- the stream
+
+
+class LocusStream:
+    """Batches of one subset of a store, regenerated (new backgrounds, order, jitter, flips) at every epoch.
+
+    ``dataset()`` is the tf.data pipeline; each new iteration over it is the next epoch (epoch 0, 1, …), so Keras
+    ``fit`` sees fresh backgrounds and augmentation each epoch, and the whole sequence is fixed by ``seed``.
+    """
+
+    def __init__(self, store: str | Path | StoreReader, split: Split | None, subset: str, *, batch_size: int,
+                 all_chroms: Sequence[str] | None = None, jitter: bool | None = None,
+                 reverse_complement: str = "none", backgrounds: str | None = None, shuffle: bool | None = None,
+                 seed: int = 0, mnll_loss_sample_weight: float = 1.0, mnll_background_weight: float = 0.0,
+                 orig_multi_loss: bool = False, cache: bool | str = "auto", shuffle_blocks: int = 16,
+                 read_ahead: int = 4, progress: bool = False):
+        if reverse_complement not in RC_MODES:
+            raise ValueError(f"reverse_complement must be one of {RC_MODES}, got {reverse_complement!r}")
+        backgrounds = backgrounds or ("draw" if subset in ("train", "val") else "none")
+        if backgrounds not in BACKGROUND_MODES:
+            raise ValueError(f"backgrounds must be one of {BACKGROUND_MODES}, got {backgrounds!r}")
+        if batch_size < 1:
+            raise InputError(f"the batch size must be at least 1, got {batch_size}.")
+        self.reader = store if isinstance(store, StoreReader) else StoreReader(store)
+        self.layout = self.reader.layout
+        self.subset = subset
+        self.batch_size = int(batch_size)
+        self.jitter = subset == "train" if jitter is None else bool(jitter)
+        self.reverse_complement = reverse_complement
+        self.shuffle = subset == "train" if shuffle is None else bool(shuffle)
+        self.seed = int(seed)
+        self.orig_multi_loss = orig_multi_loss
+        self.shuffle_blocks = max(1, shuffle_blocks)
+        self.read_ahead = max(1, read_ahead)
+        chroms = subset_chroms(self.reader, split, subset, all_chroms)
+        self.selection = LocusSelection(self.reader, chroms, backgrounds=backgrounds, redraw=subset == "train",
+                                        seed=self.seed)
+        kinds = self.reader.loci["kind"].to_numpy()[self.selection.rows]
+        self._weights = np.where(kinds == schema.KIND_PEAK, mnll_loss_sample_weight,
+                                 mnll_background_weight).astype(np.float32)
+        self.cached = self._decide_cache(cache)
+        self._cache = self.reader.read_rows(self.selection.rows, progress=progress) if self.cached else None
+        self._epoch = 0
+
+    def _decide_cache(self, cache: bool | str) -> bool:
+        if cache == "auto":
+            return len(self.selection.rows) * self.reader.bytes_per_locus <= CACHE_MEMORY_FRACTION * available_memory()
+        if isinstance(cache, bool):
+            return cache
+        raise ValueError(f"cache must be 'auto', True or False, got {cache!r}")
+
+    # ----------------------------------------------------------------------------------------------- sizes
+
+    @property
+    def n_loci(self) -> int:
+        """Distinct loci per epoch."""
+        return self.selection.n_examples
+
+    @property
+    def n_examples(self) -> int:
+        """Examples per epoch (twice the loci with doubled reverse-complement batches)."""
+        return self.n_loci * (2 if self.reverse_complement == "double" else 1)
+
+    @property
+    def n_batches(self) -> int:
+        return math.ceil(self.n_loci / self.batch_size) * (2 if self.reverse_complement == "double" else 1)
+
+    def loci(self) -> pd.DataFrame:
+        """The locus table (with its store ``row``) in yield order; only for unshuffled subsets."""
+        if self.shuffle:
+            raise ValueError("a shuffled stream has no fixed locus order; use with_index=True to get each row")
+        rows = self.selection.rows[self.selection.epoch_positions(0)]
+        return self.reader.loci.iloc[rows].reset_index(drop=True).assign(row=rows)
+
+    # ----------------------------------------------------------------------------------------- raw batches
+
+    def batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+        """Raw batches of an epoch: uncropped rows plus each locus' store row, jitter, flip and profile weight."""
+        positions = self.selection.epoch_positions(epoch)
+        augment = self._augmentation(epoch)
+        source = self._cached_batches if self.cached else self._streamed_batches
+        for pos, raw in source(positions, np.random.default_rng([self.seed, epoch, _STREAM_ORDER])):
+            batch = {"seq": raw.seq, "signal": raw.signal, "row": self.selection.rows[pos].astype(np.int64),
+                     "jitter": augment[0][pos], "flip": augment[1][pos], "weight": self._weights[pos]}
+            if raw.bias is not None:
+                batch["bias"] = raw.bias
+            yield batch
+
+    def _augmentation(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Jitter (int32) and flip (bool) of every selectable locus in an epoch, indexed by position."""
+        n = len(self.selection.rows)
+        rng = np.random.default_rng([self.seed, epoch, _STREAM_AUGMENT])
+        max_jitter = self.layout.max_jitter
+        jitter = (rng.integers(-max_jitter, max_jitter + 1, size=n, dtype=np.int32) if self.jitter
+                  else np.zeros(n, np.int32))
+        flip = rng.random(n) < 0.5 if self.reverse_complement == "random" else np.zeros(n, bool)
+        return jitter, flip
+
+    def _cached_batches(self, positions: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, RawRows]]:
+        assert self._cache is not None
+        order = rng.permutation(positions) if self.shuffle else positions
+        for i in range(0, len(order), self.batch_size):
+            pos = order[i:i + self.batch_size]
+            yield pos, self._cache.take(pos)
+
+    def _streamed_batches(self, positions: np.ndarray,
+                          rng: np.random.Generator) -> Iterator[tuple[np.ndarray, RawRows]]:
+        """Read the epoch's chunk-blocks (random order when shuffling) and mix rows across ``shuffle_blocks``."""
+        rows = self.selection.rows[positions]
+        blocks, starts = np.unique(rows // self.reader.block_loci, return_index=True)
+        spans = list(zip(blocks.tolist(), starts.tolist(), [*starts[1:].tolist(), len(rows)]))
+        if self.shuffle:
+            spans = [spans[i] for i in rng.permutation(len(spans))]
+        group = self.shuffle_blocks if self.shuffle else 1
+        buffer_pos, buffer_raw = positions[:0], None
+        parts: list[RawRows] = []
+        for k, raw in enumerate(self._read_ahead(spans, rows)):
+            parts.append(raw)
+            if len(parts) < group and k + 1 < len(spans):
+                continue
+            span_pos = [positions[s:e] for _, s, e in spans[k + 1 - len(parts):k + 1]]
+            buffer_pos = np.concatenate([buffer_pos, *span_pos])
+            buffer_raw = RawRows.concatenate(([buffer_raw] if buffer_raw is not None else []) + parts)
+            parts = []
+            if self.shuffle:
+                perm = rng.permutation(len(buffer_pos))
+                buffer_pos, buffer_raw = buffer_pos[perm], buffer_raw.take(perm)
+            full = len(buffer_pos) - len(buffer_pos) % self.batch_size
+            for j in range(0, full, self.batch_size):
+                yield buffer_pos[j:j + self.batch_size], buffer_raw.take(slice(j, j + self.batch_size))
+            buffer_pos, buffer_raw = buffer_pos[full:], buffer_raw.take(slice(full, None))
+        if len(buffer_pos):
+            yield buffer_pos, buffer_raw  # the last, partial batch
+
+    def _read_ahead(self, spans: list[tuple[int, int, int]], rows: np.ndarray) -> Iterator[RawRows]:
+        """The blocks of ``spans`` in order, with up to ``read_ahead`` block reads in flight on threads."""
+        executor = ThreadPoolExecutor(max_workers=self.read_ahead, thread_name_prefix="bpnetz-read")
+        try:
+            todo = iter(spans)
+            pending: deque[Future[RawRows]] = deque()
+            for _ in range(self.read_ahead):
+                self._submit(executor, pending, next(todo, None), rows)
+            while pending:
+                raw = pending.popleft().result()
+                self._submit(executor, pending, next(todo, None), rows)
+                yield raw
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, executor: ThreadPoolExecutor, pending: deque[Future[RawRows]],
+                span: tuple[int, int, int] | None, rows: np.ndarray) -> None:
+        if span is not None:
+            block, s, e = span
+            pending.append(executor.submit(self.reader.read_block, block, rows[s:e]))
+
+    # ----------------------------------------------------------------------------------------------- tf.data
+
+    def dataset(self, *, with_index: bool = False) -> Any:
+        """The tf.data pipeline: raw batches -> (doubled with their reverse complement) -> model inputs/targets.
+
+        Yields ``(inputs, targets, sample_weights)`` per the model I/O contract, plus a fourth dict
+        ``{"row", "jitter", "flip"}`` (store row, drawn jitter, reverse-complemented or not) with ``with_index``.
+        Iterating the dataset again starts the next epoch.
+        """
+        import tensorflow as tf
+
+        ds = tf.data.Dataset.from_generator(self._next_epoch, output_signature=self._raw_signature())
+        if self.reverse_complement == "double":
+            ds = ds.flat_map(_followed_by_reverse_complement)
+        ds = ds.map(model_io_fn(self.layout, orig_multi_loss=self.orig_multi_loss, with_index=with_index),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(self.n_batches)).prefetch(tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        options.deterministic = True
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return ds.with_options(options)
+
+    def _next_epoch(self) -> Iterator[dict[str, np.ndarray]]:
+        epoch, self._epoch = self._epoch, self._epoch + 1
+        yield from self.batches(epoch)
+
+    def _raw_signature(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        lay = self.layout
+        signature = {
+            "seq": tf.TensorSpec((None, lay.seq_len), tf.as_dtype(self.reader.seq.dtype)),
+            "signal": tf.TensorSpec((None, lay.profile_len, lay.n_tracks), tf.as_dtype(self.reader.signal.dtype)),
+            "row": tf.TensorSpec((None,), tf.int64),
+            "jitter": tf.TensorSpec((None,), tf.int32),
+            "flip": tf.TensorSpec((None,), tf.bool),
+            "weight": tf.TensorSpec((None,), tf.float32),
+        }
+        if self.reader.bias is not None:
+            signature["bias"] = tf.TensorSpec((None, lay.profile_len, lay.n_bias), tf.as_dtype(self.reader.bias.dtype))
+        return signature
+
+
+def _followed_by_reverse_complement(batch: dict[str, Any]) -> Any:
+    """A raw batch, then the same batch flagged to be reverse-complemented (the reference's doubled batches)."""
+    import tensorflow as tf
+
+    flipped = dict(batch, flip=tf.ones_like(batch["flip"]))
+    return tf.data.Dataset.from_tensors(batch).concatenate(tf.data.Dataset.from_tensors(flipped))
+
+
+def _window(x: Any, offset: Any, length: int, flip: Any) -> Any:
+    """Per example, ``x[offset : offset + length]`` along axis 1, read backwards where ``flip`` (one gather)."""
+    import tensorflow as tf
+
+    k = tf.range(length, dtype=tf.int32)
+    positions = offset[:, None] + tf.where(flip[:, None], length - 1 - k, k)
+    return tf.gather(x, positions, batch_dims=1)
+
+
+def _stranded_window(x: Any, offset: Any, length: int, flip: Any, swap: np.ndarray) -> Any:
+    """Window of (B, pos, track) counts as float32; flipped examples are reversed and their strands swapped."""
+    import tensorflow as tf
+
+    window = tf.cast(_window(x, offset, length, flip), tf.float32)
+    if np.array_equal(swap, np.arange(len(swap))):
+        return window
+    return tf.where(flip[:, None, None], tf.gather(window, swap, axis=2), window)
+
+
+def model_io_fn(store_layout: schema.StoreLayout, *, orig_multi_loss: bool = False, with_index: bool = False) -> Any:
+    """The graph function turning a raw batch into ``(inputs, targets, sample_weights[, index])``.
+
+    Crops every row to its jittered window, reverse-complements flipped examples (complement codes, reverse
+    positions, swap + and - tracks, bias too), one-hot encodes (N -> zeros) and computes ``counts_bias`` and the
+    ``logcounts`` targets.
+    """
+    import tensorflow as tf
+
+    lay = store_layout
+    complement = tf.constant(schema.COMPLEMENT_CODE.astype(np.int32))
+    track_swap = lay.strand_swap(lay.tracks)
+    bias_swap = lay.strand_swap(lay.bias_tracks)
+    # track -> task membership, to sum a task's tracks into its total count
+    membership = np.zeros((lay.n_tracks, len(lay.tasks)), np.float32)
+    for i, track in enumerate(lay.tracks):
+        membership[i, track.task] = 1.0
+    task_matrix = tf.constant(membership)
+    tracks_per_task = tf.constant(membership.sum(axis=0))
+
+    def to_model_io(batch: dict[str, Any]) -> tuple[Any, ...]:
+        flip = batch["flip"]
+        offset = lay.max_jitter + batch["jitter"]
+        codes = tf.cast(_window(batch["seq"], offset, lay.input_len, flip), tf.int32)
+        codes = tf.where(flip[:, None], tf.gather(complement, codes), codes)
+        inputs = {"sequence": tf.one_hot(codes, 4, dtype=tf.float32)}  # code 4 (N) is out of range -> zeros
+        profile = _stranded_window(batch["signal"], offset, lay.output_len, flip, track_swap)
+        if "bias" in batch:
+            profile_bias = _stranded_window(batch["bias"], offset, lay.output_len, flip, bias_swap)
+            inputs["profile_bias"] = profile_bias
+            inputs["counts_bias"] = tf.math.log1p(tf.reduce_sum(profile_bias, axis=1))
+        totals = tf.reduce_sum(profile, axis=1)
+        logcounts = (tf.math.log1p(totals) if orig_multi_loss
+                     else tf.math.log(tf.matmul(totals, task_matrix) + tracks_per_task))
+        targets = {"profile": profile, "logcounts": logcounts}
+        weights = {"profile": batch["weight"], "logcounts": tf.ones_like(batch["weight"])}
+        if with_index:
+            return inputs, targets, weights, {"row": batch["row"], "jitter": batch["jitter"], "flip": flip}
+        return inputs, targets, weights
+
+    return to_model_io
+
+
+def make_dataset(store: str | Path | StoreReader, split: Split | None, subset: str, *, batch_size: int,
+                 with_index: bool = False, **options: Any) -> Any:
+    """A tf.data.Dataset of one subset ("train", "val", "test" or "all") of a store for a split fold.
+
+    ``options`` are those of :class:`LocusStream`: all_chroms, jitter (default: train only), reverse_complement
+    ("none", "random" per example with p=0.5, "double": every batch followed by its reverse complement),
+    backgrounds ("draw" default for train/val, "all", "none" default for test/all), shuffle (default: train
+    only), seed, mnll_loss_sample_weight, mnll_background_weight, orig_multi_loss, cache ("auto", True, False).
+    """
+    return LocusStream(store, split, subset, batch_size=batch_size, **options).dataset(with_index=with_index)

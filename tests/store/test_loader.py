@@ -1,0 +1,222 @@
+"""The tf.data loader against direct pyfaidx / pyBigWig reads of the files a hand-made store was written from."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pyBigWig
+import pyfaidx
+import pytest
+
+from bpnetz.config import Split
+from bpnetz.errors import InputError
+from bpnetz.store import loader
+from tests.store.tiny_store import (BACKGROUND_RATIO, BIASES, INPUT_LEN, MAX_JITTER, OUTPUT_LEN, SIGNALS,
+                                    make_tiny_store)
+
+SPLIT = Split(val=["chr2"], test=["chr3"])  # train: chr1, chr4
+BATCH = 5
+COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_store(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def files(tiny):
+    fasta = pyfaidx.Fasta(str(tiny.fasta))
+    bigwigs = {name: pyBigWig.open(str(path)) for name, path in tiny.bigwigs.items()}
+    yield fasta, bigwigs
+    fasta.close()
+    for bw in bigwigs.values():
+        bw.close()
+
+
+def epoch(stream, with_index=True):
+    """One pass over the dataset as numpy batches."""
+    return list(stream.dataset(with_index=with_index).as_numpy_iterator())
+
+
+def decode_one_hot(x: np.ndarray) -> str:
+    assert set(np.unique(x)) <= {0.0, 1.0} and x.sum(axis=-1).max() <= 1
+    return "".join("ACGT"[int(np.argmax(r))] if r.sum() else "N" for r in x)
+
+
+def expected_example(tiny, files, row, jitter, flip):
+    """What the model should see for a store row at a jitter, read straight from the FASTA and bigWigs."""
+    fasta, bigwigs = files
+    chrom, summit = tiny.loci[row]["chrom"], tiny.loci[row]["summit"]
+    s0 = summit - INPUT_LEN // 2 + jitter
+    seq = "".join(b if b in "ACGT" else "N" for b in str(fasta[chrom][s0:s0 + INPUT_LEN]).upper())
+    p0 = summit - OUTPUT_LEN // 2 + jitter
+
+    def read(names):
+        return np.stack([np.asarray(bigwigs[n].values(chrom, p0, p0 + OUTPUT_LEN)) for n in names], axis=1)
+
+    profile, bias = read([n for n, _, _ in SIGNALS]), read([n for n, _, _ in BIASES])
+    if flip:  # the other strand: reverse complement, + and - swapped (tracks 0 <-> 1)
+        seq = seq.translate(COMPLEMENT)[::-1]
+        profile, bias = profile[::-1][:, [1, 0, 2]], bias[::-1][:, [1, 0, 2]]
+    logcounts = [np.log(2 + profile[:, 0].sum() + profile[:, 1].sum()), np.log(1 + profile[:, 2].sum())]
+    return seq, profile, bias, np.log(1 + bias.sum(axis=0)), np.array(logcounts)
+
+
+def examples(batches):
+    """Flatten batches to a list of per-example dicts."""
+    out = []
+    for x, y, w, meta in batches:
+        for i in range(len(meta["row"])):
+            out.append({"row": int(meta["row"][i]), "jitter": int(meta["jitter"][i]), "flip": bool(meta["flip"][i]),
+                        "sequence": x["sequence"][i], "profile_bias": x.get("profile_bias", [None] * 99)[i],
+                        "counts_bias": x.get("counts_bias", [None] * 99)[i], "profile": y["profile"][i],
+                        "logcounts": y["logcounts"][i], "w_profile": w["profile"][i],
+                        "w_logcounts": w["logcounts"][i]})
+    return out
+
+
+def rows_where(tiny, chroms, kind=None, task=None):
+    return {i for i, x in enumerate(tiny.loci) if x["chrom"] in chroms and (kind is None or x["kind"] == kind)
+            and (task is None or x["task"] == task)}
+
+
+def test_train_examples_match_direct_reads_at_the_jittered_window(tiny, files):
+    stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random", seed=3)
+    found = examples(epoch(stream))
+    for ex in found:
+        seq, profile, bias, counts_bias, logcounts = expected_example(tiny, files, ex["row"], ex["jitter"], ex["flip"])
+        assert decode_one_hot(ex["sequence"]) == seq
+        np.testing.assert_allclose(ex["profile"], profile)
+        np.testing.assert_allclose(ex["profile_bias"], bias)
+        np.testing.assert_allclose(ex["counts_bias"], counts_bias, rtol=1e-6)
+        np.testing.assert_allclose(ex["logcounts"], logcounts, rtol=1e-6)
+    jitters = [ex["jitter"] for ex in found]
+    assert min(jitters) >= -MAX_JITTER and max(jitters) <= MAX_JITTER and len(set(jitters)) > 3
+    assert {ex["flip"] for ex in found} == {False, True}
+
+
+def test_doubled_batches_are_followed_by_their_reverse_complement(tiny, files):
+    stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="double", seed=1)
+    batches = epoch(stream)
+    assert len(batches) == stream.n_batches == 2 * -(-stream.n_loci // BATCH)
+    for (x, y, _, m), (rx, ry, _, rm) in zip(batches[::2], batches[1::2]):
+        assert not m["flip"].any() and rm["flip"].all()
+        np.testing.assert_array_equal(m["row"], rm["row"])
+        # a numpy reverse complement of the reverse complement gives back the original batch
+        np.testing.assert_array_equal(rx["sequence"][:, ::-1, ::-1], x["sequence"])
+        np.testing.assert_array_equal(ry["profile"][:, ::-1][:, :, [1, 0, 2]], y["profile"])
+        np.testing.assert_array_equal(rx["profile_bias"][:, ::-1][:, :, [1, 0, 2]], x["profile_bias"])
+        np.testing.assert_allclose(ry["logcounts"], y["logcounts"], rtol=1e-6)
+    for ex in examples(batches[1::2]):  # and it is the genome's other strand
+        seq, profile, *_ = expected_example(tiny, files, ex["row"], ex["jitter"], True)
+        assert decode_one_hot(ex["sequence"]) == seq
+        np.testing.assert_allclose(ex["profile"], profile)
+
+
+def test_each_epoch_has_every_peak_once_and_fresh_backgrounds(tiny):
+    stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, seed=0, cache=False)
+    train_chroms = {"chr1", "chr4"}
+    drawn = []
+    for _ in range(2):
+        batches = epoch(stream)
+        rows = [int(r) for *_, m in batches for r in m["row"]]
+        sizes = [len(m["row"]) for *_, m in batches]
+        assert sizes[:-1] == [BATCH] * (len(sizes) - 1) and 0 < sizes[-1] <= BATCH  # last partial batch kept
+        counts = Counter(rows)
+        assert max(counts.values()) == 1
+        peaks = rows_where(tiny, train_chroms, kind=0)
+        assert peaks <= set(rows)
+        backgrounds = {}
+        for task in (0, 1):
+            n_peaks = len(rows_where(tiny, train_chroms, kind=0, task=task))
+            backgrounds[task] = set(rows) & rows_where(tiny, train_chroms, kind=1, task=task)
+            assert len(backgrounds[task]) == int(n_peaks * BACKGROUND_RATIO[str(task)])
+        assert set(rows) == peaks | backgrounds[0] | backgrounds[1]
+        drawn.append(backgrounds)
+    assert drawn[0][0] != drawn[1][0] or drawn[0][1] != drawn[1][1]
+
+
+def test_validation_is_fixed_unjittered_and_in_store_order(tiny, files):
+    stream = loader.LocusStream(tiny.path, SPLIT, "val", batch_size=BATCH, seed=5)
+    first, second = examples(epoch(stream)), examples(epoch(stream))
+    assert [e["row"] for e in first] == [e["row"] for e in second] == sorted(e["row"] for e in first)
+    assert [e["row"] for e in first] == list(stream.loci()["row"])
+    assert all(e["jitter"] == 0 and not e["flip"] for e in first)
+    rows = {e["row"] for e in first}
+    for task in (0, 1):
+        n_peaks = len(rows_where(tiny, {"chr2"}, kind=0, task=task))
+        assert len(rows & rows_where(tiny, {"chr2"}, kind=1, task=task)) == int(n_peaks * BACKGROUND_RATIO[str(task)])
+    for ex in first:
+        seq, profile, *_ = expected_example(tiny, files, ex["row"], 0, False)
+        assert decode_one_hot(ex["sequence"]) == seq
+        np.testing.assert_allclose(ex["profile"], profile)
+
+
+def test_test_subset_holds_only_its_peaks(tiny):
+    stream = loader.LocusStream(tiny.path, SPLIT, "test", batch_size=BATCH)
+    rows = {e["row"] for e in examples(epoch(stream))}
+    assert rows == rows_where(tiny, {"chr3"}, kind=0)
+    assert set(stream.loci()["chrom"]) == {"chr3"}
+
+
+def test_cached_and_streamed_modes_yield_the_same_examples(tiny):
+    def by_row(cache):
+        stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random",
+                                    seed=11, cache=cache, shuffle_blocks=2)
+        reads = []
+        original = stream.reader.read_block
+        stream.reader.read_block = lambda block, rows=None: reads.append(block) or original(block, rows)
+        found = [examples(epoch(stream)) for _ in range(2)]
+        return stream, reads, [{e["row"]: e for e in exs} for exs in found]
+
+    cached, cached_reads, cached_examples = by_row(True)
+    streamed, streamed_reads, streamed_examples = by_row(False)
+    assert cached.cached and not streamed.cached
+    # streamed: whole chunk-blocks, each at most once per epoch; cached: read once, up front
+    assert len(cached_reads) == 0 or max(Counter(cached_reads).values()) == 1
+    assert max(Counter(streamed_reads).values()) <= 2
+    for a, b in zip(cached_examples, streamed_examples):
+        assert a.keys() == b.keys()
+        for row in a:
+            for key in ("jitter", "flip", "sequence", "profile", "profile_bias", "logcounts"):
+                np.testing.assert_array_equal(a[row][key], b[row][key])
+
+
+def test_a_seed_fixes_everything(tiny):
+    def rows_and_jitter(seed):
+        stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random",
+                                    seed=seed, cache=False)
+        return [(e["row"], e["jitter"], e["flip"]) for e in examples(epoch(stream))]
+
+    assert rows_and_jitter(2) == rows_and_jitter(2)
+    assert rows_and_jitter(2) != rows_and_jitter(3)
+
+
+def test_sample_weights_and_per_track_targets(tiny):
+    stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, mnll_loss_sample_weight=2.0,
+                                mnll_background_weight=0.25, orig_multi_loss=True, jitter=False)
+    for ex in examples(epoch(stream)):
+        assert ex["w_profile"] == (2.0 if tiny.loci[ex["row"]]["kind"] == 0 else 0.25)
+        assert ex["w_logcounts"] == 1.0
+        np.testing.assert_allclose(ex["logcounts"], np.log(1 + ex["profile"].sum(axis=0)), rtol=1e-6)
+
+
+def test_store_without_bias_yields_sequence_only(tmp_path):
+    tiny = make_tiny_store(tmp_path, with_bias=False)
+    x, y, w = next(iter(loader.make_dataset(tiny.path, SPLIT, "val", batch_size=BATCH).as_numpy_iterator()))
+    assert set(x) == {"sequence"} and x["sequence"].shape[1:] == (INPUT_LEN, 4)
+    assert y["profile"].shape[1:] == (OUTPUT_LEN, 3) and y["logcounts"].shape[1:] == (2,)
+
+
+def test_a_subset_without_loci_names_the_chromosomes(tiny):
+    with pytest.raises(InputError, match=r"chrUn.*chr1"):
+        loader.LocusStream(tiny.path, Split(val=["chrUn"]), "val", batch_size=BATCH)
+
+
+def test_cache_auto_follows_available_memory(tiny, monkeypatch):
+    monkeypatch.setattr(loader, "available_memory", lambda: 1000)
+    assert not loader.LocusStream(tiny.path, SPLIT, "test", batch_size=BATCH).cached
+    monkeypatch.setattr(loader, "available_memory", lambda: 1 << 34)
+    assert loader.LocusStream(tiny.path, SPLIT, "test", batch_size=BATCH).cached
