@@ -1,0 +1,86 @@
+"""Per-track bigWigs of per-locus values (predicted counts, or any (N, L, T) array over output windows).
+
+Loci are sorted by chromosome (in the order of the chromosome sizes) and position. Where output windows overlap,
+each base takes the value of the locus whose window centre (summit) is nearest, ties going to the right-hand
+locus: consecutive windows are split at the midpoint between their summits, so every base is written once.
+Loci with the same chromosome and start keep the first one given. Values past a chromosome's ends are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bpnetz.errors import InputError
+from bpnetz.predict.outputs import atomic_output
+
+
+def locus_segments(chroms: Sequence[str], starts: np.ndarray, length: int,
+                   chrom_sizes: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The part of each window to write: ``(order, seg_start, seg_end)`` in genome order.
+
+    ``order`` indexes the input loci (duplicates removed), sorted by chromosome rank in ``chrom_sizes`` then
+    start; ``seg_start``/``seg_end`` are genomic and may be empty (seg_end <= seg_start) for a fully shadowed or
+    off-chromosome window.
+    """
+    rank = {c: i for i, c in enumerate(chrom_sizes)}
+    missing = sorted({str(c) for c in chroms} - set(rank))
+    if missing:
+        raise InputError(f"chromosomes {', '.join(missing[:5])} are not in the chromosome sizes.",
+                         fix="Pass the chromosome sizes file of the genome the loci come from (--chrom-sizes).")
+    chrom_rank = np.array([rank[str(c)] for c in chroms], dtype=np.int64)
+    starts = np.asarray(starts, dtype=np.int64)
+    order = np.lexsort((starts, chrom_rank))  # stable: equal loci keep their input order
+    chrom_rank, starts = chrom_rank[order], starts[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (chrom_rank[1:] != chrom_rank[:-1]) | (starts[1:] != starts[:-1])
+    order, chrom_rank, starts = order[first], chrom_rank[first], starts[first]
+
+    centres = starts + length // 2
+    same_chrom = chrom_rank[1:] == chrom_rank[:-1]
+    split = (centres[:-1] + centres[1:] + 1) // 2  # first base nearer the right-hand summit (or equidistant)
+    seg_start = starts.copy()
+    seg_end = starts + length
+    seg_start[1:] = np.where(same_chrom, np.maximum(seg_start[1:], split), seg_start[1:])
+    seg_end[:-1] = np.where(same_chrom, np.minimum(seg_end[:-1], split), seg_end[:-1])
+    sizes = np.array(list(chrom_sizes.values()), dtype=np.int64)[chrom_rank]
+    return order, np.clip(seg_start, 0, sizes), np.clip(seg_end, 0, sizes)
+
+
+def write_track_bigwigs(path_template: str, chrom_sizes: Mapping[str, int], chroms: Sequence[str],
+                        starts: np.ndarray, values: np.ndarray, track_names: Sequence[str]) -> list[Path]:
+    """Write one bigWig per track of ``values`` (N, L, T) whose windows start at ``starts`` on ``chroms``.
+
+    ``path_template`` is formatted with ``i`` (track index) and ``name`` (track name, '/' replaced by '_'), e.g.
+    ``"out/model_predictions_track_{i}.bw"``. The header lists every chromosome of ``chrom_sizes`` in its order.
+    Files are written atomically; returns their paths.
+    """
+    import pyBigWig
+
+    values = np.asarray(values)
+    if values.ndim != 3 or values.shape[2] != len(track_names) or not len(values) == len(chroms) == len(starts):
+        raise ValueError(f"values {values.shape} do not match {len(chroms)} loci and {len(track_names)} tracks")
+    length = values.shape[1]
+    order, seg_start, seg_end = locus_segments(chroms, starts, length, chrom_sizes)
+    keep = seg_end > seg_start
+    order, seg_start, seg_end = order[keep], seg_start[keep], seg_end[keep]
+    offsets = seg_start - np.asarray(starts, dtype=np.int64)[order]
+    header = [(str(c), int(s)) for c, s in chrom_sizes.items()]
+    paths = []
+    for t, name in enumerate(tqdm(track_names, desc="bigWig tracks", unit="track", leave=False)):
+        path = Path(path_template.format(i=t, name=str(name).replace("/", "_")))
+        with atomic_output(path) as tmp:
+            bw = pyBigWig.open(str(tmp), "w")
+            try:
+                bw.addHeader(header)
+                for k, locus in enumerate(order):
+                    row = np.ascontiguousarray(
+                        values[locus, offsets[k]:offsets[k] + seg_end[k] - seg_start[k], t], dtype=np.float64)
+                    bw.addEntries(str(chroms[locus]), int(seg_start[k]), values=row, span=1, step=1)
+            finally:
+                bw.close()
+        paths.append(path)
+    return paths
