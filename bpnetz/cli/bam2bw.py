@@ -20,8 +20,8 @@ or from --chrom-sizes (required for tagAlign/fragments BED; reads on chromosomes
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bpnetz bam2bw", description=DESCRIPTION,
+def build_parser(prog: str = "bpnetz bam2bw") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="READS",
                         help="BAM/SAM/CRAM (indexed or not), tagAlign BED(.gz) or fragments BED(.gz)")
@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "bpnetz bam2bw") -> int:
+    args = build_parser(prog).parse_args(argv)
     result = reads_to_bigwigs(args.inputs, args.output_prefix, input_format=args.format,
                               chrom_sizes=args.chrom_sizes, shift=args.shift, unstranded=args.unstranded,
                               min_mapq=args.min_mapq, keep_duplicates=args.keep_duplicates, threads=args.threads)
