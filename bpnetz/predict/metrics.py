@@ -410,7 +410,8 @@ def upper_bound(true_counts: np.ndarray, task_tracks: TaskTracks, *, seed: int =
     half B smoothed with the same Gaussian plus one pseudocount spread uniformly over the group (so that no
     position has probability 0), normalised jointly per group; predicted counts = those probabilities × (B's group
     total + 1). Log counts are put on the full-depth scale by doubling each half: group log Σ_tracks (1 + 2·A)
-    vs log Σ_tracks (1 + 2·B), track log(1 + 2·A_t) vs log(1 + 2·B_t).
+    vs log Σ_tracks (1 + 2·B), track log(1 + 2·A_t) vs log(1 + 2·B_t); so is the profile MSE (counts doubled on
+    both sides, i.e. 4 × the MSE between the halves).
 
     Both halves carry half the reads, so this is what a replicate of half the depth achieves: a model can beat it
     (notably on counts MSE, whose Poisson noise the halving doubles on each side), and it is a reference point,
@@ -429,8 +430,11 @@ def upper_bound(true_counts: np.ndarray, task_tracks: TaskTracks, *, seed: int =
         counts[:, :, idx] = probs[:, :, idx] * (half_b[:, :, idx].sum(axis=(1, 2), keepdims=True) + 1.0)
     track_lc = (np.log1p(2 * half_a.sum(axis=1)), np.log1p(2 * half_b.sum(axis=1)))
     task_lc = (task_logcounts(2 * half_a, task_tracks), task_logcounts(2 * half_b, task_tracks))
-    return _metrics_from_arrays(half_a, probs, counts, task_tracks, track_lc, task_lc, track_names, task_names,
-                                smoothing)
+    result = _metrics_from_arrays(half_a, probs, counts, task_tracks, track_lc, task_lc, track_names, task_names,
+                                  smoothing)
+    for level in (result.track, result.task):
+        level.profile["profile_mse"] *= 4.0  # (2·A − 2·B counts)²: the full-depth scale
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------------

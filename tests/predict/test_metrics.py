@@ -228,3 +228,23 @@ def test_metrics_table_has_one_column_per_result():
     row = next(line for line in lines if line.strip().startswith("counts pearson"))
     assert row.split()[-2] == "0.000"  # the baseline predicts one log count for all
     assert float(row.split()[-3]) == pytest.approx(model.task.counts["counts_pearson"][0], abs=5e-4)
+
+
+def test_upper_bound_definition_reproduced_from_the_seeded_split():
+    rng = np.random.default_rng(9)
+    true = _peaky_counts(rng, 5, 2)
+    ub = M.upper_bound(true, [[0, 1]], seed=3)
+    half_a = np.random.default_rng(3).binomial(true.astype(int), 0.5).astype(float)
+    half_b = true - half_a
+    np.testing.assert_allclose(ub.track.true_logcounts, np.log(1 + 2 * half_a.sum(axis=1)))
+    np.testing.assert_allclose(ub.track.pred_logcounts, np.log(1 + 2 * half_b.sum(axis=1)))
+    np.testing.assert_allclose(ub.task.pred_logcounts[:, 0], np.log(2 + 2 * half_b.sum(axis=(1, 2))))
+    for i in range(5):
+        smooth_b = np.stack([_reference_smooth(half_b[i, :, t]) for t in range(2)], axis=1)
+        probs = (smooth_b + 1 / smooth_b.size) / (smooth_b.sum() + 1)
+        counts = probs * (half_b[i].sum() + 1)
+        a_flat = half_a[i].T.ravel().astype(int)
+        p_flat = probs.T.ravel()
+        mnll = -multinomial(a_flat.sum(), p_flat / p_flat.sum()).logpmf(a_flat) / a_flat.size
+        assert ub.task.profile["mnll"][i, 0] == pytest.approx(mnll, rel=1e-8)
+        assert ub.task.profile["profile_mse"][i, 0] == pytest.approx(np.mean((2 * half_a[i] - 2 * counts) ** 2))
