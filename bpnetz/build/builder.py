@@ -1,0 +1,750 @@
+"""The build: FASTA + bigWigs + peak/background files -> one sharded Zarr store of every locus.
+
+Steps (all in :func:`build_store`):
+
+1. Load and cross-check the inputs (chromosome names and lengths of FASTA, chrom.sizes and every bigWig),
+   checksum every source file, resolve and select the loci (:mod:`bpnetz.build.loci`).
+2. Create ``<store>.partial`` with the arrays and the locus coordinates, or resume it when it was started by
+   the same build (same build key); a partial store of other inputs is started over.
+3. One Dask task per block of :data:`~bpnetz.store.schema.SHARD_LOCI` rows (exactly one shard of every array,
+   so concurrent tasks never write the same object). A task opens the FASTA and bigWigs once, reads its rows'
+   windows, writes them, then writes ``.blocks/<i>.json`` with the block's totals. Finished blocks are skipped
+   on a rerun.
+4. Check totals (a track with no value at any locus is an error), write the metadata, remove the block markers
+   and rename ``<store>.partial`` to ``<store>``: readers never see a half-written store.
+
+Signal is stored as int32 when every value read is a whole number (checked while reading; the first
+non-integer value restarts the build as float32); bias tracks are float32. Missing bigWig values are zeros.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bpnetz import __version__
+from bpnetz.build import loci as loci_mod
+from bpnetz.build.bedfiles import write_text
+from bpnetz.build.checksum import ChecksumCache, build_key, content_id
+from bpnetz.build.readers import (
+    bigwig_has_data,
+    bigwig_windows,
+    fasta_lengths,
+    fasta_windows,
+    open_bigwig,
+    open_fasta,
+    read_blacklist,
+    read_chrom_sizes,
+)
+from bpnetz.config import InputData, read_json
+from bpnetz.errors import InputError
+from bpnetz.store import schema
+from bpnetz.store.schema import StoreLayout, Track
+
+PARTIAL_SUFFIX = ".partial"
+BLOCKS_DIR = ".blocks"
+BUILD_ATTR = "bpnetz_build"  # attrs of a partial store: build key, signal dtype, block size
+COORD_CHUNK = 1 << 16
+INT32_LIMIT = 2**31 - 1
+#: Blosc/zstd level: level 3 compresses count data within ~5% of level 9 at several times the speed.
+CLEVEL = 3
+
+
+class NonIntegerSignal(Exception):
+    """Raised by a block task planned as int32 that finds a non-integer signal value (restart as float32)."""
+
+
+# ------------------------------------------------------------------------------------------------ the inputs
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file of a build: absolute path and role ('genome', 'signal', 'loci', ...)."""
+
+    path: str
+    role: str
+
+
+@dataclass
+class BuildInputs:
+    """Everything a build needs, validated: layout, sources with checksums, selected loci, genome facts."""
+
+    layout: StoreLayout
+    sources: list[SourceFile]
+    checksums: list[dict[str, Any]]
+    selection: loci_mod.Selection
+    fasta_path: str
+    genome: dict[str, Any]
+    input_data_json: Any
+    build_args: dict[str, Any]
+    key: str
+
+
+def _bias_tracks(task: int, sources: list[str], smoothings: list[tuple[float, int] | None]) -> list[Track]:
+    """Raw control tracks of a task in source order, then one smoothed copy per non-null smoothing entry."""
+    strands = ["+", "-"] if len(sources) == 2 else ["."] * len(sources)
+    labels = strands if len(sources) <= 2 else [str(i) for i in range(len(sources))]
+    raw = [Track(name=f"{task}/bias/{label}", task=task, strand=strand, source=src)
+           for src, strand, label in zip(sources, strands, labels, strict=True)]
+    smoothed = [Track(name=f"{t.name}/smooth_{sigma:g}_{window}", task=task, strand=t.strand, source=t.source,
+                      smoothing=(float(sigma), int(window)))
+                for t, smoothing in zip(raw, smoothings, strict=True) if smoothing is not None
+                for sigma, window in [smoothing]]
+    return raw + smoothed
+
+
+def make_layout(input_data: InputData, input_len: int, output_len: int, max_jitter: int) -> StoreLayout:
+    """The store layout of an experiment: tracks per task ('+'/'-' for two sources, '.' for one), bias tracks."""
+    if input_len < 1 or output_len < 1 or max_jitter < 0:
+        raise InputError(f"lengths must be positive and max_jitter non-negative (got input {input_len}, "
+                         f"output {output_len}, jitter {max_jitter}).")
+    tracks: list[Track] = []
+    bias: list[Track] = []
+    ratios: dict[str, float] = {}
+    for task_index, (key, spec) in enumerate(input_data.tasks.items()):
+        strands = ["+", "-"] if spec.stranded else ["."]
+        tracks += [Track(name=f"{key}/{strand}", task=task_index, strand=strand, source=str(Path(src).resolve()))
+                   for src, strand in zip(spec.signal.source, strands, strict=True)]
+        if spec.bias is not None:
+            for sigma_window in spec.bias.smoothings:
+                if sigma_window is not None and (sigma_window[0] <= 0 or sigma_window[1] < 1):
+                    raise InputError(f"task \"{key}\": bias smoothing {list(sigma_window)} needs sigma > 0 and "
+                                     "window >= 1.", path=input_data.path, fix="Use e.g. [7.0, 81] or null.")
+            bias += _bias_tracks(task_index, [str(Path(s).resolve()) for s in spec.bias.source],
+                                 spec.bias.smoothings)
+        if spec.background_loci is not None:
+            ratios[key] = float(spec.background_loci.ratio)
+    return StoreLayout(input_len=input_len, output_len=output_len, max_jitter=max_jitter,
+                       tasks=input_data.task_names, tracks=tracks, bias_tracks=bias, background_ratio=ratios)
+
+
+def _collect_sources(input_data: InputData, fasta: Path, chrom_sizes: Path, blacklist: Path | None
+                     ) -> list[SourceFile]:
+    """Every input file once (by absolute path), genome first; loci refer to it by index."""
+    found: dict[str, SourceFile] = {}
+
+    def add(path: str | Path, role: str) -> None:
+        resolved = str(Path(path).resolve())
+        found.setdefault(resolved, SourceFile(resolved, role))
+
+    add(fasta, "genome")
+    add(chrom_sizes, "chrom_sizes")
+    add(input_data.path, "input_data")
+    roles = {"signal": "signal", "loci": "loci", "background_loci": "background_loci", "bias": "bias"}
+    for key, path in input_data.files():
+        add(path, roles[key.split(".")[1]])
+    if blacklist is not None:
+        add(blacklist, "blacklist")
+    return list(found.values())
+
+
+def _examples(names: Sequence[str], k: int = 3) -> str:
+    return ", ".join(repr(n) for n in list(names)[:k]) + (", …" if len(names) > k else "")
+
+
+def _check_names(what: str, path: str | Path, names: dict[str, int] | list[str], fasta_len: dict[str, int],
+                 fasta_path: str | Path) -> None:
+    """InputError when a source shares no chromosome name with the FASTA, or disagrees on a shared length."""
+    common = [c for c in names if c in fasta_len]
+    if not common:
+        raise InputError(
+            f"no chromosome name of the {what} ({_examples(list(names))}) occurs in the FASTA {fasta_path} "
+            f"({_examples(list(fasta_len))}).", path=path,
+            fix="Use files of the same assembly with the same naming (e.g. both 'chr1' or both '1'): rename the "
+                "chromosomes consistently (add or strip the 'chr' prefix) or write chrom.sizes from the FASTA "
+                "with 'cut -f1,2 genome.fa.fai > chrom.sizes'.")
+    if isinstance(names, dict):
+        for chrom in common:
+            if names[chrom] != fasta_len[chrom]:
+                raise InputError(f"chromosome {chrom!r} has length {names[chrom]} in the {what} but "
+                                 f"{fasta_len[chrom]} in the FASTA {fasta_path}: different assemblies.", path=path,
+                                 fix="Use files of the same genome assembly.")
+
+
+def _bigwig_paths(store_layout: StoreLayout) -> list[str]:
+    return list(dict.fromkeys(t.source for t in store_layout.tracks + store_layout.bias_tracks))
+
+
+def _chromosomes(store_layout: StoreLayout, fasta_len: dict[str, int], fasta_path: Path, sizes: dict[str, int],
+                 sizes_path: str, loci_chroms: set[str]) -> tuple[dict[str, int], dict[str, str]]:
+    """Usable chromosomes with lengths, and rejection reasons for loci chromosomes some source lacks."""
+    bigwig_chroms = {}
+    for path in _bigwig_paths(store_layout):
+        handle = open_bigwig(path)
+        bigwig_chroms[path] = {c: int(n) for c, n in handle.chroms().items()}
+        handle.close()
+        _check_names("bigWig", path, bigwig_chroms[path], fasta_len, fasta_path)
+    usable = {c: n for c, n in sizes.items()
+              if c in fasta_len and all(c in chroms for chroms in bigwig_chroms.values())}
+    unavailable = {}
+    for chrom in sorted(loci_chroms - set(usable)):
+        if chrom not in sizes:
+            continue  # select_loci names it
+        if chrom not in fasta_len:
+            unavailable[chrom] = loci_mod.REASON_NOT_IN_FASTA
+        else:
+            missing = next(p for p, chroms in bigwig_chroms.items() if chrom not in chroms)
+            unavailable[chrom] = f"{loci_mod.REASON_NOT_IN_BIGWIG}:{Path(missing).name}"
+    if not usable:
+        raise InputError("no chromosome is present in the FASTA, chrom.sizes and every bigWig at once.",
+                         path=sizes_path, fix="Use inputs of the same assembly and chromosome naming.")
+    return usable, unavailable
+
+
+def _read_all_loci(input_data: InputData, sources: list[SourceFile]) -> loci_mod.LocusTable:
+    """Peaks and background loci of every task, in input order."""
+    index = {s.path: i for i, s in enumerate(sources)}
+    tables = []
+    for task_index, spec in enumerate(input_data.tasks.values()):
+        groups = [(spec.loci.source, schema.KIND_PEAK, False)]
+        if spec.background_loci is not None:
+            groups.append((spec.background_loci.source, schema.KIND_BACKGROUND, True))
+        for paths, kind, allow_midpoint in groups:
+            for path in paths:
+                table = loci_mod.read_loci(path, task=task_index, kind=kind,
+                                           source_file=index[str(Path(path).resolve())],
+                                           allow_midpoint=allow_midpoint)
+                if kind == schema.KIND_PEAK and len(table) == 0:
+                    raise InputError("contains no loci.", path=path, fix="Check the peak file.")
+                tables.append(table)
+    return loci_mod.LocusTable.concat(tables)
+
+
+def _check_loci_names(loci: loci_mod.LocusTable, sources: list[SourceFile], fasta_len: dict[str, int],
+                      fasta_path: Path) -> None:
+    """A loci file none of whose chromosomes is in the FASTA is a naming mismatch, not a set of rejections."""
+    for file_index in np.unique(loci.source_file):
+        chroms = set(loci.chrom[loci.source_file == file_index].tolist())
+        if chroms and not chroms & set(fasta_len):
+            _check_names("loci file", sources[file_index].path, sorted(chroms), fasta_len, fasta_path)
+
+
+def _build_args(input_len: int, output_len: int, max_jitter: int, chroms: Sequence[str] | None,
+                blacklist: str | Path | None) -> dict[str, Any]:
+    """The build arguments that shape a store's content (recorded in its configs)."""
+    return {"input_len": input_len, "output_len": output_len, "max_jitter": max_jitter,
+            "chroms": list(chroms) if chroms is not None else None,
+            "blacklist": str(Path(blacklist).resolve()) if blacklist else None}
+
+
+def _build_key(sources: list[SourceFile], source_checksums: list[str], build_args: dict[str, Any]) -> str:
+    return build_key(source_checksums, {**build_args, "schema_version": schema.SCHEMA_VERSION,
+                                        "paths": [s.path for s in sources]})
+
+
+def prepare_inputs(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, *,
+                   input_len: int, output_len: int, max_jitter: int, chroms: Sequence[str] | None,
+                   blacklist: str | Path | None, checksums: ChecksumCache) -> BuildInputs:
+    """Load, cross-check and checksum every input; resolve and select the loci."""
+    spec = InputData.load(input_data)
+    layout = make_layout(spec, input_len, output_len, max_jitter)
+    fasta_path = Path(reference_genome)
+    fasta = open_fasta(fasta_path)
+    fasta_len = fasta_lengths(fasta)
+    fasta.close()
+    sizes = read_chrom_sizes(chrom_sizes)
+    _check_names("chrom sizes file", chrom_sizes, sizes, fasta_len, fasta_path)
+    if chroms is not None:
+        unknown = [c for c in chroms if c not in sizes]
+        if unknown:
+            raise InputError(f"--chroms names {_examples(unknown)}, not in the chrom sizes file "
+                             f"({_examples(list(sizes))}).", path=chrom_sizes, fix="Use names of chrom.sizes.")
+    bl = read_blacklist(blacklist) if blacklist is not None else None
+    sources = _collect_sources(spec, fasta_path, Path(chrom_sizes), Path(blacklist) if blacklist else None)
+    table = _read_all_loci(spec, sources)
+    _check_loci_names(table, sources, fasta_len, fasta_path)
+    usable, unavailable = _chromosomes(layout, fasta_len, fasta_path, sizes, str(chrom_sizes),
+                                       set(table.chrom.tolist()))
+    selection = loci_mod.select_loci(table, layout, usable, unavailable,
+                                     chroms=list(chroms) if chroms is not None else None, blacklist=bl)
+    if len(selection.kept) == 0:
+        raise InputError(f"no locus can be built: all {len(table)} were rejected ({selection.rejected_counts()}).",
+                         path=input_data, fix="Check --chroms, the chromosome names and the window lengths.")
+    _check_bigwigs_have_data(layout, sorted(set(selection.kept.chrom.tolist())))
+    sums = [checksums.checksum(s.path, md5=s.role == "genome") for s in sources]
+    build_args = _build_args(input_len, output_len, max_jitter, chroms, blacklist)
+    genome = {"path": str(fasta_path.resolve()), "md5": sums[0]["md5"], "checksum": sums[0]["checksum"],
+              "chroms": fasta_len, "length": int(sum(fasta_len.values()))}
+    key = _build_key(sources, [s["checksum"] for s in sums], build_args)
+    return BuildInputs(layout=layout, sources=sources, checksums=sums, selection=selection,
+                       fasta_path=str(fasta_path.resolve()), genome=genome, input_data_json=read_json(input_data),
+                       build_args=build_args, key=key)
+
+
+def _check_bigwigs_have_data(store_layout: StoreLayout, chroms: list[str]) -> None:
+    for path in _bigwig_paths(store_layout):
+        handle = open_bigwig(path)
+        try:
+            if not bigwig_has_data(handle, chroms):
+                raise InputError(f"has no values on the chromosomes of the loci ({_examples(chroms)}): the track "
+                                 "would be all zeros.", path=path,
+                                 fix="Check that it is the right bigWig for this genome and experiment.")
+        finally:
+            handle.close()
+
+
+# ------------------------------------------------------------------------------------------ one block of rows
+
+
+def smooth_bias(extended: np.ndarray, sigma: float, window: int) -> np.ndarray:
+    """Gaussian smoothing of control profiles, as the ``bias.smoothing: [sigma, window]`` entries define it.
+
+    ``extended`` (n, L + 2r) holds the raw control over the stored profile window extended by ``r = window // 2``
+    bases on each side (positions without a value, or outside the chromosome, are 0). The result (n, L) is, at
+    each stored position i, ``sum_{k=-r..r} w_k · x[i + k]`` with ``w_k ∝ exp(-k² / (2 sigma²))`` normalised to
+    sum 1: a Gaussian of standard deviation ``sigma`` truncated to ``window`` bases (2r + 1 taps), computed from
+    real flanking values, so the stored window's edges are exact (equal to
+    ``scipy.ndimage.gaussian_filter1d(x, sigma, truncate=r / sigma)`` on the extended read, cropped by r).
+    """
+    from scipy.ndimage import correlate1d
+
+    radius = window // 2
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights /= weights.sum()
+    smoothed = correlate1d(extended.astype(np.float64), weights, axis=1, mode="constant")
+    return smoothed[:, radius:extended.shape[1] - radius].astype(np.float32)
+
+
+def _signal_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
+                  length: int, dtype: str) -> tuple[np.ndarray, dict[str, list]]:
+    """Signal rows (n, length, tracks) and per-track totals and counts of positions with a value."""
+    out = np.empty((len(start), length, len(tracks)), dtype=dtype)
+    sums, finite = [], []
+    for i, track in enumerate(tracks):
+        values = bigwig_windows(bigwigs[track.source], chrom, start, length)
+        missing = np.isnan(values)
+        finite.append(int(values.size - missing.sum()))
+        values[missing] = 0
+        if dtype == "int32":
+            if not np.array_equal(values, np.rint(values)) or np.abs(values).max(initial=0) > INT32_LIMIT:
+                raise NonIntegerSignal(track.source)
+            sums.append(int(values.sum(dtype=np.int64)))
+        else:
+            sums.append(float(values.sum(dtype=np.float64)))
+        out[:, :, i] = values
+    return out, {"sum": sums, "finite": finite}
+
+
+def _bias_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
+                length: int) -> tuple[np.ndarray, dict[str, list]]:
+    """Bias rows (n, length, bias tracks): raw controls and smoothed copies, with totals and value counts."""
+    flank = {}
+    for track in tracks:
+        radius = track.smoothing[1] // 2 if track.smoothing else 0
+        flank[track.source] = max(flank.get(track.source, 0), radius)
+    extended, finite_by_source = {}, {}
+    for source, f in flank.items():
+        values = bigwig_windows(bigwigs[source], chrom, start - f, length + 2 * f)
+        missing = np.isnan(values)
+        finite_by_source[source] = int((~missing[:, f:f + length]).sum())
+        values[missing] = 0
+        extended[source] = values
+    out = np.empty((len(start), length, len(tracks)), dtype=np.float32)
+    for i, track in enumerate(tracks):
+        f = flank[track.source]
+        if track.smoothing is None:
+            out[:, :, i] = extended[track.source][:, f:f + length]
+        else:
+            radius = track.smoothing[1] // 2
+            span = extended[track.source][:, f - radius:f + length + radius]
+            out[:, :, i] = smooth_bias(span, *track.smoothing)
+    sums = [float(out[:, :, i].sum(dtype=np.float64)) for i in range(len(tracks))]
+    return out, {"sum": sums, "finite": [finite_by_source[t.source] for t in tracks]}
+
+
+def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], signal_dtype: str,
+                block_loci: int, block: int) -> dict[str, Any]:
+    """Read and write rows [block · block_loci, …) of every array; record the block as finished.
+
+    Runs as one Dask task (possibly in another process or on a cluster worker), so it takes only plain values,
+    opens every file itself once, and returns the block's totals (also written to ``.blocks/<block>.json``).
+    """
+    import zarr
+
+    store_layout = StoreLayout.from_dict(layout_dict)
+    root = zarr.open_group(store_path, mode="r+", zarr_format=3)
+    n = root["summit"].shape[0]
+    lo, hi = block * block_loci, min(n, (block + 1) * block_loci)
+    chrom = np.asarray(root["chrom"][lo:hi], dtype=object)
+    summit = np.asarray(root["summit"][lo:hi], dtype=np.int64)
+    seq_start, _ = store_layout.seq_window(summit)
+    profile_start, _ = store_layout.profile_window(summit)
+
+    fasta = open_fasta(fasta_path)
+    try:
+        root["seq"][lo:hi] = fasta_windows(fasta, chrom, seq_start, store_layout.seq_len)
+    finally:
+        fasta.close()
+    bigwigs = {path: open_bigwig(path) for path in _bigwig_paths(store_layout)}
+    try:
+        signal, signal_stats = _signal_block(bigwigs, store_layout.tracks, chrom, profile_start,
+                                             store_layout.profile_len, signal_dtype)
+        root["signal"][lo:hi] = signal
+        del signal
+        stats: dict[str, Any] = {"block": block, "rows": hi - lo, "signal": signal_stats}
+        if store_layout.bias_tracks:
+            bias, bias_stats = _bias_block(bigwigs, store_layout.bias_tracks, chrom, profile_start,
+                                           store_layout.profile_len)
+            root["bias"][lo:hi] = bias
+            stats["bias"] = bias_stats
+    finally:
+        for handle in bigwigs.values():
+            handle.close()
+    write_text(Path(store_path) / BLOCKS_DIR / f"{block}.json", json.dumps(stats))
+    return stats
+
+
+# ------------------------------------------------------------------------------------------- the partial store
+
+
+def _compressor(shuffle: str) -> Any:
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname="zstd", clevel=CLEVEL, shuffle=shuffle)
+
+
+def _create_partial(path: Path, inputs: BuildInputs, signal_dtype: str, block_loci: int, chunk_loci: int) -> None:
+    """A new partial store: empty data arrays, the locus coordinates, and the build attributes."""
+    import zarr
+
+    if path.exists():
+        shutil.rmtree(path)
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    store_layout, kept = inputs.layout, inputs.selection.kept
+    n = len(kept)
+    config = {"write_empty_chunks": True}  # every chunk exists on disk, so verify can tell missing from zero
+
+    def data_array(name: str, tail: tuple[int, ...], dtype: str, dims: tuple[str, ...], shuffle: str) -> None:
+        root.create_array(name, shape=(n, *tail), chunks=(chunk_loci, *tail), shards=(block_loci, *tail),
+                          dtype=dtype, compressors=_compressor(shuffle), dimension_names=dims, fill_value=0,
+                          config=config)
+
+    data_array("seq", (store_layout.seq_len,), "uint8", schema.SEQ_DIMS, "bitshuffle")
+    data_array("signal", (store_layout.profile_len, store_layout.n_tracks), signal_dtype, schema.TRACK_DIMS,
+               "shuffle")
+    if store_layout.n_bias:
+        data_array("bias", (store_layout.profile_len, store_layout.n_bias), "float32", schema.BIAS_DIMS, "shuffle")
+    for name, values in kept.columns().items():
+        dtype = schema.LOCUS_COORDS[name]
+        array = root.create_array(name, shape=(n,), chunks=(min(n, COORD_CHUNK),), dtype=dtype,
+                                  dimension_names=(schema.LOCUS_DIM,), config=config,
+                                  compressors=None if dtype is str else _compressor("shuffle"))
+        array[:] = values.astype(str) if dtype is str else values.astype(dtype)
+    root.attrs[BUILD_ATTR] = {"key": inputs.key, "signal_dtype": signal_dtype, "block_loci": block_loci,
+                              "n_loci": n}
+    loci_mod.write_rejected_bed(path / loci_mod.REJECTED_BED, inputs.selection, [s.path for s in inputs.sources],
+                                store_layout.tasks)
+
+
+def _partial_state(path: Path) -> dict[str, Any] | None:
+    """The build attributes of a partial store, or None when there is none (or it is unreadable)."""
+    if not path.exists():
+        return None
+    try:
+        import zarr
+
+        return dict(zarr.open_group(str(path), mode="r", zarr_format=3).attrs).get(BUILD_ATTR)
+    except Exception:  # a partial store broken beyond reading is simply started over
+        return None
+
+
+def _finished_blocks(path: Path) -> dict[int, dict[str, Any]]:
+    """Stats of the blocks whose marker exists."""
+    done = {}
+    for marker in (path / BLOCKS_DIR).glob("*.json"):
+        try:
+            done[int(marker.stem)] = json.loads(marker.read_text())
+        except (ValueError, json.JSONDecodeError):
+            marker.unlink()
+    return done
+
+
+def _plan_signal_dtype(inputs: BuildInputs, sample: int = 512) -> str:
+    """int32 when the signal over a spread-out sample of loci is whole-numbered, else float32."""
+    kept = inputs.selection.kept
+    rows = np.unique(np.linspace(0, len(kept) - 1, min(sample, len(kept))).astype(np.int64))
+    start, _ = inputs.layout.profile_window(kept.summit[rows])
+    bigwigs = {t.source: open_bigwig(t.source) for t in inputs.layout.tracks}
+    try:
+        _signal_block(bigwigs, inputs.layout.tracks, kept.chrom[rows], start, inputs.layout.profile_len, "int32")
+        return "int32"
+    except NonIntegerSignal:
+        return "float32"
+    finally:
+        for handle in bigwigs.values():
+            handle.close()
+
+
+# ------------------------------------------------------------------------------------------------ scheduling
+
+
+def _run_blocks(calls: list[tuple], workers: int | None, scheduler: str | None, progress: bool) -> list[dict]:
+    """Run ``write_block(*call)`` for each call as one Dask task; local threads or a distributed cluster."""
+    import dask
+    from tqdm.auto import tqdm
+
+    tasks = [dask.delayed(write_block, pure=False)(*call, dask_key_name=f"write_block-{call[-1]}")
+             for call in calls]
+    bar = tqdm(total=len(tasks), unit="block", desc="build", disable=not progress, file=sys.stderr)
+    try:
+        if scheduler:
+            return _run_distributed(tasks, scheduler, bar)
+        from dask.callbacks import Callback
+
+        def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            if str(key).startswith("write_block-"):
+                bar.update(1)
+
+        with Callback(posttask=posttask):
+            return list(dask.compute(*tasks, scheduler="threads", num_workers=workers or os.cpu_count() or 1))
+    finally:
+        bar.close()
+
+
+def _run_distributed(tasks: list[Any], address: str, bar: Any) -> list[dict]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise InputError("--scheduler needs dask.distributed, which is not installed.",
+                         fix="Install it with: pip install 'bpnetz[distributed]'.") from None
+    try:
+        client = Client(address, timeout="30s")
+    except OSError as err:
+        raise InputError(f"cannot connect to the Dask scheduler at {address} ({err}).",
+                         fix="Check the address (e.g. tcp://host:8786) and that the scheduler runs.") from None
+    with client:
+        futures = client.compute(tasks)
+        results = []
+        for future in as_completed(futures):
+            results.append(future.result())
+            bar.update(1)
+        return results
+
+
+# ------------------------------------------------------------------------------------------------- the build
+
+
+@dataclass
+class BuildSummary:
+    """What a build produced: counts, rejections, size and speed."""
+
+    path: Path
+    n_loci: int
+    counts: dict[str, dict[str, int]]  # kind -> task -> loci
+    rejected: dict[str, int]  # reason -> loci
+    bytes_on_disk: int
+    raw_bytes: int
+    seconds: float
+    block_seconds: float
+    blocks_built: int
+    blocks_resumed: int
+    loci_built: int
+    signal_dtype: str
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def loci_per_second(self) -> float:
+        """Loci read and written per second by the block tasks (excluding input checks and checksums)."""
+        return self.loci_built / self.block_seconds if self.block_seconds > 0 else float("nan")
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.raw_bytes / self.bytes_on_disk if self.bytes_on_disk else float("nan")
+
+    def format(self) -> str:
+        per_task = "; ".join(f"{kind}: " + ", ".join(f"task {t} {n:,}" for t, n in tasks.items())
+                             for kind, tasks in self.counts.items() if tasks)
+        rejected = sum(self.rejected.values())
+        why = ", ".join(f"{reason} {n:,}" for reason, n in self.rejected.items())
+        resumed = f", {self.blocks_resumed} block(s) resumed" if self.blocks_resumed else ""
+        return "\n".join([
+            f"built {self.path}: {self.n_loci:,} loci ({per_task}), signal {self.signal_dtype}",
+            f"rejected {rejected:,} loci" + (f" ({why}) -> {self.path / loci_mod.REJECTED_BED}" if rejected else ""),
+            f"size on disk {self.bytes_on_disk / 1e6:,.1f} MB, raw {self.raw_bytes / 1e6:,.1f} MB, compression "
+            f"{self.compression_ratio:.1f}x; {self.loci_built:,} loci written in {self.block_seconds:.1f} s "
+            f"({self.loci_per_second:,.0f} loci/s{resumed}), {self.seconds:.1f} s in all",
+        ])
+
+
+def _disk_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _raw_bytes(store_layout: StoreLayout, n: int, signal_dtype: str) -> int:
+    per_locus = (store_layout.seq_len + store_layout.profile_len * store_layout.n_tracks
+                 * np.dtype(signal_dtype).itemsize + store_layout.profile_len * store_layout.n_bias * 4)
+    return int(n * per_locus)
+
+
+def _counts(kept: loci_mod.LocusTable, tasks: list[str]) -> dict[str, dict[str, int]]:
+    return {kind_name: {tasks[t]: int(((kept.kind == kind) & (kept.task == t)).sum()) for t in range(len(tasks))
+                        if ((kept.kind == kind) & (kept.task == t)).any()}
+            for kind, kind_name in enumerate(schema.KIND_NAMES)}
+
+
+def _totals(store_layout: StoreLayout, blocks: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per-track sums over all blocks; a track without a single value at any locus is an error."""
+    totals: dict[str, dict[str, float]] = {}
+    for array, tracks in (("signal", store_layout.tracks), ("bias", store_layout.bias_tracks)):
+        if not tracks:
+            continue
+        for i, track in enumerate(tracks):
+            if sum(b[array]["finite"][i] for b in blocks) == 0:
+                raise InputError(f"has no value in any locus window (track {track.name}): the track would be all "
+                                 "zeros.", path=track.source, fix="Check that it is the right bigWig.")
+        totals[array] = {t.name: sum(b[array]["sum"][i] for b in blocks) for i, t in enumerate(tracks)}
+    return totals
+
+
+def _metadata(inputs: BuildInputs, totals: dict[str, Any], signal_dtype: str) -> dict[str, Any]:
+    kept, store_layout = inputs.selection.kept, inputs.layout
+    sources = [{"path": s.path, "role": s.role, "size": c["size"], "checksum": c["checksum"]}
+               for s, c in zip(inputs.sources, inputs.checksums, strict=True)]
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "bpnetz_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "layout": store_layout.to_dict(),
+        "n_loci": len(kept),
+        "n_rejected": len(inputs.selection.rejected),
+        "counts": _counts(kept, store_layout.tasks),
+        "rejected": inputs.selection.rejected_counts(),
+        "signal_dtype": signal_dtype,
+        "genome": inputs.genome,
+        "sources": sources,
+        "configs": {"input_data": inputs.input_data_json, "build": inputs.build_args},
+        "build_key": inputs.key,
+        "checksum": content_id([c["checksum"] for c in inputs.checksums], store_layout.to_dict(), kept.columns()),
+        "totals": totals,
+    }
+
+
+def _finish(partial: Path, output: Path, meta: dict[str, Any], overwrite: bool) -> None:
+    """Write the metadata, drop the build state and rename the partial store into place."""
+    import zarr
+
+    root = zarr.open_group(str(partial), mode="r+", zarr_format=3)
+    root.attrs.put({schema.ATTR_KEY: meta})
+    shutil.rmtree(partial / BLOCKS_DIR, ignore_errors=True)
+    if output.exists():
+        if not overwrite:
+            raise InputError("appeared while building; not replaced.", path=output, fix="Use --overwrite.")
+        old = output.with_name(output.name + ".old")
+        os.replace(output, old)
+        os.replace(partial, output)
+        shutil.rmtree(old)
+    else:
+        os.replace(partial, output)
+
+
+def build_store(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, *,
+                input_len: int = 2114, output_len: int = 1000, max_jitter: int = 128, output: str | Path,
+                chroms: Sequence[str] | None = None, blacklist: str | Path | None = None,
+                workers: int | None = None, scheduler: str | None = None, progress: bool = True,
+                overwrite: bool = False) -> BuildSummary:
+    """Build (or resume building) the store of an experiment at ``output``; see the module docstring."""
+    return _build(input_data, reference_genome, chrom_sizes, input_len=input_len, output_len=output_len,
+                  max_jitter=max_jitter, output=output, chroms=chroms, blacklist=blacklist, workers=workers,
+                  scheduler=scheduler, progress=progress, overwrite=overwrite, checksums=ChecksumCache(None))
+
+
+def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, *, input_len: int,
+           output_len: int, max_jitter: int, output: str | Path, chroms: Sequence[str] | None,
+           blacklist: str | Path | None, workers: int | None, scheduler: str | None, progress: bool,
+           overwrite: bool, checksums: ChecksumCache) -> BuildSummary:
+    began = time.perf_counter()
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise InputError("already exists.", path=output,
+                         fix="Choose another --output, delete it, or pass --overwrite to replace it.")
+    inputs = prepare_inputs(input_data, reference_genome, chrom_sizes, input_len=input_len, output_len=output_len,
+                            max_jitter=max_jitter, chroms=chroms, blacklist=blacklist, checksums=checksums)
+    partial = Path(str(output) + PARTIAL_SUFFIX)
+    notices = []
+    state = _partial_state(partial)
+    block_loci, chunk_loci = schema.SHARD_LOCI, schema.CHUNK_LOCI
+    if state is not None and state.get("key") != inputs.key:
+        notices.append(f"{partial} was started from other inputs or arguments; starting over.")
+        state = None
+    elif state is None and partial.exists():
+        notices.append(f"{partial} is not a readable partial build; starting over.")
+    if state is None:
+        signal_dtype = _plan_signal_dtype(inputs)
+        _create_partial(partial, inputs, signal_dtype, block_loci, chunk_loci)
+    else:
+        signal_dtype, block_loci = state["signal_dtype"], int(state["block_loci"])
+    for notice in notices:
+        print(f"notice: {notice}", file=sys.stderr)
+
+    n = len(inputs.selection.kept)
+    n_blocks = -(-n // block_loci)
+    while True:
+        done = _finished_blocks(partial)
+        todo = [b for b in range(n_blocks) if b not in done]
+        call = (str(partial), inputs.fasta_path, inputs.layout.to_dict(), signal_dtype, block_loci)
+        blocks_began = time.perf_counter()
+        try:
+            results = _run_blocks([(*call, b) for b in todo], workers, scheduler, progress)
+            break
+        except NonIntegerSignal as err:
+            notices.append(f"{err} holds non-integer values; signal is stored as float32.")
+            print(f"notice: {notices[-1]} Restarting.", file=sys.stderr)
+            signal_dtype = "float32"
+            _create_partial(partial, inputs, signal_dtype, block_loci, chunk_loci)
+    block_seconds = time.perf_counter() - blocks_began
+    done.update({r["block"]: r for r in results})
+    totals = _totals(inputs.layout, [done[b] for b in range(n_blocks)])
+    _finish(partial, output, _metadata(inputs, totals, signal_dtype), overwrite)
+    summary = BuildSummary(
+        path=output, n_loci=n, counts=_counts(inputs.selection.kept, inputs.layout.tasks),
+        rejected=inputs.selection.rejected_counts(), bytes_on_disk=_disk_bytes(output),
+        raw_bytes=_raw_bytes(inputs.layout, n, signal_dtype), seconds=time.perf_counter() - began,
+        block_seconds=block_seconds, blocks_built=len(todo), blocks_resumed=n_blocks - len(todo),
+        loci_built=sum(r["rows"] for r in results), signal_dtype=signal_dtype, notices=notices)
+    if progress:
+        print(summary.format(), file=sys.stderr)
+    return summary
+
+
+def find_or_build_store(cache_dir: str | Path, input_data: str | Path, reference_genome: str | Path,
+                        chrom_sizes: str | Path, *, input_len: int = 2114, output_len: int = 1000,
+                        max_jitter: int = 128, chroms: Sequence[str] | None = None,
+                        blacklist: str | Path | None = None, workers: int | None = None,
+                        scheduler: str | None = None, progress: bool = True) -> Path:
+    """The cached store of these inputs and arguments under ``cache_dir``, built first when absent.
+
+    The cache key is the build key (source files' checksums — remembered per unchanged file in
+    ``cache_dir/checksums.json`` — lengths, chroms and blacklist), so the ``bpnet-*`` compatibility commands
+    reuse one store across train, predict and shap instead of rebuilding it each time.
+    """
+    cache_dir = Path(cache_dir)
+    checksums = ChecksumCache(cache_dir / "checksums.json")
+    spec = InputData.load(input_data)
+    sources = _collect_sources(spec, Path(reference_genome), Path(chrom_sizes),
+                               Path(blacklist) if blacklist else None)
+    for source in sources:
+        if not Path(source.path).is_file():
+            raise InputError("does not exist.", path=source.path)
+    sums = [checksums.checksum(s.path, md5=s.role == "genome")["checksum"] for s in sources]
+    key = _build_key(sources, sums, _build_args(input_len, output_len, max_jitter, chroms, blacklist))
+    path = cache_dir / f"store-{key[:20]}.zarr"
+    if path.exists():
+        if progress:
+            print(f"using cached store {path}", file=sys.stderr)
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _build(input_data, reference_genome, chrom_sizes, input_len=input_len, output_len=output_len,
+           max_jitter=max_jitter, output=path, chroms=chroms, blacklist=blacklist, workers=workers,
+           scheduler=scheduler, progress=progress, overwrite=False, checksums=checksums)
+    return path
