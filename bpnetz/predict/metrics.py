@@ -125,11 +125,15 @@ def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(constant, 0.0, np.clip(r, -1.0, 1.0))
 
 
-def _mnll_per_base(counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
+def _log_multinomial_coefficient(counts: np.ndarray) -> np.ndarray:
+    """log(n! / Π x_i!) of each row of counts."""
+    return gammaln(counts.sum(axis=1) + 1) - gammaln(counts + 1).sum(axis=1)
+
+
+def _mnll_per_base(log_coefficient: np.ndarray, counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """−log multinomial pmf of each row of counts under probs (rows), divided by the row length."""
-    total = counts.sum(axis=1)
     with np.errstate(divide="ignore"):
-        logpmf = gammaln(total + 1) - gammaln(counts + 1).sum(axis=1) + xlogy(counts, probs).sum(axis=1)
+        logpmf = log_coefficient + xlogy(counts, probs).sum(axis=1)
     return -logpmf / counts.shape[1]
 
 
@@ -171,14 +175,16 @@ def unit_profile_metrics(observed: np.ndarray, observed_smooth: np.ndarray, pred
         p = pred_probs / pred_total[:, None] * safe
     uniform = np.full((1, length), 1.0 / length)
 
-    mnll = _mnll_per_base(observed, p)
+    log_coefficient = _log_multinomial_coefficient(observed)
+    mnll = _mnll_per_base(log_coefficient, observed, p)
     cross_entropy = _cross_entropy(freqs, p)
     jsd = _js_distance(q, p)
     out = {
         "profile_pearson": _rowwise_pearson(q, p),
         "profile_spearman": _rowwise_pearson(rankdata(q, axis=1), rankdata(p, axis=1)),
         "mnll": mnll,
-        "mnll_norm": _normalise(mnll, _mnll_per_base(observed, freqs), _mnll_per_base(observed, uniform)),
+        "mnll_norm": _normalise(mnll, _mnll_per_base(log_coefficient, observed, freqs),
+                                _mnll_per_base(log_coefficient, observed, uniform)),
         "cross_entropy": cross_entropy,
         "cross_entropy_norm": _normalise(cross_entropy, _cross_entropy(freqs, freqs),
                                          _cross_entropy(freqs, uniform)),
