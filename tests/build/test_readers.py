@@ -1,0 +1,156 @@
+"""Readers and locus selection, checked against direct pyfaidx / pyBigWig reads and hand-computed expectations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyBigWig
+import pyfaidx
+import pytest
+
+from bpnetz.build import loci as loci_mod
+from bpnetz.build import readers
+from bpnetz.errors import InputError
+from bpnetz.store import schema
+from tests.build.tiny_inputs import GENOME_SIZES, write_bigwig, write_fasta
+
+
+def _codes(text: str) -> np.ndarray:
+    """Base codes computed without schema.encode: A/C/G/T in either case, everything else 4."""
+    return np.array([{"A": 0, "C": 1, "G": 2, "T": 3}.get(ch, 4) for ch in text.upper()], dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    seqs = {c: "".join(rng.choice(list("ACGTacgtNRYKMn"), n)) for c, n in GENOME_SIZES.items()}
+    path = tmp_path_factory.mktemp("fasta") / "g.fa"
+    write_fasta(path, seqs, width=50)
+    return path, seqs
+
+
+def test_read_bed_narrowpeak_and_plain(tmp_path):
+    path = tmp_path / "x.bed"
+    path.write_text("track name=x\n# comment\nchr1\t10\t50\tp1\t0\t.\t0\t0\t0\t7\n\nchr2 5 9\n")
+    bed = readers.read_bed(path)
+    assert bed.chrom.tolist() == ["chr1", "chr2"]
+    assert bed.start.tolist() == [10, 5] and bed.end.tolist() == [50, 9]
+    assert bed.summit_offset.tolist() == [7, -1]
+    assert bed.name.tolist() == ["p1", "."]
+    assert bed.line.tolist() == [3, 5]
+
+
+@pytest.mark.parametrize("text, where", [("chr1\t10\n", "line 1"), ("chr1\t1\t2\nchr1\tx\t5\n", "line 2"),
+                                         ("chr1\t10\t5\n", "line 1")])
+def test_read_bed_malformed_names_file_and_line(tmp_path, text, where):
+    path = tmp_path / "bad.bed"
+    path.write_text(text)
+    with pytest.raises(InputError, match=where) as err:
+        readers.read_bed(path)
+    assert "bad.bed" in str(err.value)
+
+
+@pytest.mark.parametrize("row", ["chr1\t10\t50\tp\t0\t.", "chr1\t10\t50\tp\t0\t.\t0\t0\t0\t-1"])
+def test_peaks_without_summit_are_an_error_with_file_line_and_fix(tmp_path, row):
+    path = tmp_path / "peaks.narrowPeak"
+    path.write_text("chr1\t0\t40\tp\t0\t.\t0\t0\t0\t20\n" + row + "\n")
+    with pytest.raises(InputError) as err:
+        loci_mod.read_loci(path, task=0, kind=schema.KIND_PEAK, source_file=0, allow_midpoint=False)
+    message = str(err.value)
+    assert "peaks.narrowPeak" in message and "line 2" in message and "column 10" in message
+    assert "awk" in message  # suggests how to add the column
+
+
+def test_background_bed_uses_midpoint_when_allowed(tmp_path):
+    path = tmp_path / "bg.bed"
+    path.write_text("chr1\t100\t201\nchr2\t10\t50\tn\t0\t.\t0\t0\t0\t5\n")
+    table = loci_mod.read_loci(path, task=1, kind=schema.KIND_BACKGROUND, source_file=3, allow_midpoint=True)
+    assert table.summit.tolist() == [150, 15]
+    assert table.task.tolist() == [1, 1] and table.kind.tolist() == [1, 1]
+    assert table.source_file.tolist() == [3, 3] and table.source_line.tolist() == [1, 2]
+
+
+def test_fasta_windows_equal_pyfaidx_reads(genome):
+    path, seqs = genome
+    rng = np.random.default_rng(0)
+    chroms = rng.choice(list(GENOME_SIZES), 300)
+    length = 150
+    starts = np.array([rng.integers(0, GENOME_SIZES[c] - length) for c in chroms])
+    starts[:20] = starts[0]  # identical windows in one span
+    chroms[:20] = chroms[0]
+    fasta = readers.open_fasta(path)
+    got = readers.fasta_windows(fasta, chroms.astype(object), starts, length)
+    direct = pyfaidx.Fasta(str(path))
+    for i, (c, s) in enumerate(zip(chroms, starts, strict=True)):
+        text = direct[c][int(s):int(s) + length].seq
+        np.testing.assert_array_equal(got[i], _codes(text))
+        assert text == seqs[c][s:s + length]
+    iupac = np.array([ch in "RYKMRYKM" for c, s in zip(chroms, starts, strict=True)
+                      for ch in seqs[c][s:s + length]]).reshape(len(starts), length)
+    assert iupac.any() and (got[iupac] == schema.N_CODE).all()
+
+
+def test_bigwig_windows_equal_pybigwig_values(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    sizes = {"chr1": 3000, "chr2": 2000}
+    values = {c: np.where(rng.random(n) < 0.3, rng.poisson(3, n), np.nan).astype(float) for c, n in sizes.items()}
+    path = tmp_path / "x.bw"
+    write_bigwig(path, values, sizes)
+    monkeypatch.setattr(readers, "MERGE_GAP", 50)  # exercise both merged and separate reads
+    monkeypatch.setattr(readers, "MAX_SPAN", 400)
+    length = 120
+    chroms = rng.choice(list(sizes), 200)
+    starts = np.array([rng.integers(-30, sizes[c] - length + 30) for c in chroms])  # some cross the ends
+    got = readers.bigwig_windows(readers.open_bigwig(path), chroms.astype(object), starts, length)
+    bw = pyBigWig.open(str(path))
+    for i, (c, s) in enumerate(zip(chroms, starts, strict=True)):
+        lo, hi = max(int(s), 0), min(int(s) + length, sizes[c])
+        want = np.full(length, np.nan)
+        want[lo - s:hi - s] = bw.values(c, lo, hi)
+        np.testing.assert_array_equal(got[i], want.astype(np.float32))
+
+
+def test_bigwig_has_data(tmp_path):
+    sizes = {"chr1": 1000, "chr2": 1000}
+    path = tmp_path / "x.bw"
+    write_bigwig(path, {"chr1": np.r_[np.full(500, np.nan), np.ones(500)]}, sizes)
+    handle = readers.open_bigwig(path)
+    assert readers.bigwig_has_data(handle, ["chr1"])
+    assert not readers.bigwig_has_data(handle, ["chr2", "chrX"])
+
+
+def test_not_a_bigwig_is_an_input_error(tmp_path):
+    path = tmp_path / "fake.bw"
+    path.write_text("not a bigwig\n")
+    with pytest.raises(InputError, match="fake.bw"):
+        readers.open_bigwig(path)
+
+
+def _table(chrom, summit, task=None, kind=None):
+    n = len(summit)
+    return loci_mod.LocusTable(
+        chrom=np.array(chrom, dtype=object), start=np.array(summit) - 5, end=np.array(summit) + 5,
+        summit=np.array(summit, dtype=np.int64), kind=np.array(kind or [0] * n, dtype=np.uint8),
+        task=np.array(task or [0] * n, dtype=np.int16), name=np.array(["x"] * n, dtype=object),
+        source_file=np.zeros(n, dtype=np.int16), source_line=np.arange(1, n + 1))
+
+
+def test_select_loci_edges_duplicates_blacklist_and_order(tmp_path):
+    layout = schema.StoreLayout(input_len=20, output_len=10, max_jitter=3, tasks=["0", "1"], tracks=[])
+    # seq window of summit s is [s - 13, s + 13); chromosome length 100 -> summits 13..87 fit
+    chrom = ["c1", "c1", "c1", "c1", "c1", "c1", "c2", "c2", "c9", "c1", "c1"]
+    summit = [50, 12, 13, 87, 88, 50, 40, 60, 50, 50, 30]
+    task = [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]
+    blacklist_bed = tmp_path / "bl.bed"
+    blacklist_bed.write_text("c2\t70\t75\nc2\t72\t80\n")  # overlaps the window of summit 60 (47..73) only
+    lengths = {"c1": 100, "c2": 100}
+    sel = loci_mod.select_loci(_table(chrom, summit, task), layout, lengths, {"c9": "chrom_not_in_fasta"},
+                               blacklist=readers.read_blacklist(blacklist_bed))
+    reasons = dict(zip(sel.rejected.source_line.tolist(), sel.reasons.tolist(), strict=True))
+    assert reasons == {2: "window_past_chrom_end", 5: "window_past_chrom_end", 6: "duplicate",
+                       8: "blacklist_overlap", 9: "chrom_not_in_fasta"}
+    # kept: peaks ordered by chromosome, summit, task; duplicates keep the first (line 1, not line 6)
+    assert list(zip(sel.kept.chrom.tolist(), sel.kept.summit.tolist(), sel.kept.source_line.tolist())) == [
+        ("c1", 13, 3), ("c1", 30, 11), ("c1", 50, 1), ("c1", 50, 10), ("c1", 87, 4), ("c2", 40, 7)]
+    only_c2 = loci_mod.select_loci(_table(chrom, summit, task), layout, lengths, {}, chroms=["c2"])
+    assert only_c2.kept.summit.tolist() == [40, 60]
+    assert only_c2.reasons.tolist() == ["chrom_not_selected"] * 9
