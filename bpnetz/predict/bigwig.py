@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bpnetz.build.bedfiles import atomic_output
 from bpnetz.errors import InputError
-from bpnetz.predict.outputs import atomic_output
 
 
 def locus_segments(chroms: Sequence[str], starts: np.ndarray, length: int,

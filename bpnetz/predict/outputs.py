@@ -12,15 +12,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bpnetz.build.bedfiles import atomic_output, write_text
 from bpnetz.predict.metrics import MetricsResult
 
 #: reference file stem -> (key inside the .npz, metric at the track level).
@@ -32,22 +30,6 @@ REFERENCE_NPZ = {
     "pearson": ("pearson", "profile_pearson"),
     "spearman": ("spearman", "profile_spearman"),
 }
-
-
-@contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds, else delete it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_predictions_h5(path: str | Path, chrom: Sequence[str], start: np.ndarray, end: np.ndarray,
@@ -82,11 +64,6 @@ def write_predictions_h5(path: str | Path, chrom: Sequence[str], start: np.ndarr
 def _reference_number(value: float) -> str:
     """A summary number as the reference writes it: NaN -> 0, rounded to 3 decimals."""
     return str(round(float(np.nan_to_num(value)), 3))
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text)
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -131,7 +108,7 @@ def write_metric_files(out_dir: str | Path, result: MetricsResult,
                                      if np.isfinite(track.profile["jsd_norm"]).any() else np.nan),
     }
     for name, text in texts.items():
-        _write_text(out_dir / name, text)
+        write_text(out_dir / name, text)
         written.append(out_dir / name)
     for stem, (key, metric) in REFERENCE_NPZ.items():
         _write_npz(out_dir / f"{stem}.npz", **{key: track.profile[metric]})
@@ -150,6 +127,6 @@ def write_metric_files(out_dir: str | Path, result: MetricsResult,
     summary["results"] = {"model": result.summary()}
     for name, point in (reference_points or {}).items():
         summary["results"][name] = point.summary()
-    _write_text(out_dir / "metrics.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    write_text(out_dir / "metrics.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     written.append(out_dir / "metrics.json")
     return written

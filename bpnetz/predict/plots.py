@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from bpnetz.build.bedfiles import atomic_output
 from bpnetz.predict.metrics import TaskTracks, counts_metrics
-from bpnetz.predict.outputs import atomic_output
 
 OBSERVED_COLOUR = "#4d4d4d"
 PREDICTED_COLOUR = "#d6604d"

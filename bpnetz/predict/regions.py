@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from bpnetz.build.bedfiles import merge_intervals
+from bpnetz.build.readers import fasta_lengths, fasta_windows, open_fasta, read_bed
 from bpnetz.errors import InputError
 from bpnetz.store.schema import N_CODE, encode
-
-#: longest genomic span read from the FASTA at once when gathering nearby windows.
-MAX_READ_SPAN = 1 << 23
 
 Region = tuple[str, int, int]
 
@@ -44,29 +42,15 @@ class Windows:
 
 
 def read_regions_bed(path: str | Path) -> list[Region]:
-    """(chrom, start, end) of each interval of a BED file (extra columns ignored; track/browser/# lines skipped)."""
-    regions: list[Region] = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as err:
-        raise InputError(f"cannot read the regions file ({err.strerror}).", path=path,
-                         fix="Pass an existing BED file with --regions.") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip() or line.startswith(("#", "track", "browser")):
-            continue
-        fields = line.split("\t") if "\t" in line else line.split()
-        try:
-            chrom, start, end = fields[0], int(fields[1]), int(fields[2])
-        except (IndexError, ValueError):
-            raise InputError(f"line {number} is not a BED interval (chrom, start, end): {line[:80]!r}.",
-                             path=path, fix="Use tab-separated chrom, 0-based start and end columns.") from None
-        if start < 0 or end <= start:
-            raise InputError(f"line {number} has an empty or negative interval {start}-{end}.", path=path,
-                             fix="Each region needs 0 <= start < end.")
-        regions.append((chrom, start, end))
-    if not regions:
+    """(chrom, start, end) of each interval of a BED file (extra columns ignored), for ``--regions``."""
+    bed = read_bed(path, "regions BED file")
+    empty = np.flatnonzero(bed.end <= bed.start)
+    if len(empty):
+        raise InputError(f"line {bed.line[empty[0]]} has an empty interval ({bed.start[empty[0]]}-"
+                         f"{bed.end[empty[0]]}).", path=path, fix="Each region needs start < end.")
+    if not len(bed):
         raise InputError("the regions file has no intervals.", path=path, fix="Add at least one BED line.")
-    return regions
+    return [(str(c), int(lo), int(hi)) for c, lo, hi in zip(bed.chrom, bed.start, bed.end, strict=True)]
 
 
 def chromosome_regions(chroms: Sequence[str], chrom_sizes: Mapping[str, int]) -> list[Region]:
@@ -79,22 +63,19 @@ def chromosome_regions(chroms: Sequence[str], chrom_sizes: Mapping[str, int]) ->
 
 
 def _merged(regions: Sequence[Region], chrom_sizes: Mapping[str, int]) -> list[Region]:
-    """Regions clipped to their chromosome, sorted in chromosome-size order and merged where they overlap."""
-    rank = {c: i for i, c in enumerate(chrom_sizes)}
-    unknown = sorted({c for c, _, _ in regions} - set(rank))
+    """Regions clipped to their chromosome, merged where they overlap, in chromosome-size order."""
+    unknown = sorted({c for c, _, _ in regions} - set(chrom_sizes))
     if unknown:
         raise InputError(f"regions on chromosomes {', '.join(unknown[:5])} that are not in the chromosome sizes.",
                          fix="Use the chromosome sizes of the genome the regions come from.")
-    merged: list[list] = []
-    for chrom, start, end in sorted(regions, key=lambda r: (rank[r[0]], r[1])):
-        start, end = max(0, start), min(int(chrom_sizes[chrom]), end)
-        if end <= start:
-            continue
-        if merged and merged[-1][0] == chrom and start <= merged[-1][2]:
-            merged[-1][2] = max(merged[-1][2], end)
-        else:
-            merged.append([chrom, start, end])
-    return [(c, s, e) for c, s, e in merged]
+    merged: list[Region] = []
+    for chrom, size in chrom_sizes.items():
+        rows = [(max(0, lo), min(int(size), hi)) for c, lo, hi in regions if c == chrom]
+        rows = [(lo, hi) for lo, hi in rows if hi > lo]
+        if rows:
+            starts, ends = merge_intervals(*np.asarray(rows, dtype=np.int64).T)
+            merged += [(chrom, int(lo), int(hi)) for lo, hi in zip(starts, ends, strict=True)]
+    return merged
 
 
 def tile_regions(regions: Sequence[Region], chrom_sizes: Mapping[str, int], input_len: int,
@@ -115,43 +96,21 @@ def tile_regions(regions: Sequence[Region], chrom_sizes: Mapping[str, int], inpu
 
 
 def read_sequences(fasta: str | Path, windows: Windows) -> np.ndarray:
-    """Base codes (N, input_len) uint8 of every window's input sequence; N (4) past the chromosome ends.
-
-    Nearby windows are gathered from one FASTA read (spans of up to :data:`MAX_READ_SPAN` bases).
-    """
-    from pyfaidx import Fasta, FastaIndexingError
-
-    try:
-        genome = Fasta(str(fasta), as_raw=True, rebuild=False)
-    except (OSError, FastaIndexingError) as err:
-        raise InputError(f"cannot open the reference genome ({err}).", path=fasta,
-                         fix="Pass a readable (optionally bgzipped) FASTA file with --reference-genome.") from None
-    length = windows.input_len
-    codes = np.full((len(windows), length), N_CODE, dtype=np.uint8)
-    order = np.lexsort((windows.in_start, windows.chrom.astype(str)))
-    groups = []
-    lo = 0
-    while lo < len(order):
-        first = order[lo]
-        hi = lo + 1
-        while (hi < len(order) and windows.chrom[order[hi]] == windows.chrom[first]
-               and windows.in_start[order[hi]] + length - windows.in_start[first] <= MAX_READ_SPAN):
-            hi += 1
-        groups.append(order[lo:hi])
-        lo = hi
+    """Base codes (N, input_len) uint8 of every window's input sequence; N (4) past the chromosome ends."""
+    genome = open_fasta(fasta)
+    lengths = fasta_lengths(genome)
+    unknown = sorted(set(windows.chrom) - set(lengths))
+    if unknown:
+        raise InputError(f"chromosome {unknown[0]} is not in the reference genome.", path=fasta,
+                         fix="Use the FASTA of the genome the regions and chromosome sizes describe.")
+    size = np.array([lengths[c] for c in windows.chrom], dtype=np.int64)
+    start, end = windows.in_start, windows.in_start + windows.input_len
+    inside = (start >= 0) & (end <= size)
+    codes = np.full((len(windows), windows.input_len), N_CODE, dtype=np.uint8)
     with genome:
-        for group in tqdm(groups, desc="reading sequences", unit="block", leave=False,
-                          disable=len(groups) < 10):
-            chrom = str(windows.chrom[group[0]])
-            if chrom not in genome:
-                raise InputError(f"chromosome {chrom} is not in the reference genome.", path=fasta,
-                                 fix="Use the FASTA of the genome the regions and chromosome sizes describe.")
-            span_lo = int(windows.in_start[group].min())
-            span_hi = int(windows.in_start[group].max()) + length
-            block = np.full(span_hi - span_lo, N_CODE, dtype=np.uint8)
-            read_lo, read_hi = max(0, span_lo), min(len(genome[chrom]), span_hi)
-            if read_hi > read_lo:
-                block[read_lo - span_lo:read_hi - span_lo] = encode(genome[chrom][read_lo:read_hi])
-            offsets = windows.in_start[group] - span_lo
-            codes[group] = block[offsets[:, None] + np.arange(length)]
+        codes[inside] = fasta_windows(genome, windows.chrom[inside], start[inside], windows.input_len)
+        for i in np.flatnonzero(~inside):  # at most the ends of each region
+            lo, hi = max(0, int(start[i])), min(int(size[i]), int(end[i]))
+            if hi > lo:
+                codes[i, lo - start[i]:hi - start[i]] = encode(genome[str(windows.chrom[i])][lo:hi])
     return codes

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from bpnetz.predict import metrics as M
-from bpnetz.predict.outputs import atomic_output, write_metric_files, write_predictions_h5
+from bpnetz.predict.outputs import write_metric_files, write_predictions_h5
 
 
 def test_predictions_h5_has_reference_keys_shapes_and_full_chrom_names(tmp_path):
@@ -34,12 +34,11 @@ def test_predictions_h5_has_reference_keys_shapes_and_full_chrom_names(tmp_path)
             np.testing.assert_allclose(h5["predictions"][name][:], values, rtol=1e-6)
 
 
-def test_atomic_output_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / "out.txt"
-    with pytest.raises(RuntimeError):
-        with atomic_output(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("interrupted")
+def test_failed_h5_write_leaves_no_file(tmp_path):
+    bad = np.array([["not a number"]], dtype=object)  # fails when converted, after the file was opened
+    with pytest.raises(ValueError):
+        write_predictions_h5(tmp_path / "p.h5", ["chr1"], [0], [1], np.zeros((1, 1, 1)), np.zeros((1, 1)),
+                             bad, np.zeros((1, 1)))
     assert list(tmp_path.iterdir()) == []
 
 

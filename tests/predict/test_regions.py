@@ -58,18 +58,6 @@ def test_read_sequences_pads_with_n_past_chromosome_ends(genome):
         assert decode(codes[i]) == _expected_codes(seqs[w.chrom[i]], int(w.in_start[i]), 71)
 
 
-def test_read_sequences_across_read_blocks(genome, monkeypatch):
-    from bpnetz.predict import regions
-
-    path, seqs = genome
-    monkeypatch.setattr(regions, "MAX_READ_SPAN", 100)
-    sizes = {name: len(s) for name, s in seqs.items()}
-    w = tile_regions([("chr2", 0, 503)], sizes, input_len=45, output_len=30)
-    codes = read_sequences(path, w)
-    for i in range(len(w)):
-        assert decode(codes[i]) == _expected_codes(seqs["chr2"], int(w.in_start[i]), 45)
-
-
 def test_bad_inputs_are_input_errors(tmp_path, genome):
     path, seqs = genome
     bed = tmp_path / "r.bed"
@@ -78,6 +66,9 @@ def test_bad_inputs_are_input_errors(tmp_path, genome):
         read_regions_bed(bed)
     bed.write_text("# header\nchr1\t10\t20\tpeak\n\nchr2 5 9\n")
     assert read_regions_bed(bed) == [("chr1", 10, 20), ("chr2", 5, 9)]
+    bed.write_text("chr1\t10\t20\nchr1\t30\t30\n")
+    with pytest.raises(InputError, match="line 2 has an empty interval"):
+        read_regions_bed(bed)
     with pytest.raises(InputError, match="chrM"):
         tile_regions([("chrM", 0, 10)], {"chr1": 251}, 31, 20)
     with pytest.raises(InputError, match="chr9"):
