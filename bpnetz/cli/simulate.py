@@ -1,0 +1,60 @@
+"""``bpnetz simulate OUT``: write a synthetic ChIP-nexus experiment (see :mod:`bpnetz.build.simulate`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from bpnetz.build.motifs import BUILTIN, DEFAULT_MOTIFS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bpnetz simulate",
+        description="Write a synthetic ChIP-nexus experiment: genome, stranded count bigWigs, controls, peaks, "
+                    "background loci, input_data.json / bpnet_params.json / splits.json and the ground truth "
+                    "(planted motifs and sites, expected rates). Deterministic for a seed. Run later commands "
+                    "from inside OUT: the JSON files use paths relative to it.")
+    parser.add_argument("out", metavar="OUT", help="output directory (must be new or empty unless --force)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--n-chroms", type=int, default=6, help="number of chromosomes chr1..chrN (default 6)")
+    parser.add_argument("--chrom-length", type=int, default=1_000_000,
+                        help="length of chr1; later ones shrink to 75%% of it (default 1000000)")
+    parser.add_argument("--n-peaks", type=int, default=2000,
+                        help="bound regions in the genome; each task's peaks are the regions it binds (default 2000)")
+    parser.add_argument("--tasks", type=int, default=1, help="number of tasks, each with its own motif subset")
+    parser.add_argument("--motifs", default=",".join(DEFAULT_MOTIFS),
+                        help=f"comma-separated built-in motifs among {', '.join(BUILTIN)} "
+                             f"(default {','.join(DEFAULT_MOTIFS)})")
+    parser.add_argument("--input-len", type=int, default=2114, help="model input length (default 2114)")
+    parser.add_argument("--output-len", type=int, default=1000, help="model output length (default 1000)")
+    parser.add_argument("--max-jitter", type=int, default=128,
+                        help="jitter the edge peaks are placed for: within max-jitter + input-len/2 of an end")
+    parser.add_argument("--unstranded", action="store_true",
+                        help="write one signal.bw per task (strands summed) and one control.bw")
+    parser.add_argument("--no-control", action="store_true", help="write no control tracks and no bias key")
+    parser.add_argument("--bias-smoothing", nargs=2, type=float, metavar=("SIGMA", "WINDOW"),
+                        help="smoothing entry [SIGMA, WINDOW] for every bias track (default null)")
+    parser.add_argument("--long-chrom-name", action="store_true",
+                        help="add a chromosome with a long name (chrUn_KI270742v1)")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options, simulate, print a one-paragraph summary."""
+    from bpnetz.build.simulate import simulate
+
+    args = _parser().parse_args(argv)
+    smoothing = None
+    if args.bias_smoothing:
+        smoothing = (float(args.bias_smoothing[0]), int(args.bias_smoothing[1]))
+    summary = simulate(args.out, seed=args.seed, n_chroms=args.n_chroms, chrom_length=args.chrom_length,
+                       n_peaks=args.n_peaks, tasks=args.tasks,
+                       motifs=[m.strip() for m in args.motifs.split(",") if m.strip()],
+                       input_len=args.input_len, output_len=args.output_len, max_jitter=args.max_jitter,
+                       stranded=not args.unstranded, control=not args.no_control, bias_smoothing=smoothing,
+                       long_chrom_name=args.long_chrom_name, progress=not args.quiet, force=args.force)
+    print(summary.describe())
+    return 0
