@@ -97,7 +97,7 @@ class BackgroundSpec(_Strict):
 class BiasSpec(_Strict):
     """Control bigWigs; a non-null smoothing entry [sigma, window] adds a Gaussian-smoothed copy of its track."""
 
-    source: list[str] = Field(min_length=1)
+    source: list[str] = Field(default_factory=list)
     smoothing: list[tuple[float, int] | None] | None = None
     _coerce = field_validator("source", mode="before")(_as_list)
 
@@ -121,6 +121,12 @@ class TaskSpec(_Strict):
     loci: LociSpec
     background_loci: BackgroundSpec | None = None
     bias: BiasSpec | None = None
+
+    @field_validator("bias", mode="after")
+    @classmethod
+    def _empty_bias_is_none(cls, bias: BiasSpec | None) -> BiasSpec | None:
+        """Reference-era files write ``"bias": {"source": [], "smoothing": []}`` for "no controls"."""
+        return bias if bias is not None and bias.source else None
 
     @property
     def stranded(self) -> bool:

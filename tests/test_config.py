@@ -128,3 +128,9 @@ def test_train_defaults_to_chroms_minus_heldout(tmp_path):
     assert fold.train_chroms(["chr1", "chr2", "chr3", "chr4"]) == ["chr3", "chr4"]
     with pytest.raises(InputError, match="--chroms"):
         fold.train_chroms(None)
+
+
+def test_empty_bias_means_no_controls(experiment):
+    spec = json.loads(json.dumps(SEED_INPUT))
+    spec["0"]["bias"] = {"source": [], "smoothing": []}
+    assert InputData.load(_write(experiment / "input_data.json", spec)).tasks["0"].bias is None
