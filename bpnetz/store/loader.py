@@ -64,6 +64,19 @@ class RawRows:
         return RawRows(np.concatenate([p.seq for p in parts]), np.concatenate([p.signal for p in parts]), bias)
 
 
+def crop_rows(x: np.ndarray, index: np.ndarray, offset: np.ndarray, length: int) -> np.ndarray:
+    """``x[index[i], offset[i] : offset[i] + length]`` for every i, as one contiguous (B, length, …) copy.
+
+    The jitter crop: a gather from a sliding-window view of the rows, so a batch costs one memory copy.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    width = int(np.prod(x.shape[2:], dtype=np.int64))
+    flat = np.ascontiguousarray(x).reshape(len(x), -1)  # (rows, positions·tracks), a view
+    windows = sliding_window_view(flat, length * width, axis=1)
+    return windows[index, np.asarray(offset) * width].reshape(len(index), length, *x.shape[2:])
+
+
 def available_memory() -> int:
     """Bytes of memory available to new allocations (psutil, else /proc/meminfo, else 4 GiB)."""
     try:
@@ -292,15 +305,20 @@ class LocusStream:
     # ----------------------------------------------------------------------------------------- raw batches
 
     def batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
-        """Raw batches of an epoch: uncropped rows plus each locus' store row, jitter, flip and profile weight."""
+        """Raw batches of an epoch: rows cropped to their jittered windows, plus each locus' store row, jitter,
+        flip (applied in the graph) and profile weight."""
         positions = self.selection.epoch_positions(epoch)
-        augment = self._augmentation(epoch)
+        jitter, flip = self._augmentation(epoch)
+        lay = self.layout
         source = self._cached_batches if self.cached else self._streamed_batches
-        for pos, raw in source(positions, np.random.default_rng([self.seed, epoch, _STREAM_ORDER])):
-            batch = {"seq": raw.seq, "signal": raw.signal, "row": self.selection.rows[pos].astype(np.int64),
-                     "jitter": augment[0][pos], "flip": augment[1][pos], "weight": self._weights[pos]}
+        for pos, raw, index in source(positions, np.random.default_rng([self.seed, epoch, _STREAM_ORDER])):
+            offset = lay.max_jitter + jitter[pos]
+            batch = {"seq": crop_rows(raw.seq, index, offset, lay.input_len),
+                     "signal": crop_rows(raw.signal, index, offset, lay.output_len),
+                     "row": self.selection.rows[pos].astype(np.int64), "jitter": jitter[pos], "flip": flip[pos],
+                     "weight": self._weights[pos]}
             if raw.bias is not None:
-                batch["bias"] = raw.bias
+                batch["bias"] = crop_rows(raw.bias, index, offset, lay.output_len)
             yield batch
 
     def _augmentation(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -313,15 +331,17 @@ class LocusStream:
         flip = rng.random(n) < 0.5 if self.reverse_complement == "random" else np.zeros(n, bool)
         return jitter, flip
 
-    def _cached_batches(self, positions: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, RawRows]]:
+    def _cached_batches(self, positions: np.ndarray,
+                        rng: np.random.Generator) -> Iterator[tuple[np.ndarray, RawRows, np.ndarray]]:
+        """(positions, rows, index of the positions in rows) per batch, gathered from the RAM cache."""
         assert self._cache is not None
         order = rng.permutation(positions) if self.shuffle else positions
         for i in range(0, len(order), self.batch_size):
             pos = order[i:i + self.batch_size]
-            yield pos, self._cache.take(pos)
+            yield pos, self._cache, pos
 
     def _streamed_batches(self, positions: np.ndarray,
-                          rng: np.random.Generator) -> Iterator[tuple[np.ndarray, RawRows]]:
+                          rng: np.random.Generator) -> Iterator[tuple[np.ndarray, RawRows, np.ndarray]]:
         """Read the epoch's chunk-blocks (random order when shuffling) and mix rows across ``shuffle_blocks``."""
         rows = self.selection.rows[positions]
         blocks, starts = np.unique(rows // self.reader.block_loci, return_index=True)
@@ -329,25 +349,25 @@ class LocusStream:
         if self.shuffle:
             spans = [spans[i] for i in rng.permutation(len(spans))]
         group = self.shuffle_blocks if self.shuffle else 1
-        buffer_pos, buffer_raw = positions[:0], None
         parts: list[RawRows] = []
+        part_pos: list[np.ndarray] = []
         for k, raw in enumerate(self._read_ahead(spans, rows)):
+            _, s, e = spans[k]
             parts.append(raw)
+            part_pos.append(positions[s:e])
             if len(parts) < group and k + 1 < len(spans):
                 continue
-            span_pos = [positions[s:e] for _, s, e in spans[k + 1 - len(parts):k + 1]]
-            buffer_pos = np.concatenate([buffer_pos, *span_pos])
-            buffer_raw = RawRows.concatenate(([buffer_raw] if buffer_raw is not None else []) + parts)
-            parts = []
-            if self.shuffle:
-                perm = rng.permutation(len(buffer_pos))
-                buffer_pos, buffer_raw = buffer_pos[perm], buffer_raw.take(perm)
-            full = len(buffer_pos) - len(buffer_pos) % self.batch_size
+            # the shuffle buffer: this group of blocks plus the rows left over from the previous group
+            buffer, buffer_pos = RawRows.concatenate(parts), np.concatenate(part_pos)
+            order = rng.permutation(len(buffer_pos)) if self.shuffle else np.arange(len(buffer_pos))
+            full = len(order) - len(order) % self.batch_size
             for j in range(0, full, self.batch_size):
-                yield buffer_pos[j:j + self.batch_size], buffer_raw.take(slice(j, j + self.batch_size))
-            buffer_pos, buffer_raw = buffer_pos[full:], buffer_raw.take(slice(full, None))
-        if len(buffer_pos):
-            yield buffer_pos, buffer_raw  # the last, partial batch
+                index = order[j:j + self.batch_size]
+                yield buffer_pos[index], buffer, index
+            rest = order[full:]
+            parts, part_pos = [buffer.take(rest)], [buffer_pos[rest]]
+        if parts and len(part_pos[0]):
+            yield part_pos[0], parts[0], np.arange(len(part_pos[0]))  # the last, partial batch
 
     def _read_ahead(self, spans: list[tuple[int, int, int]], rows: np.ndarray) -> Iterator[RawRows]:
         """The blocks of ``spans`` in order, with up to ``read_ahead`` block reads in flight on threads."""
@@ -389,6 +409,7 @@ class LocusStream:
         ds = ds.apply(tf.data.experimental.assert_cardinality(self.n_batches)).prefetch(tf.data.AUTOTUNE)
         options = tf.data.Options()
         options.deterministic = True
+        options.threading.max_intra_op_parallelism = 1  # parallelism comes from the parallel map over batches
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return ds.with_options(options)
 
@@ -401,15 +422,15 @@ class LocusStream:
 
         lay = self.layout
         signature = {
-            "seq": tf.TensorSpec((None, lay.seq_len), tf.as_dtype(self.reader.seq.dtype)),
-            "signal": tf.TensorSpec((None, lay.profile_len, lay.n_tracks), tf.as_dtype(self.reader.signal.dtype)),
+            "seq": tf.TensorSpec((None, lay.input_len), tf.as_dtype(self.reader.seq.dtype)),
+            "signal": tf.TensorSpec((None, lay.output_len, lay.n_tracks), tf.as_dtype(self.reader.signal.dtype)),
             "row": tf.TensorSpec((None,), tf.int64),
             "jitter": tf.TensorSpec((None,), tf.int32),
             "flip": tf.TensorSpec((None,), tf.bool),
             "weight": tf.TensorSpec((None,), tf.float32),
         }
         if self.reader.bias is not None:
-            signature["bias"] = tf.TensorSpec((None, lay.profile_len, lay.n_bias), tf.as_dtype(self.reader.bias.dtype))
+            signature["bias"] = tf.TensorSpec((None, lay.output_len, lay.n_bias), tf.as_dtype(self.reader.bias.dtype))
         return signature
 
 
@@ -421,36 +442,40 @@ def _followed_by_reverse_complement(batch: dict[str, Any]) -> Any:
     return tf.data.Dataset.from_tensors(batch).concatenate(tf.data.Dataset.from_tensors(flipped))
 
 
-def _window(x: Any, offset: Any, length: int, flip: Any) -> Any:
-    """Per example, ``x[offset : offset + length]`` along axis 1, read backwards where ``flip`` (one gather)."""
+def _oriented(x: Any, other_strand: Any, flip: Any) -> Any:
+    """Rows of ``x``, replaced by the rows of ``other_strand`` where ``flip`` (one row gather, no broadcast select)."""
     import tensorflow as tf
 
-    k = tf.range(length, dtype=tf.int32)
-    positions = offset[:, None] + tf.where(flip[:, None], length - 1 - k, k)
-    return tf.gather(x, positions, batch_dims=1)
+    n = tf.shape(x)[0]
+    return tf.gather(tf.concat([x, other_strand], axis=0), tf.range(n) + n * tf.cast(flip, tf.int32))
 
 
-def _stranded_window(x: Any, offset: Any, length: int, flip: Any, swap: np.ndarray) -> Any:
-    """Window of (B, pos, track) counts as float32; flipped examples are reversed and their strands swapped."""
+def _oriented_tracks(x: Any, flip: Any, swap: np.ndarray) -> Any:
+    """(B, pos, tracks) as float32; flipped examples get their positions reversed and + and - tracks swapped."""
     import tensorflow as tf
 
-    window = tf.cast(_window(x, offset, length, flip), tf.float32)
-    if np.array_equal(swap, np.arange(len(swap))):
-        return window
-    return tf.where(flip[:, None, None], tf.gather(window, swap, axis=2), window)
+    x = tf.cast(x, tf.float32)
+    other_strand = tf.reverse(x, axis=[1])
+    if not np.array_equal(swap, np.arange(len(swap))):  # permute tracks by a 0/1 matrix (faster than a gather)
+        permutation = np.eye(len(swap), dtype=np.float32)[swap].T
+        other_strand = tf.einsum("bpt,ts->bps", other_strand, tf.constant(permutation))
+    return _oriented(x, other_strand, flip)
 
 
 def model_io_fn(store_layout: schema.StoreLayout, *, orig_multi_loss: bool = False, with_index: bool = False) -> Any:
-    """The graph function turning a raw batch into ``(inputs, targets, sample_weights[, index])``.
+    """The graph function turning a raw (already jitter-cropped) batch into ``(inputs, targets, weights[, index])``.
 
-    Crops every row to its jittered window, reverse-complements flipped examples (complement codes, reverse
-    positions, swap + and - tracks, bias too), one-hot encodes (N -> zeros) and computes ``counts_bias`` and the
-    ``logcounts`` targets.
+    Reverse-complements flipped examples (reverse positions, complement codes, swap + and - tracks, bias too),
+    one-hot encodes (N -> zeros) and computes ``counts_bias`` and the ``logcounts`` targets, on whole batches.
+    (The jitter crop happens before, in numpy: a gather from a sliding-window view is one memory copy, several
+    times cheaper than the equivalent index gather in TF on the CPU, and it shrinks what crosses into tf.data.)
     """
     import tensorflow as tf
 
     lay = store_layout
-    complement = tf.constant(schema.COMPLEMENT_CODE.astype(np.int32))
+    # one-hot rows of codes 0..4 (N -> zeros), then of their complements: looked up at code + 5·flip
+    one_hot = schema.one_hot(np.arange(schema.N_CODE + 1))
+    one_hot_table = tf.constant(np.concatenate([one_hot, one_hot[schema.COMPLEMENT_CODE]]))
     track_swap = lay.strand_swap(lay.tracks)
     bias_swap = lay.strand_swap(lay.bias_tracks)
     # track -> task membership, to sum a task's tracks into its total count
@@ -462,13 +487,12 @@ def model_io_fn(store_layout: schema.StoreLayout, *, orig_multi_loss: bool = Fal
 
     def to_model_io(batch: dict[str, Any]) -> tuple[Any, ...]:
         flip = batch["flip"]
-        offset = lay.max_jitter + batch["jitter"]
-        codes = tf.cast(_window(batch["seq"], offset, lay.input_len, flip), tf.int32)
-        codes = tf.where(flip[:, None], tf.gather(complement, codes), codes)
-        inputs = {"sequence": tf.one_hot(codes, 4, dtype=tf.float32)}  # code 4 (N) is out of range -> zeros
-        profile = _stranded_window(batch["signal"], offset, lay.output_len, flip, track_swap)
+        codes = _oriented(batch["seq"], tf.reverse(batch["seq"], axis=[1]), flip)
+        codes = tf.cast(codes, tf.int32) + (schema.N_CODE + 1) * tf.cast(flip, tf.int32)[:, None]
+        inputs = {"sequence": tf.gather(one_hot_table, codes)}
+        profile = _oriented_tracks(batch["signal"], flip, track_swap)
         if "bias" in batch:
-            profile_bias = _stranded_window(batch["bias"], offset, lay.output_len, flip, bias_swap)
+            profile_bias = _oriented_tracks(batch["bias"], flip, bias_swap)
             inputs["profile_bias"] = profile_bias
             inputs["counts_bias"] = tf.math.log1p(tf.reduce_sum(profile_bias, axis=1))
         totals = tf.reduce_sum(profile, axis=1)
