@@ -33,6 +33,7 @@ from bpnetz.build import simulate_genome as genome_lib
 from bpnetz.build import simulate_loci as loci_lib
 from bpnetz.build import simulate_signal as signal_lib
 from bpnetz.errors import InputError
+from bpnetz.model.counts_loss_weight import counts_loss_weight
 
 BACKGROUND_RATIO = 0.25
 LOSS_WEIGHT_WIDTH = 1000  # the reference's --peak-width default for the counts loss weight
@@ -196,11 +197,12 @@ def _write_experiment(root: Path, opts: SimulationOptions, progress: bool) -> di
     genome_lib.write_fasta(root / "genome.fa", chroms)
     genome_lib.write_chrom_files(root, chroms)
     bar.update()
-    peaks, totals, loss = _write_signals(root, chroms, regions, sites, depths, bound, bumps, motifs, opts, rng, bar)
+    peaks, totals, peak_reads = _write_signals(root, chroms, regions, sites, depths, bound, bumps, motifs, opts,
+                                               rng, bar)
     for task, rows in enumerate(peaks):
         _write_peaks(root / f"data/{task_prefix(task)}peaks.bed", rows)
     _write_background(root / "data/background.bed", chroms, *background)
-    loss_weight = round(float(loss[0] / max(loss[1], 1)), 2)
+    loss_weight = round(counts_loss_weight([np.concatenate(task) for task in peak_reads]), 2)
     _write_configs(root, opts, [c.name for c in chroms], loss_weight)
     counts = _truth(root, chroms, regions, sites, motifs, active, peaks, background, totals, loss_weight, opts)
     bar.update()
@@ -226,12 +228,12 @@ def _background(chroms: list[genome_lib.Chromosome], regions: loci_lib.Regions, 
 def _write_signals(root: Path, chroms: list[genome_lib.Chromosome], regions: loci_lib.Regions,
                    sites: loci_lib.Sites, depths: np.ndarray, bound: np.ndarray, bumps: signal_lib.Bumps,
                    motifs: list[motif_lib.Motif], opts: SimulationOptions, rng: np.random.Generator,
-                   bar: tqdm) -> tuple[list[list[tuple]], dict[str, int], tuple[float, int]]:
+                   bar: tqdm) -> tuple[list[list[tuple]], dict[str, int], list[list[np.ndarray]]]:
     """Rates, Poisson counts and bigWigs chromosome by chromosome; peak calls per task.
 
     Every track (both strands, controls) is drawn whatever the options, so --unstranded or --no-control change
-    only what is written, never the counts. Returns peak rows per task, total counts per written file and the
-    counts-loss-weight sums (total reads, number of peak × track windows).
+    only what is written, never the counts. Returns peak rows per task, total counts per written file and, per
+    task and chromosome, the reads of each peak and written track around its summit (for the loss weight).
     """
     chrom_sizes = [(c.name, c.length) for c in chroms]
     writers: dict[str, signal_lib.BigWigWriter] = {}
@@ -243,7 +245,7 @@ def _write_signals(root: Path, chroms: list[genome_lib.Chromosome], regions: loc
 
     totals: dict[str, int] = {}
     peaks: list[list[tuple]] = [[] for _ in range(opts.tasks)]
-    loss_reads, loss_windows = 0.0, 0
+    peak_reads: list[list[np.ndarray]] = [[] for _ in range(opts.tasks)]
     names = regions.names
     for c, chrom in enumerate(chroms):
         control = signal_lib.control_rates(chrom.length, bumps, c)
@@ -269,12 +271,11 @@ def _write_signals(root: Path, chroms: list[genome_lib.Chromosome], regions: loc
                 peaks[task].append((c, chrom.name, int(calls["start"][i]), int(calls["end"][i]), names[r],
                                     float(calls["fold"][i]), float(calls["log10_p"][i]),
                                     int(calls["summit"][i] - calls["start"][i])))
-            reads, windows = _loss_sums(tracks, calls["summit"], chrom.length)
-            loss_reads, loss_windows = loss_reads + reads, loss_windows + windows
+            peak_reads[task].append(_summit_window_reads(tracks, calls["summit"], chrom.length))
         bar.update()
     for w in writers.values():
         w.close()
-    return peaks, totals, (loss_reads, loss_windows)
+    return peaks, totals, peak_reads
 
 
 def _emit(writer, totals: dict[str, int], names: list[str], counts: list[np.ndarray], stranded: bool,
@@ -287,16 +288,15 @@ def _emit(writer, totals: dict[str, int], names: list[str], counts: list[np.ndar
     return tracks
 
 
-def _loss_sums(tracks: list[np.ndarray], summits: np.ndarray, length: int) -> tuple[float, int]:
-    """Reads in summit ± LOSS_WEIGHT_WIDTH/2 per track, over windows inside the chromosome (the reference's rule)."""
-    start = summits - LOSS_WEIGHT_WIDTH // 2
-    end = start + LOSS_WEIGHT_WIDTH
-    inside = (start >= 0) & (end <= length)
-    reads = 0.0
-    for track in tracks:
+def _summit_window_reads(tracks: list[np.ndarray], summits: np.ndarray, length: int) -> np.ndarray:
+    """(peaks, tracks) reads in summit ± LOSS_WEIGHT_WIDTH/2, clipped to the chromosome (as counts-loss-weight)."""
+    start = np.clip(summits - LOSS_WEIGHT_WIDTH // 2, 0, length)
+    end = np.clip(summits + LOSS_WEIGHT_WIDTH // 2, 0, length)
+    out = np.zeros((summits.size, len(tracks)))
+    for k, track in enumerate(tracks):
         cum = np.concatenate([[0], np.cumsum(track)])
-        reads += float((cum[end[inside]] - cum[start[inside]]).sum())
-    return reads, int(inside.sum()) * len(tracks)
+        out[:, k] = cum[end] - cum[start]
+    return out
 
 
 def _write_peaks(path: Path, rows: list[tuple]) -> None:
