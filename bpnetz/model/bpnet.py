@@ -22,7 +22,8 @@ Architecture (defaults in brackets; lengths for input 2114)::
 Departures from the reference (its defects, fixed): the profile bias convolution uses "same" padding so kernel
 sizes above 1 keep the output length; a single profile-bias kernel size applies to every task; the counts bias
 Dense gives one output per task (the reference's gives n_tasks per task); the last counts Dense always has
-one unit per counts output, whatever the last ``units`` entry says. Activations are separate layers
+one unit per counts output, whatever the last ``units`` entry says; the counts head always pools (the
+reference flattens the whole syntax output, with a fixed 25% dropout, when ``units`` has several entries). Activations are separate layers
 (``keras.layers.ReLU`` / ``LeakyReLU`` / ``Activation``), never ``activation=`` arguments, so attribution can
 swap them.
 """
@@ -380,11 +381,13 @@ def build_model(params: BpnetParams, store_layout: StoreLayout, *, orig_multi_lo
 
 
 def compile_model(model: keras.Model, params: BpnetParams, *, learning_rate: float,
-                  task_tracks: Sequence[Sequence[int]], orig_multi_loss: bool = False) -> keras.Model:
+                  task_tracks: Sequence[Sequence[int]], orig_multi_loss: bool = False,
+                  **compile_options: Any) -> keras.Model:
     """Adam, the profile multinomial NLL and the counts loss (``counts_loss``), weighted by ``loss_weights``.
 
     Sample weights per output (``{"profile": w, "logcounts": w}``) apply per example. Metrics: the log-count
-    MSE (whatever the counts loss) so runs with MSE and POISSON compare.
+    MSE (whatever the counts loss) so runs with MSE and POISSON compare. ``compile_options`` (e.g.
+    ``jit_compile``, ``steps_per_execution``) go to ``model.compile`` unchanged.
     """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
@@ -392,5 +395,6 @@ def compile_model(model: keras.Model, params: BpnetParams, *, learning_rate: flo
               "logcounts": counts_loss(params.counts_loss, task_tracks, orig_multi_loss)},
         loss_weights={"profile": float(params.loss_weights[0]), "logcounts": float(params.loss_weights[1])},
         metrics={"logcounts": [keras.metrics.MeanSquaredError(name="mse")]},
+        **compile_options,
     )
     return model

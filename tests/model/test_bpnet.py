@@ -190,6 +190,7 @@ def test_errors_name_the_params_key():
                                                         activations=["sparkle", "linear"])), layout())
 
 
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # compiled, never trained
 def test_keras_round_trip_gives_identical_predictions(tmp_path):
     lay = layout(TWO_TASKS, TWO_TASK_BIAS, ("0", "1"))
     params = tiny_params(counts_loss="POISSON")
