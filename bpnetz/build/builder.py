@@ -324,15 +324,18 @@ def _signal_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarra
     for i, track in enumerate(tracks):
         values = bigwig_windows(bigwigs[track.source], chrom, start, length)
         missing = np.isnan(values)
-        finite.append(int(values.size - missing.sum()))
+        finite.append(int(values.size - np.count_nonzero(missing)))
         values[missing] = 0
         if dtype == "int32":
-            if not np.array_equal(values, np.rint(values)) or np.abs(values).max(initial=0) > INT32_LIMIT:
+            if np.abs(values).max(initial=0) > INT32_LIMIT:
                 raise NonIntegerSignal(track.source)
-            sums.append(int(values.sum(dtype=np.int64)))
+            out[:, :, i] = values  # truncates toward zero; equal to the values only if they are whole
+            if not np.array_equal(out[:, :, i], values):
+                raise NonIntegerSignal(track.source)
+            sums.append(int(out[:, :, i].sum(dtype=np.int64)))
         else:
+            out[:, :, i] = values
             sums.append(float(values.sum(dtype=np.float64)))
-        out[:, :, i] = values
     return out, {"sum": sums, "finite": finite}
 
 
@@ -470,6 +473,24 @@ def _finished_blocks(path: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
+def _open_partial(partial: Path, inputs: BuildInputs, notices: list[str]) -> tuple[str, int]:
+    """Resume the partial store of this build, or create it (anew when it belongs to other inputs).
+
+    Returns the signal dtype and block size it was created with.
+    """
+    state = _partial_state(partial)
+    if state is not None and state.get("key") != inputs.key:
+        notices.append(f"{partial} was started from other inputs or arguments; starting over.")
+        state = None
+    elif state is None and partial.exists():
+        notices.append(f"{partial} is not a readable partial build; starting over.")
+    if state is not None:
+        return state["signal_dtype"], int(state["block_loci"])
+    signal_dtype = _plan_signal_dtype(inputs)
+    _create_partial(partial, inputs, signal_dtype, schema.SHARD_LOCI, schema.CHUNK_LOCI)
+    return signal_dtype, schema.SHARD_LOCI
+
+
 def _plan_signal_dtype(inputs: BuildInputs, sample: int = 512) -> str:
     """int32 when the signal over a spread-out sample of loci is whole-numbered, else float32."""
     kept = inputs.selection.kept
@@ -547,6 +568,7 @@ class BuildSummary:
     raw_bytes: int
     seconds: float
     block_seconds: float
+    block_cpu_seconds: float | None  # CPU time of this process in the block tasks (None on a cluster)
     blocks_built: int
     blocks_resumed: int
     loci_built: int
@@ -557,6 +579,13 @@ class BuildSummary:
     def loci_per_second(self) -> float:
         """Loci read and written per second by the block tasks (excluding input checks and checksums)."""
         return self.loci_built / self.block_seconds if self.block_seconds > 0 else float("nan")
+
+    @property
+    def loci_per_cpu_second(self) -> float:
+        """Loci per CPU-second of the local block tasks: the throughput one free core would give."""
+        if not self.block_cpu_seconds:
+            return float("nan")
+        return self.loci_built / self.block_cpu_seconds
 
     @property
     def compression_ratio(self) -> float:
@@ -670,20 +699,9 @@ def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: st
                          fix="Choose another --output, delete it, or pass --overwrite to replace it.")
     inputs = prepare_inputs(input_data, reference_genome, chrom_sizes, input_len=input_len, output_len=output_len,
                             max_jitter=max_jitter, chroms=chroms, blacklist=blacklist, checksums=checksums)
-    partial = Path(str(output) + PARTIAL_SUFFIX)
-    notices = []
-    state = _partial_state(partial)
-    block_loci, chunk_loci = schema.SHARD_LOCI, schema.CHUNK_LOCI
-    if state is not None and state.get("key") != inputs.key:
-        notices.append(f"{partial} was started from other inputs or arguments; starting over.")
-        state = None
-    elif state is None and partial.exists():
-        notices.append(f"{partial} is not a readable partial build; starting over.")
-    if state is None:
-        signal_dtype = _plan_signal_dtype(inputs)
-        _create_partial(partial, inputs, signal_dtype, block_loci, chunk_loci)
-    else:
-        signal_dtype, block_loci = state["signal_dtype"], int(state["block_loci"])
+    partial = Path(str(output.absolute()) + PARTIAL_SUFFIX)  # absolute: cluster workers open it too
+    notices: list[str] = []
+    signal_dtype, block_loci = _open_partial(partial, inputs, notices)
     for notice in notices:
         print(f"notice: {notice}", file=sys.stderr)
 
@@ -693,7 +711,7 @@ def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: st
         done = _finished_blocks(partial)
         todo = [b for b in range(n_blocks) if b not in done]
         call = (str(partial), inputs.fasta_path, inputs.layout.to_dict(), signal_dtype, block_loci)
-        blocks_began = time.perf_counter()
+        blocks_began, cpu_began = time.perf_counter(), time.process_time()
         try:
             results = _run_blocks([(*call, b) for b in todo], workers, scheduler, progress)
             break
@@ -701,8 +719,9 @@ def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: st
             notices.append(f"{err} holds non-integer values; signal is stored as float32.")
             print(f"notice: {notices[-1]} Restarting.", file=sys.stderr)
             signal_dtype = "float32"
-            _create_partial(partial, inputs, signal_dtype, block_loci, chunk_loci)
+            _create_partial(partial, inputs, signal_dtype, block_loci, schema.CHUNK_LOCI)
     block_seconds = time.perf_counter() - blocks_began
+    block_cpu_seconds = None if scheduler else time.process_time() - cpu_began
     done.update({r["block"]: r for r in results})
     totals = _totals(inputs.layout, [done[b] for b in range(n_blocks)])
     _finish(partial, output, _metadata(inputs, totals, signal_dtype), overwrite)
@@ -710,7 +729,8 @@ def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: st
         path=output, n_loci=n, counts=_counts(inputs.selection.kept, inputs.layout.tasks),
         rejected=inputs.selection.rejected_counts(), bytes_on_disk=_disk_bytes(output),
         raw_bytes=_raw_bytes(inputs.layout, n, signal_dtype), seconds=time.perf_counter() - began,
-        block_seconds=block_seconds, blocks_built=len(todo), blocks_resumed=n_blocks - len(todo),
+        block_seconds=block_seconds, block_cpu_seconds=block_cpu_seconds, blocks_built=len(todo),
+        blocks_resumed=n_blocks - len(todo),
         loci_built=sum(r["rows"] for r in results), signal_dtype=signal_dtype, notices=notices)
     if progress:
         print(summary.format(), file=sys.stderr)

@@ -142,9 +142,10 @@ def select_loci(loci: LocusTable, store_layout: schema.StoreLayout, chrom_length
     """Split loci into store rows and rejected loci.
 
     ``chrom_lengths``: the chromosomes every source has (FASTA, chrom.sizes and all bigWigs), with their
-    lengths; ``blacklist``: merged intervals per chromosome; ``unavailable``: chromosome -> reason for the others. Checks, in order: ``chroms`` filter,
-    chromosome availability, both windows inside the chromosome, blacklist overlap (of either window), then
-    duplicates (same task, kind, chromosome and summit; the first in input order is kept).
+    lengths; ``unavailable``: chromosome -> reason for the others; ``blacklist``: merged intervals per
+    chromosome. Checks, in order: ``chroms`` filter, chromosome availability, both windows inside the
+    chromosome, blacklist overlap (of either window), then duplicates (same task, kind, chromosome and summit;
+    the first in input order is kept).
     """
     reasons = np.full(len(loci), None, dtype=object)
 

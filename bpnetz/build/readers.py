@@ -171,8 +171,8 @@ def _windows_by_span(chroms: np.ndarray, starts: np.ndarray, length: int
 
 
 def _gather(span: np.ndarray, offsets: np.ndarray, length: int) -> np.ndarray:
-    """Rows ``span[o : o + length]`` for each offset, as one fancy index."""
-    return span[offsets[:, None] + np.arange(length)[None, :]]
+    """Rows ``span[o : o + length]`` for each offset (one copy through a strided window view)."""
+    return np.lib.stride_tricks.sliding_window_view(span, length)[offsets]
 
 
 def fasta_windows(fasta: Any, chroms: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
@@ -211,13 +211,16 @@ def bigwig_windows(bigwig: Any, chroms: np.ndarray, starts: np.ndarray, length: 
 
     Windows may extend past the chromosome ends; positions outside the chromosome read as NaN.
     """
-    out = np.full((len(starts), length), np.nan, dtype=np.float32)
+    out = np.empty((len(starts), length), dtype=np.float32)  # every row belongs to exactly one span
     chrom_lengths = bigwig.chroms()
     for chrom, span_start, span_end, rows in _windows_by_span(chroms, starts, length):
         lo, hi = max(span_start, 0), min(span_end, chrom_lengths[chrom])
-        span = np.full(span_end - span_start, np.nan, dtype=np.float32)
-        if hi > lo:
-            span[lo - span_start:hi - span_start] = bigwig.values(chrom, lo, hi, numpy=True)
+        if (lo, hi) == (span_start, span_end):
+            span = bigwig.values(chrom, lo, hi, numpy=True)
+        else:
+            span = np.full(span_end - span_start, np.nan, dtype=np.float32)
+            if hi > lo:
+                span[lo - span_start:hi - span_start] = bigwig.values(chrom, lo, hi, numpy=True)
         out[rows] = _gather(span, starts[rows] - span_start, length)
     return out
 
