@@ -381,7 +381,8 @@ def _truth(root: Path, chroms: list[genome_lib.Chromosome], regions: loci_lib.Re
     (root / "truth/sites.tsv").write_text("".join(lines))
     edge = [[r[4] for r in rows if r[2] + r[7] < opts.window_half
              or chroms[r[0]].length - (r[2] + r[7]) <= opts.window_half] for rows in peaks]
-    per_motif = {m.name: {"sites": int((sites.motif == j).sum()),
+    per_motif = {m.name: {"consensus": m.consensus, "length": m.length, "threshold": m.threshold,
+                          "sites": int((sites.motif == j).sum()),
                           "bound": int((sites.bound & (sites.motif == j)).sum()),
                           "regions": int(np.unique(sites.region[sites.bound & (sites.motif == j)]).size)}
                  for j, m in enumerate(motifs)}
