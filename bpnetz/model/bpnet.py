@@ -85,7 +85,6 @@ class ModelLengths:
     motif: int  # after the motif module
     syntax: int  # after the dilated stack: what the counts head pools over
     profile_head: int  # after the profile head convolution, before the centre crop
-    output: int  # after the crop
 
 
 def _conv_length(length: int, kernel_size: int, dilation: int, padding: str) -> int:
@@ -103,8 +102,7 @@ def model_lengths(params: BpnetParams) -> ModelLengths:
         length = _conv_length(length, syntax.kernel_size, 2**i, syntax.padding)
     syntax_len = length
     head_len = _conv_length(length, head.kernel_size, 1, head.padding)
-    lengths = ModelLengths(motif=motif_len, syntax=syntax_len, profile_head=head_len,
-                           output=params.output_profile_len)
+    lengths = ModelLengths(motif=motif_len, syntax=syntax_len, profile_head=head_len)
     if min(motif_len, syntax_len, head_len) < params.output_profile_len:
         need = params.output_profile_len + (params.input_len - min(motif_len, syntax_len, head_len))
         raise InputError(
