@@ -193,7 +193,7 @@ def _write_experiment(root: Path, opts: SimulationOptions, progress: bool) -> di
     background = _background(chroms, regions, bound, opts, rng)
     for c, chrom in enumerate(chroms):
         avoid = np.concatenate([regions.center[regions.chrom == c], background[1][background[0] == c]])
-        genome_lib.place_iupac(chrom, avoid, opts.window_half + 50, IUPAC_PER_CHROM, rng)
+        genome_lib.place_iupac(chrom, avoid, opts.window_half + loci_lib.SUMMIT_SEARCH + 50, IUPAC_PER_CHROM, rng)
     genome_lib.write_fasta(root / "genome.fa", chroms)
     genome_lib.write_chrom_files(root, chroms)
     bar.update()

@@ -35,8 +35,8 @@ def site_rows(exp: Path) -> list[dict[str, str]]:
 
 
 def chrom_sizes(exp: Path) -> dict[str, int]:
-    return {name: int(size) for name, size in (line.split("\t") for line in (exp / "chrom.sizes").read_text().split("\n")
-                                               if line)}
+    lines = (exp / "chrom.sizes").read_text().splitlines()
+    return {name: int(size) for name, size in (line.split("\t") for line in lines)}
 
 
 def track(path: Path, chrom: str) -> np.ndarray:
