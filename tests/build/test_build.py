@@ -340,3 +340,53 @@ def test_existing_store_needs_overwrite(built, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err and sentinel.exists()
     assert cli_main(_cli_build(experiment, output, "--overwrite")) == 0
     assert not sentinel.exists() and schema.metadata(zarr.open_group(str(output), mode="r"))["n_loci"] == 92
+
+
+# ------------------------------------------------------------------------- a `bpnetz simulate` experiment
+
+
+def test_simulated_two_task_experiment_matches_its_sources(make_experiment, tmp_path, monkeypatch):
+    """200 random loci of a store of a simulated experiment equal direct reads of every source."""
+    experiment = make_experiment(tasks=2, bias_smoothing=(4.0, 31))
+    monkeypatch.chdir(experiment)  # input_data.json paths are relative to the experiment
+    spec = json.loads(Path("input_data.json").read_text())
+    lengths = {"input_len": 400, "output_len": 200, "max_jitter": 16}
+    summary = build_store("input_data.json", "genome.fa", "chrom.sizes", output=tmp_path / "s.zarr", workers=2,
+                          progress=False, **lengths)
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    layout = schema.layout(group)
+    assert [t.name for t in layout.tracks] == ["0/+", "0/-", "1/+", "1/-"]
+    assert [t.smoothing for t in layout.bias_tracks].count((4.0, 31)) == len(layout.bias_tracks) // 2
+    # (task, file, line): tasks may share a loci file
+    sources = [s["path"] for s in schema.metadata(group)["sources"]]
+    stored = {(str(t), sources[f], int(n))
+              for t, f, n in zip(group["task"][:], group["source_file"][:], group["source_line"][:], strict=True)}
+    rows = [line.split("\t") for line in (tmp_path / "s.zarr" / "rejected_loci.bed").read_text().splitlines()[1:]]
+    rejected = {(r[4], r[6], int(r[7])) for r in rows}
+    expected = {(key, *line) for key, task in spec.items()
+                for p in task["loci"]["source"] + task.get("background_loci", {}).get("source", [])
+                for line in _input_lines(Path(p).resolve())}
+    assert stored | rejected == expected
+    assert summary.n_loci == len(stored) and not stored & rejected
+
+    chroms, summits = _coords(tmp_path / "s.zarr")
+    seq, signal, bias = group["seq"][:], group["signal"][:], group["bias"][:]
+    fasta = pyfaidx.Fasta("genome.fa")
+    in_len, out_len, jitter = lengths["input_len"], lengths["output_len"], lengths["max_jitter"]
+    for i in np.random.default_rng(0).choice(len(summits), min(200, len(summits)), replace=False):
+        chrom, summit = chroms[i], int(summits[i])
+        lo = summit - in_len // 2 - jitter
+        np.testing.assert_array_equal(seq[i], _codes(fasta[chrom][lo:lo + in_len + 2 * jitter].seq))
+        lo = summit - out_len // 2 - jitter
+        hi = lo + out_len + 2 * jitter
+        for k, track in enumerate(layout.tracks):
+            np.testing.assert_array_equal(signal[i, :, k], _direct(Path(track.source), chrom, lo, hi))
+        for k, track in enumerate(layout.bias_tracks):
+            if track.smoothing is None:
+                np.testing.assert_array_equal(bias[i, :, k], _direct(Path(track.source), chrom, lo, hi))
+            else:
+                sigma, window = track.smoothing
+                r = window // 2
+                raw = _direct(Path(track.source), chrom, lo - r, hi + r)
+                want = gaussian_filter1d(raw, sigma, truncate=r / sigma)[r:-r]
+                np.testing.assert_allclose(bias[i, :, k], want, rtol=1e-5, atol=1e-6)
