@@ -315,13 +315,27 @@ def _break_not_a_bigwig(e):
     return "plus.bw"
 
 
+def _break_chrom_length(e):
+    e.chrom_sizes.write_text(e.chrom_sizes.read_text().replace("chr2\t4000", "chr2\t4100"))
+    return "chrom.sizes: chromosome 'chr2' has length 4100"
+
+
+def _break_unknown_chroms_argument(e):
+    return "'chr9'"  # with --chroms chr1 chr9 below
+
+
+EXTRA_ARGS = {_break_no_data_on_used_chroms: ["--chroms", "chr1"],
+              _break_unknown_chroms_argument: ["--chroms", "chr1", "chr9"]}
+
+
 @pytest.mark.parametrize("breaker", [_break_missing_fasta, _break_peaks_without_summit, _break_chrom_sizes_names,
                                      _break_bigwig_names, _break_json_key, _break_no_data_on_used_chroms,
-                                     _break_all_windows_empty, _break_not_a_bigwig])
+                                     _break_all_windows_empty, _break_not_a_bigwig, _break_chrom_length,
+                                     _break_unknown_chroms_argument])
 def test_bad_inputs_exit_2_with_one_paragraph_naming_the_file(tmp_path, capsys, breaker):
     experiment = write_tiny_experiment(tmp_path / "exp", bias=False)
     expected = breaker(experiment)
-    extra = ["--chroms", "chr1"] if breaker is _break_no_data_on_used_chroms else []
+    extra = EXTRA_ARGS.get(breaker, [])
     rc = cli_main(_cli_build(experiment, tmp_path / "store.zarr", *extra))
     err = capsys.readouterr().err
     assert rc == 2, err
