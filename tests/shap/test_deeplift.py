@@ -10,11 +10,27 @@ import pytest
 from keras import layers
 from scipy import special, stats
 
+from bpnetz.config import BpnetParams
+from bpnetz.model.bpnet import build_model
 from bpnetz.shap.deeplift import DeepLiftExplainer, deepshap
 from bpnetz.shap.shuffle import onehot_to_codes, reference_shuffles
 from bpnetz.store.schema import StoreLayout, Track
 
 L_IN, L_OUT = 64, 20
+TWO_TASKS = [Track("a+", 0, "+", "a+.bw"), Track("a-", 0, "-", "a-.bw"), Track("b", 1, ".", "b.bw")]
+TWO_TASK_BIAS = [Track("ca+", 0, "+", "ca+.bw"), Track("ca-", 0, "-", "ca-.bw"), Track("cb", 1, ".", "cb.bw")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread_tensorflow():
+    """Tiny models gain nothing from threads, and the machine is shared."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised by an earlier test module
+        pass
 
 
 def bpnet_like(n_tracks=2, n_counts=1, n_bias=2, filters=8, seed=0, dtype="float32", activation="relu"):
@@ -111,14 +127,32 @@ def test_completeness_in_float64_and_with_other_nonlinearities():
 @pytest.mark.parametrize("orig_multi_loss, task", [(False, 1), (True, 0)])
 def test_targets_pick_the_tasks_tracks(orig_multi_loss, task):
     """Two tasks: a stranded one (tracks 0, 1) and an unstranded one (track 2)."""
-    tracks = [Track("a+", 0, "+", "a+.bw"), Track("a-", 0, "-", "a-.bw"), Track("b", 1, ".", "b.bw")]
-    layout = StoreLayout(input_len=L_IN, output_len=L_OUT, max_jitter=0, tasks=["a", "b"], tracks=tracks)
+    layout = StoreLayout(input_len=L_IN, output_len=L_OUT, max_jitter=0, tasks=["a", "b"], tracks=TWO_TASKS)
     model = bpnet_like(n_tracks=3, n_counts=3 if orig_multi_loss else 2, n_bias=0, seed=5)
     onehot, _ = random_inputs(3, n_bias=0, seed=5)
     profile_tracks = [[0, 1], [2]][task]
     counts_columns = profile_tracks if orig_multi_loss else [task]
     explainer = DeepLiftExplainer(model, task, store_layout=layout, orig_multi_loss=orig_multi_loss)
     check_completeness(model, explainer, onehot, {}, profile_tracks, counts_columns, rtol=1e-3)
+
+
+@pytest.mark.parametrize("orig_multi_loss, task, pre_activation", [(False, 0, True), (True, 1, False)])
+def test_completeness_on_the_real_bpnet_with_bias_inputs(orig_multi_loss, task, pre_activation):
+    """build_model's BPNet (two tasks, control tracks, a hidden ReLU layer in the counts head)."""
+    layout = StoreLayout(L_IN, L_OUT, 0, ["a", "b"], TWO_TASKS, TWO_TASK_BIAS)
+    params = BpnetParams.model_validate(dict(
+        input_len=L_IN, output_profile_len=L_OUT, motif_module_params=dict(filters=[8], kernel_sizes=[5]),
+        syntax_module_params=dict(num_dilation_layers=2, filters=8, kernel_size=3,
+                                  pre_activation_residual_unit=pre_activation),
+        profile_head_params=dict(kernel_size=9),
+        counts_head_params=dict(units=[6, -1], dropouts=[0.2, 0.0], activations=["relu", "linear"])))
+    keras.utils.set_random_seed(task)
+    model = build_model(params, layout, orig_multi_loss=orig_multi_loss)
+    onehot, bias = random_inputs(3, n_bias=3, seed=task)
+    profile_tracks = [[0, 1], [2]][task]
+    counts_columns = profile_tracks if orig_multi_loss else [task]
+    explainer = DeepLiftExplainer(model, task, store_layout=layout, orig_multi_loss=orig_multi_loss)
+    check_completeness(model, explainer, onehot, bias, profile_tracks, counts_columns, rtol=1e-3)
 
 
 def test_explain_projected_scores_add_up_and_do_not_depend_on_batching():
