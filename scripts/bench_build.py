@@ -8,7 +8,7 @@ The reference materialises, per locus and batch, a float64 one-hot sequence (inp
 profile and bias arrays (output_len × tracks × 8 bytes each); a store keeps uint8 codes and int32/float32 rows
 with jitter flanks, compressed.
 
-    python scripts/bench_build.py [--peaks 8000] [--workers 1 2] [--keep DIR]
+    python scripts/bench_build.py [--peaks 10000] [--workers 1 2] [--keep DIR] [--experiment DIR]
 """
 
 from __future__ import annotations
@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--simulate", choices=["auto", "yes", "no"], default="auto",
                         help="use `bpnetz simulate` (auto: when available)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the experiment and stores here")
+    parser.add_argument("--experiment", type=Path, default=None,
+                        help="use this existing experiment folder (with input_data.json) instead of writing one")
     args = parser.parse_args()
 
     from bpnetz.build.builder import build_store
@@ -98,11 +100,15 @@ def main() -> None:
     use_sim = args.simulate == "yes" or (args.simulate == "auto"
                                          and importlib.util.find_spec("bpnetz.cli.simulate") is not None)
     began = time.perf_counter()
-    exp = simulate_experiment(root, args.peaks) if use_sim else write_experiment(root, args.peaks)
+    if args.experiment is not None:
+        exp = args.experiment.resolve()
+        print(f"experiment: {exp}")
+    else:
+        exp = simulate_experiment(root, args.peaks) if use_sim else write_experiment(root, args.peaks)
+        print(f"experiment: {'bpnetz simulate' if use_sim else 'self-written'} in {exp} "
+              f"({time.perf_counter() - began:.1f} s to write)")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall-clock rates shrink when it "
           "exceeds the cores; loci per CPU-second do not)")
-    print(f"experiment: {'bpnetz simulate' if use_sim else 'self-written'} in {exp} "
-          f"({time.perf_counter() - began:.1f} s to write)")
     os.chdir(exp)  # input_data.json paths are relative to the experiment folder
     results = []
     for workers in args.workers:

@@ -7,7 +7,7 @@ Every reader turns a problem the user can fix (missing file, malformed line, not
 :class:`~bpnetz.errors.InputError` naming the file and, for text formats, the 1-based line number.
 
 Window readers take many windows at once and read each *merged span* of nearby windows with one library call:
-a pyBigWig call costs about as much as reading ~20 kb, so windows closer than :data:`MERGE_GAP` bases share a
+a pyBigWig call costs about as much as reading ~20 kb (measured: ~140 µs per call, ~7 ns per base), so windows closer than :data:`MERGE_GAP` bases share a
 read, and the windows are then gathered from the span with one vectorised index.
 """
 
