@@ -26,8 +26,9 @@ from types import ModuleType
 
 import numpy as np
 
+from bpnetz.build.bedfiles import write_text
 from bpnetz.errors import InputError
-from bpnetz.shap.modisco import ScoreWindow, atomic_path, load_patterns, load_score_window
+from bpnetz.shap.modisco import ScoreWindow, load_patterns, load_score_window
 
 FINEMO_FILES = ("hits.tsv", "hits_unique.tsv", "hits.bed", "peaks_qc.tsv", "motif_data.tsv")
 MODES = ("pp", "ph", "hp", "hh")
@@ -191,6 +192,5 @@ def call_hits(modisco_h5: str | os.PathLike, scores_h5: str | os.PathLike, outpu
         files={"hits": str(out / "hits.tsv"), "hits_unique": str(out / "hits_unique.tsv"),
                "hits_bed": str(out / "hits.bed"), "summary": str(out / "summary.json")},
         runtime_s=round(time.perf_counter() - t0, 2))
-    with atomic_path(out / "summary.json") as tmp_summary:
-        tmp_summary.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary

@@ -19,19 +19,19 @@ tfmodisco-lite is deterministic (its Leiden runs use fixed seeds 1..n), so no se
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from bpnetz.build.bedfiles import atomic_output, write_text
 from bpnetz.errors import InputError
 from bpnetz.shap.motif_compare import ic_scaled, reverse_complement
 
@@ -44,27 +44,8 @@ LOGO_PAD = 4  # flank columns kept around the informative core in logos
 BASES = "ACGT"
 
 
-# ----------------------------------------------------------------------------------------------- writing files
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` only when the block succeeds."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
 def _write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_output(path) as tmp:
         tmp.write_bytes(data)
 
 
@@ -459,7 +440,7 @@ def run_modisco(scores_h5: str | os.PathLike, output_dir: str | os.PathLike, *, 
         trim_to_window_size=trim_size, initial_flank_to_add=initial_flank, final_flank_to_add=final_flank,
         target_seqlet_fdr=0.05, n_leiden_runs=n_leiden_runs, verbose=False)
     results = out / RESULTS_NAME
-    with atomic_path(results) as tmp:
+    with atomic_output(results) as tmp:
         modiscolite.io.save_hdf5(str(tmp), pos, neg, scores.width)
     patterns = load_patterns(results)
 
@@ -487,16 +468,16 @@ def run_modisco(scores_h5: str | os.PathLike, output_dir: str | os.PathLike, *, 
 
     files = {"results": str(results), "report": str(out / "report.html"), "meme": str(out / "patterns.meme"),
              "summary": str(out / "summary.json")}
-    _write_text(out / "patterns.meme", format_meme({p.name: p.pfm[slice(*p.core())] for p in patterns},
+    write_text(out / "patterns.meme", format_meme({p.name: p.pfm[slice(*p.core())] for p in patterns},
                                                    {p.name: p.n_seqlets for p in patterns}))
     if scores.chroms is not None:
         files["seqlets_bed"] = str(out / "seqlets.bed")
-        _write_text(out / "seqlets.bed", _seqlet_bed(patterns, scores))
+        write_text(out / "seqlets.bed", _seqlet_bed(patterns, scores))
     summary = ModiscoSummary(
         scores=str(scores.path), scores_key=scores_key, output_dir=str(out), n_loci=scores.n_loci,
         window=scores.width, n_seqlets_in_patterns=sum(p.n_seqlets for p in patterns), patterns=summaries,
         files=files, runtime_s=round(time.perf_counter() - t0, 2),
         motif_db=str(motif_db) if motif_db is not None else None, notes=notes)
-    _write_text(out / "report.html", _report_html(summary, logos))
-    _write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+    write_text(out / "report.html", _report_html(summary, logos))
+    write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
