@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", required=True, help="directory for the results (created if missing)")
     parser.add_argument("--peaks", help="BED/narrowPeak of the scored loci in score-file order, to place and name "
                                         "regions (default: the score file's coordinates)")
-    parser.add_argument("--lambda", "--alpha", dest="lambda_", type=float, default=0.7,
+    parser.add_argument("--lambda", "--alpha", dest="lambda_", metavar="LAMBDA", type=float, default=0.7,
                         help="FiNeMo's L1 penalty and minimum hit correlation (default: 0.7)")
     parser.add_argument("--window", type=int, default=1000,
                         help="central bases of each locus searched, clipped to its length (default: 1000)")

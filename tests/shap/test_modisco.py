@@ -60,6 +60,22 @@ def test_score_window_is_central_and_placed_on_the_genome(tmp_path):
     assert load_score_window(tmp_path / "s.h5", window=10_000).width == LENGTH
 
 
+def test_score_window_reads_what_bpnetz_shap_writes(tmp_path):
+    from bpnetz.shap.scores import write_score_h5
+
+    rng = np.random.default_rng(1)
+    seqs = np.eye(4, dtype=np.int8)[rng.integers(0, 4, size=(3, 30))]
+    seqs[0, 4] = 0  # an N base
+    hyp = rng.normal(size=(3, 30, 4)).astype(np.float32)
+    chroms = ["chr1", "chrUn_KI270742v1", "chrX"]
+    write_score_h5(tmp_path / "c.h5", chroms, np.array([100, 5000, 7]), np.array([130, 5030, 37]), hyp, seqs)
+    w = load_score_window(tmp_path / "c.h5", window=20)
+    assert w.chroms == chroms
+    np.testing.assert_array_equal(w.starts, [105, 5005, 12])
+    np.testing.assert_array_equal(w.one_hot, seqs[:, 5:25])
+    np.testing.assert_array_equal(w.hypothetical, hyp[:, 5:25])
+
+
 @pytest.mark.parametrize("problem", ["missing", "no_key", "not_one_hot", "nan"])
 def test_bad_score_files_raise_input_errors(tmp_path, problem):
     path = tmp_path / "s.h5"
