@@ -47,7 +47,8 @@ def _single_thread_tensorflow():
         pass
 
 
-def save_model_dir(path: Path, store_path: Path, layout, params: dict, split: dict | None = SPLIT):
+def save_model_dir(path: Path, store_path: Path, layout, params: dict, split: dict | None = SPLIT,
+                   orig_multi_loss: bool = False):
     """A model directory as 'bpnetz train' leaves it, with an untrained model whose weights are randomised."""
     import keras
 
@@ -55,7 +56,7 @@ def save_model_dir(path: Path, store_path: Path, layout, params: dict, split: di
     from bpnetz.model.bpnet import build_model
 
     keras.utils.set_random_seed(3)
-    model = build_model(BpnetParams(**params), layout)
+    model = build_model(BpnetParams(**params), layout, orig_multi_loss=orig_multi_loss)
     rng = np.random.default_rng(5)
     model.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in model.get_weights()])
     path.mkdir(parents=True)
@@ -264,6 +265,41 @@ def test_rc_average_window_and_zero_bias_through_the_pipeline(setup):
     full = counts_from((logits + rc_logits[:, ::-1][:, :, SWAP]) / 2, (logcounts + rc_logcounts) / 2)
     np.testing.assert_allclose(pred, full[:, 5:15], rtol=2e-4, atol=1e-6)  # centre 10 of 20
     assert true.shape == (len(summits), 10, 3)
+
+
+def test_test_indices_pick_positions_among_the_evaluated_loci(setup, test_run, tmp_path):
+    from bpnetz.predict.predict import predict
+
+    (tmp_path / "indices.txt").write_text("3\n1\n\n")
+    predict(setup["model_dir"], store=setup["tiny"].path, test_indices=tmp_path / "indices.txt",
+            output_dir=tmp_path, progress=False)
+    with h5py.File(tmp_path / "model_split000_predictions.h5", "r") as picked, \
+            h5py.File(test_run[1] / "model_split000_predictions.h5", "r") as every:
+        np.testing.assert_array_equal(picked["coords/coords_start"][:], every["coords/coords_start"][[1, 3]])
+        np.testing.assert_allclose(picked["predictions/pred_profs"][:], every["predictions/pred_profs"][[1, 3]])
+    with pytest.raises(InputError, match="0-based positions among the 8"):
+        predict(setup["model_dir"], store=setup["tiny"].path, test_indices=[8], output_dir=tmp_path,
+                progress=False)
+
+
+def test_per_track_log_counts_are_read_from_the_model(setup, tmp_path):
+    """orig_multi_loss models (one log count per track): one softmax per track, its own count."""
+    from bpnetz.predict.predict import predict
+
+    tiny = setup["tiny"]
+    model = save_model_dir(tmp_path / "multi_split000", tiny.path, tiny.layout, PARAMS, orig_multi_loss=True)
+    predict(tmp_path / "multi_split000", store=tiny.path, split="val", output_dir=tmp_path, progress=False)
+    with h5py.File(tmp_path / "multi_split000_predictions.h5", "r") as h5:
+        summits = (h5["coords/coords_start"][:] + OUTPUT_LEN // 2).tolist()
+        pred, pred_lc = h5["predictions/pred_profs"][:], h5["predictions/pred_logcounts"][:]
+    logits, logcounts = run_model(model, model_inputs(tiny, "chr2", summits))
+    assert logcounts.shape == (len(summits), 3)
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # per track, over positions
+    np.testing.assert_allclose(pred, softmax * np.exp(logcounts)[:, None, :], rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(pred_lc, logcounts, rtol=1e-4, atol=1e-5)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["orig_multi_loss"] is True
+    assert set(metrics["results"]["model"]["task"]) == set(TRACKS)  # one softmax group per track
 
 
 # ------------------------------------------------------------------------------------------ regions
