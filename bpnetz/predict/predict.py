@@ -488,29 +488,40 @@ def write_peak_outputs(out_dir: Path, model_name: str, pred: LocusPredictions, r
 # ------------------------------------------------------------------------------------------ regions mode
 
 
-def region_bias(layout: StoreLayout, windows: Windows) -> dict[str, np.ndarray]:
-    """``profile_bias`` and ``counts_bias`` of windows, read from the layout's control bigWigs (zeros where a
-    control lacks the chromosome, or for all windows when a control file is missing)."""
-    from bpnetz.build.builder import _bias_block
+@contextlib.contextmanager
+def open_controls(layout: StoreLayout, chroms: Sequence[str]) -> Iterator[dict[str, Any] | None]:
+    """The layout's control bigWigs, open; None (bias inputs zero, with a notice) when one is missing. A notice
+    names the chromosomes of ``chroms`` that some control lacks (their bias inputs are zero)."""
     from bpnetz.build.readers import open_bigwig
 
-    profile = np.zeros((len(windows), layout.output_len, layout.n_bias), dtype=np.float32)
     missing = sorted({t.source for t in layout.bias_tracks if not Path(t.source).is_file()})
     if missing:
-        notice(f"control bigWig {missing[0]} is missing: bias inputs of the regions are zero.")
-    else:
-        handles = {t.source: open_bigwig(t.source) for t in layout.bias_tracks}
-        try:
-            covered = set.intersection(*(set(h.chroms()) for h in handles.values()))
-            inside = np.isin(windows.chrom.astype(str), sorted(covered))
-            if not inside.all():
-                notice(f"controls have no {sorted(set(windows.chrom[~inside]))[0]}: its bias inputs are zero.")
-            if inside.any():
-                profile[inside], _ = _bias_block(handles, layout.bias_tracks, windows.chrom[inside],
-                                                 windows.out_start[inside], layout.output_len)
-        finally:
-            for handle in handles.values():
-                handle.close()
+        notice(f"control bigWig {missing[0]} is missing: the bias inputs of the regions are zero.")
+        yield None
+        return
+    handles = {t.source: open_bigwig(t.source) for t in layout.bias_tracks}
+    try:
+        absent = sorted({c for c in chroms for h in handles.values() if c not in h.chroms()})
+        if absent:
+            notice(f"the controls lack {', '.join(absent[:5])}: bias inputs there are zero.")
+        yield handles
+    finally:
+        for handle in handles.values():
+            handle.close()
+
+
+def region_bias(layout: StoreLayout, controls: Mapping[str, Any] | None, windows: Windows) -> dict[str, np.ndarray]:
+    """``profile_bias`` and ``counts_bias`` of windows from the open controls (as the store builder reads and
+    smooths them); zeros without controls or on chromosomes a control lacks."""
+    from bpnetz.build.builder import _bias_block
+
+    profile = np.zeros((len(windows), layout.output_len, layout.n_bias), dtype=np.float32)
+    if controls is not None:
+        covered = set.intersection(*(set(h.chroms()) for h in controls.values()))
+        inside = np.isin(windows.chrom.astype(str), sorted(covered))
+        if inside.any():
+            profile[inside], _ = _bias_block(controls, layout.bias_tracks, windows.chrom[inside],
+                                             windows.out_start[inside], layout.output_len)
     return {"profile_bias": profile, "counts_bias": np.log1p(profile.sum(axis=1, dtype=np.float64))}
 
 
@@ -556,11 +567,12 @@ def predict_regions(predict_fn: PredictFn, layout: StoreLayout, tiles: Windows, 
     order, seg_start, seg_end = order[keep], seg_start[keep], seg_end[keep]
     owner = track_groups(groups, layout.n_tracks)
     bar = tqdm(total=-(-len(order) // batch_size), desc="predicting regions", unit="batch", disable=not progress)
-    with track_bigwig_writers(path_template, chrom_sizes, layout.n_tracks) as handles:
+    controls = open_controls(layout, sorted(set(tiles.chrom))) if use_bias else contextlib.nullcontext()
+    with track_bigwig_writers(path_template, chrom_sizes, layout.n_tracks) as handles, controls as bigwigs:
         for lo in range(0, len(order), REGION_CHUNK):
             chunk = _take(tiles, order[lo:lo + REGION_CHUNK])
             onehot = schema.one_hot(read_sequences(fasta, chunk))
-            bias = region_bias(layout, model_windows(chunk, layout.output_len)) if use_bias else {}
+            bias = region_bias(layout, bigwigs, model_windows(chunk, layout.output_len)) if use_bias else {}
             for b in range(0, len(chunk), batch_size):
                 inputs = {"sequence": onehot[b:b + batch_size], **{k: v[b:b + batch_size] for k, v in bias.items()}}
                 logits, logcounts = predict_batch(predict_fn, inputs, layout,

@@ -342,6 +342,31 @@ def test_tile_covers_a_whole_chromosome(setup):
     bw.close()
 
 
+def test_regions_without_controls_use_zero_bias_with_a_notice(setup, tmp_path, capsys):
+    """No store at hand: the layout comes from store.json; its control bigWigs are gone, so bias inputs are 0."""
+    import shutil
+
+    from bpnetz.predict.predict import predict
+
+    tiny = setup["tiny"]
+    model_dir = tmp_path / "moved_split000"
+    model_dir.mkdir()
+    shutil.copy(setup["model_dir"] / "model.keras", model_dir / "model.keras")
+    layout = tiny.layout.to_dict()
+    for track in layout["bias_tracks"]:
+        track["source"] = str(tmp_path / "gone" / Path(track["source"]).name)
+    (model_dir / "store.json").write_text(json.dumps({"path": str(tmp_path / "gone.zarr"), "layout": layout}))
+    predict(model_dir, tile=["chr2"], reference_genome=tiny.fasta, chrom_sizes=setup["sizes"], output_dir=tmp_path,
+            progress=False)
+    assert "bias inputs of the regions are zero" in capsys.readouterr().err
+    inputs = model_inputs(tiny, "chr2", [30])
+    inputs = {**inputs, "profile_bias": 0 * inputs["profile_bias"], "counts_bias": 0 * inputs["counts_bias"]}
+    expected = counts_from(*run_model(setup["model"], inputs))
+    bw = pyBigWig.open(str(tmp_path / "moved_split000_predictions_track_0.bw"))
+    np.testing.assert_allclose(bw.values("chr2", 20, 40), expected[0, :, 0], rtol=2e-4, atol=1e-6)
+    bw.close()
+
+
 # ------------------------------------------------------------------------------------------ errors
 
 
