@@ -40,7 +40,12 @@ def bpnet_like(n_tracks=2, n_counts=1, n_bias=2, filters=8, seed=0, dtype="float
     seq = keras.Input((L_IN, 4), name="sequence", dtype=dtype)
     x = layers.Conv1D(filters, 7, **kw)(seq)
     for i in (1, 2, 3):
-        h = layers.ReLU(**kw)(x) if activation == "relu" else layers.Activation(activation, **kw)(x)
+        if activation == "relu":
+            h = layers.ReLU(**kw)(x)
+        elif activation == "prelu":  # a nonlinearity with its own weights
+            h = layers.PReLU(alpha_initializer=keras.initializers.Constant(0.2), **kw)(x)
+        else:
+            h = layers.Activation(activation, **kw)(x)
         h = layers.Conv1D(filters, 3, dilation_rate=2 ** i, **kw)(h)
         x = layers.Add(**kw)([layers.Cropping1D((x.shape[1] - h.shape[1]) // 2, **kw)(x), h])
     x = layers.ReLU(**kw)(x)
@@ -116,7 +121,7 @@ def test_contributions_sum_to_the_difference_from_the_references(seed):
 
 
 def test_completeness_in_float64_and_with_other_nonlinearities():
-    for activation in ("relu", "tanh"):
+    for activation in ("relu", "tanh", "prelu"):
         model = bpnet_like(dtype="float64", activation=activation, seed=3)
         onehot, bias = random_inputs(3, seed=3)
         explainer = DeepLiftExplainer(model, task=0)
