@@ -302,6 +302,22 @@ def test_per_track_log_counts_are_read_from_the_model(setup, tmp_path):
     assert set(metrics["results"]["model"]["task"]) == set(TRACKS)  # one softmax group per track
 
 
+def test_a_model_directory_written_by_train(setup, tmp_path):
+    """One epoch of 'bpnetz train'; predict finds the store, the fold and the names in the model directory."""
+    train_module = pytest.importorskip("bpnetz.model.train")
+    from bpnetz.config import BpnetParams, Split, Splits
+    from bpnetz.predict.predict import predict
+
+    tiny = setup["tiny"]
+    [model_dir] = train_module.train(tiny.path, BpnetParams(**PARAMS), Splits(folds={"0": Split(**SPLIT)}),
+                                     tmp_path / "models", epochs=1, batch_size=8, verbose=0)
+    summary = predict(model_dir, output_dir=tmp_path / "out", progress=False)  # no store: its store.json
+    assert summary.model_name == "model_split000" and summary.n_examples == len(peak_summits(tiny, ["chr3"]))
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert Path(metrics["store"]).resolve() == tiny.path.resolve() and metrics["chroms"] == ["chr3"]
+    assert metrics["baseline"]["source"].startswith("training split")
+
+
 # ------------------------------------------------------------------------------------------ regions
 
 
