@@ -761,7 +761,8 @@ def _predict_peaks_run(run: PredictionRun, store: str | Path | None, store_args:
     reference, baseline_source = baseline_reference(reader, mdir.split, reader.chromosomes, kinds, window, pred)
     results = evaluate(pred, reference, groups, [t.name for t in layout.tracks], group_names)
     settings = {**run.settings(), "store": reader.path, "split": "chroms" if chroms is not None else split,
-                "chroms": chosen, "peaks_only": peaks_only, "orig_multi_loss": per_track, "test_indices": None if keep is None else len(keep),
+                "chroms": chosen, "peaks_only": peaks_only, "orig_multi_loss": per_track,
+                "test_indices": None if keep is None else len(keep),
                 "baseline": {"source": baseline_source,
                              "definition": "every example predicted with the average observed profile shape and "
                                            "the mean observed log count of the reference loci"},
