@@ -339,7 +339,7 @@ def _signal_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarra
     return out, {"sum": sums, "finite": finite}
 
 
-def _bias_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
+def bias_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
                 length: int) -> tuple[np.ndarray, dict[str, list]]:
     """Bias rows (n, length, bias tracks): raw controls and smoothed copies, with totals and value counts."""
     flank = {}
@@ -397,7 +397,7 @@ def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], s
         del signal
         stats: dict[str, Any] = {"block": block, "rows": hi - lo, "signal": signal_stats}
         if store_layout.bias_tracks:
-            bias, bias_stats = _bias_block(bigwigs, store_layout.bias_tracks, chrom, profile_start,
+            bias, bias_stats = bias_block(bigwigs, store_layout.bias_tracks, chrom, profile_start,
                                            store_layout.profile_len)
             root["bias"][lo:hi] = bias
             stats["bias"] = bias_stats

@@ -37,3 +37,10 @@ def bpnet_gc_reference(argv: Sequence[str] | None = None) -> int:
 def bpnet_gc_background(argv: Sequence[str] | None = None) -> int:
     """``bpnet-gc-background``: GC-matched background loci."""
     return _delegate("gc_background", "bpnet-gc-background", argv)
+
+
+def bpnet_predict(argv: Sequence[str] | None = None) -> int:
+    """``bpnet-predict``: predictions, metrics and bigWigs with the reference's flags."""
+    from bpnetz.cli.predict import bpnet_predict_main
+
+    return run_guarded(bpnet_predict_main, sys.argv[1:] if argv is None else argv)

@@ -513,14 +513,14 @@ def open_controls(layout: StoreLayout, chroms: Sequence[str]) -> Iterator[dict[s
 def region_bias(layout: StoreLayout, controls: Mapping[str, Any] | None, windows: Windows) -> dict[str, np.ndarray]:
     """``profile_bias`` and ``counts_bias`` of windows from the open controls (as the store builder reads and
     smooths them); zeros without controls or on chromosomes a control lacks."""
-    from bpnetz.build.builder import _bias_block
+    from bpnetz.build.builder import bias_block
 
     profile = np.zeros((len(windows), layout.output_len, layout.n_bias), dtype=np.float32)
     if controls is not None:
         covered = set.intersection(*(set(h.chroms()) for h in controls.values()))
         inside = np.isin(windows.chrom.astype(str), sorted(covered))
         if inside.any():
-            profile[inside], _ = _bias_block(controls, layout.bias_tracks, windows.chrom[inside],
+            profile[inside], _ = bias_block(controls, layout.bias_tracks, windows.chrom[inside],
                                              windows.out_start[inside], layout.output_len)
     return {"profile_bias": profile, "counts_bias": np.log1p(profile.sum(axis=1, dtype=np.float64))}
 
