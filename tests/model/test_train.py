@@ -1,0 +1,108 @@
+"""Training end to end on a built store of the simulated tiny experiment: one model per fold, best weights kept,
+every output file, the CLI, and clear errors for mismatched lengths."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from bpnetz.cli import run_guarded
+from bpnetz.cli import train as train_cli
+from bpnetz.config import BpnetParams, Splits
+from bpnetz.errors import InputError
+from bpnetz.model.train import train
+from bpnetz.store import schema
+from bpnetz.store.loader import LocusStream
+
+INPUT_LEN, OUTPUT_LEN = 400, 200
+SPLITS = Splits.model_validate({"folds": {"0": {"val": ["chr2"], "test": ["chr3"]},
+                                          "1": {"val": ["chr3"], "test": ["chr2"]}}})
+
+
+def tiny_params(**overrides) -> BpnetParams:
+    return BpnetParams.model_validate({
+        "input_len": INPUT_LEN, "output_profile_len": OUTPUT_LEN,
+        "motif_module_params": dict(filters=[8], kernel_sizes=[21]),
+        "syntax_module_params": dict(num_dilation_layers=2, filters=8), **overrides})
+
+
+@pytest.fixture(scope="module")
+def store(tiny_experiment, tmp_path_factory):
+    from bpnetz.build.builder import build_store
+
+    path = tmp_path_factory.mktemp("train") / "store.zarr"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tiny_experiment)
+        build_store("input_data.json", "genome.fa", "chrom.sizes", input_len=INPUT_LEN, output_len=OUTPUT_LEN,
+                    max_jitter=16, output=path, progress=False)
+    return path
+
+
+class ScrambleBeforeLastEpoch(keras.callbacks.Callback):
+    """Replace the weights by noise before the last epoch, so the last epoch cannot be the best one."""
+
+    def __init__(self, last_epoch: int):
+        super().__init__()
+        self.last_epoch = last_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.last_epoch:
+            rng = np.random.default_rng(0)
+            self.model.set_weights([rng.normal(0, 3, w.shape).astype(w.dtype) for w in self.model.get_weights()])
+
+
+def test_one_model_per_fold_with_the_best_weights_and_all_files(store, tmp_path):
+    import bpnetz.model.registry  # noqa: F401  (registers our objects for plain keras.models.load_model)
+
+    epochs = 3
+    dirs = train(store, tiny_params(), SPLITS, tmp_path, model_name="m", epochs=epochs, batch_size=16,
+                 early_stopping_patience=10, seed=5, verbose=0, callbacks=[ScrambleBeforeLastEpoch(epochs - 1)])
+    assert [d.name for d in dirs] == ["m_split000", "m_split001"]
+    checksum = schema.metadata(schema.open_group(store))["checksum"]
+    for key, directory in zip(("0", "1"), dirs):
+        for name in ("model.keras", "bpnet_params.json", "splits.json", "history.csv", "history.json",
+                     "learning_curves.png", "store.json", "training.json"):
+            assert (directory / name).is_file(), name
+        assert list((directory / "logs" / "train").glob("events.out.tfevents.*"))
+        assert list((directory / "logs" / "validation").glob("events.out.tfevents.*"))
+        assert (directory / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+        assert json.loads((directory / "store.json").read_text())["checksum"] == checksum
+        fold = Splits.load(directory / "splits.json").folds[key]
+        assert fold.val == SPLITS.folds[key].val and sorted(fold.train) == ["chr1"]
+        assert BpnetParams.load(directory / "bpnet_params.json") == tiny_params()
+
+        history = json.loads((directory / "history.json").read_text())
+        csv_rows = (directory / "history.csv").read_text().strip().splitlines()
+        assert len(history["val_loss"]) == epochs and len(csv_rows) == epochs + 1
+        best = int(np.argmin(history["val_loss"]))
+        assert best < epochs - 1  # the scrambled last epoch is worse
+        # the saved model is the best epoch's: its validation loss is the minimum of the history
+        model = keras.models.load_model(directory / "model.keras")
+        val = LocusStream(store, SPLITS.folds[key], "val", batch_size=16, seed=5).dataset()
+        loss = model.evaluate(val, verbose=0, return_dict=True)["loss"]
+        np.testing.assert_allclose(loss, history["val_loss"][best], rtol=1e-4)
+        summary = json.loads((directory / "training.json").read_text())["summary"]
+        assert summary["best_epoch"] == best + 1 and summary["epochs_run"] == epochs
+
+
+def test_cli_trains_the_selected_fold(store, tmp_path):
+    params = tmp_path / "bpnet_params.json"
+    params.write_text(tiny_params().to_json())
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({k: v.model_dump() for k, v in SPLITS.folds.items()}))
+    argv = ["--store", str(store), "--params", str(params), "--splits", str(splits), "-d", str(tmp_path / "out"),
+            "--folds", "1", "--epochs", "1", "-b", "32", "--reverse-complement-augmentation", "--cache", "disk",
+            "--quiet"]
+    assert run_guarded(train_cli.main, argv) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["model_split001"]
+    options = json.loads((tmp_path / "out" / "model_split001" / "training.json").read_text())["options"]
+    assert options["reverse_complement"] == "double" and options["cache"] is False and options["batch_size"] == 32
+    assert run_guarded(train_cli.main, [*argv, "--output-len", "100"]) == 2  # disagrees with params and store
+
+
+def test_lengths_that_disagree_with_the_store_are_an_input_error(store, tmp_path):
+    with pytest.raises(InputError, match="input length 500.*400"):
+        train(store, tiny_params(input_len=500), SPLITS, tmp_path, epochs=1, verbose=0)
