@@ -269,12 +269,14 @@ class DeepLiftExplainer:
 
     def explain(self, sequences: np.ndarray, bias_inputs: Mapping[str, np.ndarray] | None = None, *,
                 targets: Sequence[str] = TARGETS, num_shuffles: int = 20, seed: int = DEFAULT_SEED,
-                batch_size: int = 8, progress: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                batch_size: int = 8, first_index: int = 0,
+                progress: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """DeepLIFT-SHAP of (N, L, 4) one-hot sequences: {target: (hypothetical, projected)}, each (N, L, 4).
 
         Sequence ``i`` is compared with ``num_shuffles`` dinucleotide shuffles drawn from the generator
-        (seed, i); bias inputs ((N, …) arrays by input name) with zeros. ``batch_size`` sequences per step
-        (each step runs 2 × batch_size × num_shuffles examples through the model).
+        (seed, first_index + i), so a long list scored in chunks (``first_index`` = the chunk's offset) gets the
+        scores of one call; bias inputs ((N, …) arrays by input name) are compared with zeros. ``batch_size``
+        sequences per step (each step runs 2 × batch_size × num_shuffles examples through the model).
         """
         targets = _check_targets(targets)
         sequences = np.asarray(sequences)
@@ -288,7 +290,7 @@ class DeepLiftExplainer:
         dtype = self.input_specs[SEQUENCE_INPUT].dtype.as_numpy_dtype
         hypothetical = {t: np.empty(sequences.shape, dtype=np.float32) for t in targets}
         with tqdm(total=len(sequences), unit="seq", desc="DeepLIFT-SHAP", disable=not progress) as bar:
-            for start, stop, reference_codes in _references(sequences, num_shuffles, seed, batch_size):
+            for start, stop, reference_codes in _references(sequences, num_shuffles, seed, batch_size, first_index):
                 batch_bias = {k: v[start:stop].astype(dtype) for k, v in bias.items()}
                 scores = function(sequences[start:stop].astype(dtype), reference_codes, batch_bias)
                 for target, values in scores.items():
@@ -311,7 +313,7 @@ class DeepLiftExplainer:
 def deepshap(model: keras.Model, sequences_onehot: np.ndarray, bias_inputs: Mapping[str, np.ndarray] | None = None,
              *, task: int = 0, target: str = "both", store_layout: StoreLayout | None = None,
              orig_multi_loss: bool = False, num_shuffles: int = 20, seed: int = DEFAULT_SEED, batch_size: int = 8,
-             progress: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+             first_index: int = 0, progress: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """DeepLIFT-SHAP of one task: {target: (hypothetical (N, L, 4), projected (N, L, 4))}.
 
     ``target`` is "counts", "profile" or "both". See :class:`DeepLiftExplainer` to reuse the compiled graph.
@@ -319,7 +321,7 @@ def deepshap(model: keras.Model, sequences_onehot: np.ndarray, bias_inputs: Mapp
     targets = TARGETS if target == "both" else (target,)
     explainer = DeepLiftExplainer(model, task, store_layout, orig_multi_loss)
     return explainer.explain(sequences_onehot, bias_inputs, targets=targets, num_shuffles=num_shuffles, seed=seed,
-                             batch_size=batch_size, progress=progress)
+                             batch_size=batch_size, first_index=first_index, progress=progress)
 
 
 def _check_targets(targets: Sequence[str]) -> tuple[str, ...]:
@@ -330,8 +332,8 @@ def _check_targets(targets: Sequence[str]) -> tuple[str, ...]:
     return targets
 
 
-def _references(sequences: np.ndarray, num_shuffles: int, seed: int,
-                batch_size: int) -> Iterator[tuple[int, int, np.ndarray]]:
+def _references(sequences: np.ndarray, num_shuffles: int, seed: int, batch_size: int,
+                first_index: int) -> Iterator[tuple[int, int, np.ndarray]]:
     """(start, stop, (B, num_shuffles, L) reference codes) per batch, the next batch's shuffled on a thread.
 
     The walk releases the GIL, so the shuffles of batch k+1 are drawn while the model runs batch k.
@@ -339,7 +341,8 @@ def _references(sequences: np.ndarray, num_shuffles: int, seed: int,
     bounds = [(s, min(s + batch_size, len(sequences))) for s in range(0, len(sequences), batch_size)]
 
     def draw(start: int, stop: int) -> np.ndarray:
-        return reference_shuffles(onehot_to_codes(sequences[start:stop]), num_shuffles, seed, range(start, stop))
+        return reference_shuffles(onehot_to_codes(sequences[start:stop]), num_shuffles, seed,
+                                  range(first_index + start, first_index + stop))
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(draw, *bounds[0]) if bounds else None

@@ -166,12 +166,15 @@ def test_explain_projected_scores_add_up_and_do_not_depend_on_batching():
     explainer = DeepLiftExplainer(model, task=0)
     scores = explainer.explain(onehot, bias, num_shuffles=6, seed=11, batch_size=2, progress=False)
     again = explainer.explain(onehot, bias, num_shuffles=6, seed=11, batch_size=5, progress=False)
+    tail = explainer.explain(onehot[3:], {k: v[3:] for k, v in bias.items()}, num_shuffles=6, seed=11,
+                             first_index=3, progress=False)
     x, refs, b, b_ref = paired_references(onehot, bias, 6, seed=11)
     multipliers = explainer.multipliers(x, refs, b)
     for target in ("counts", "profile"):
         hyp, projected = scores[target]
         assert hyp.shape == projected.shape == onehot.shape and hyp.dtype == np.float32
         np.testing.assert_allclose(hyp, again[target][0], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(hyp[3:], tail[target][0], rtol=1e-5, atol=1e-7)  # chunks score alike
         np.testing.assert_array_equal(projected, hyp * onehot)
         bias_part = sum((b[k] * multipliers[target][k]).reshape(len(x), -1).sum(axis=1) for k in b)
         f_x = target_values(model, {"sequence": x, **b}, target, [0, 1], [0])
