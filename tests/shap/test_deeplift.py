@@ -12,6 +12,7 @@ from scipy import special, stats
 
 from bpnetz.config import BpnetParams
 from bpnetz.model.bpnet import build_model
+from bpnetz.model.registry import load_model
 from bpnetz.shap.deeplift import DeepLiftExplainer, deepshap
 from bpnetz.shap.shuffle import onehot_to_codes, reference_shuffles
 from bpnetz.store.schema import StoreLayout, Track
@@ -142,8 +143,8 @@ def test_targets_pick_the_tasks_tracks(orig_multi_loss, task):
 
 
 @pytest.mark.parametrize("orig_multi_loss, task, pre_activation", [(False, 0, True), (True, 1, False)])
-def test_completeness_on_the_real_bpnet_with_bias_inputs(orig_multi_loss, task, pre_activation):
-    """build_model's BPNet (two tasks, control tracks, a hidden ReLU layer in the counts head)."""
+def test_completeness_on_the_real_bpnet_with_bias_inputs(orig_multi_loss, task, pre_activation, tmp_path):
+    """build_model's BPNet (two tasks, control tracks, a hidden ReLU layer in the counts head), saved and loaded."""
     layout = StoreLayout(L_IN, L_OUT, 0, ["a", "b"], TWO_TASKS, TWO_TASK_BIAS)
     params = BpnetParams.model_validate(dict(
         input_len=L_IN, output_profile_len=L_OUT, motif_module_params=dict(filters=[8], kernel_sizes=[5]),
@@ -152,7 +153,8 @@ def test_completeness_on_the_real_bpnet_with_bias_inputs(orig_multi_loss, task, 
         profile_head_params=dict(kernel_size=9),
         counts_head_params=dict(units=[6, -1], dropouts=[0.2, 0.0], activations=["relu", "linear"])))
     keras.utils.set_random_seed(task)
-    model = build_model(params, layout, orig_multi_loss=orig_multi_loss)
+    build_model(params, layout, orig_multi_loss=orig_multi_loss).save(tmp_path / "model.keras")
+    model = load_model(tmp_path, compile=False)
     onehot, bias = random_inputs(3, n_bias=3, seed=task)
     profile_tracks = [[0, 1], [2]][task]
     counts_columns = profile_tracks if orig_multi_loss else [task]
