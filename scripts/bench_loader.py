@@ -141,6 +141,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
         store = args.store or make_experiment(args.keep or Path(tmp), args.n_peaks, args.n_chroms)
+        import tensorflow  # noqa: F401  (imported before timing the cache fill)
+
         from bpnetz.store import schema
 
         lay = schema.layout(schema.open_group(store))

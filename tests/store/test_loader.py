@@ -164,7 +164,7 @@ def test_test_subset_holds_only_its_peaks(tiny):
 def test_cached_and_streamed_modes_yield_the_same_examples(tiny):
     def by_row(cache):
         stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random",
-                                    seed=11, cache=cache, shuffle_blocks=2)
+                                    seed=11, cache=cache, shuffle_loci=40)
         reads = []
         original = stream.reader.read_block
         stream.reader.read_block = lambda block, rows=None: reads.append(block) or original(block, rows)
