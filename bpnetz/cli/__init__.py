@@ -7,10 +7,14 @@ when their command runs, so ``bpnetz --help`` and light commands start without i
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from bpnetz.errors import InputError
+
+# TensorFlow's C++ start-up chatter (CPU feature notes, missing CUDA) buries the progress bars; warnings stay.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # command name -> (module under bpnetz.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

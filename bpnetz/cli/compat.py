@@ -44,3 +44,8 @@ def bpnet_predict(argv: Sequence[str] | None = None) -> int:
     from bpnetz.cli.predict import bpnet_predict_main
 
     return run_guarded(bpnet_predict_main, sys.argv[1:] if argv is None else argv)
+
+
+def bpnet_shap(argv: Sequence[str] | None = None) -> int:
+    """``bpnet-shap``: DeepLIFT-SHAP contribution scores with the reference's flags."""
+    return _delegate("shap", "bpnet-shap", argv)

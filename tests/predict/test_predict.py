@@ -23,6 +23,7 @@ import pytest  # noqa: E402
 from bpnetz.errors import InputError  # noqa: E402
 from bpnetz.store.schema import KIND_PEAK  # noqa: E402
 from tests.store.tiny_store import CHROM_SIZES, INPUT_LEN, OUTPUT_LEN, make_tiny_store  # noqa: E402
+from tests.tiny_model import save_model_dir  # noqa: E402
 
 TRACKS = ["a_plus", "a_minus", "b"]
 CONTROLS = ["ctl_a_plus", "ctl_a_minus", "ctl_b"]
@@ -47,35 +48,13 @@ def _single_thread_tensorflow():
         pass
 
 
-def save_model_dir(path: Path, store_path: Path, layout, params: dict, split: dict | None = SPLIT,
-                   orig_multi_loss: bool = False):
-    """A model directory as 'bpnetz train' leaves it, with an untrained model whose weights are randomised."""
-    import keras
-
-    from bpnetz.config import BpnetParams
-    from bpnetz.model.bpnet import build_model
-
-    keras.utils.set_random_seed(3)
-    model = build_model(BpnetParams(**params), layout, orig_multi_loss=orig_multi_loss)
-    rng = np.random.default_rng(5)
-    model.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in model.get_weights()])
-    path.mkdir(parents=True)
-    model.save(path / "model.keras")
-    (path / "bpnet_params.json").write_text(json.dumps(params))
-    if split is not None:
-        (path / "splits.json").write_text(json.dumps(split))
-    (path / "store.json").write_text(json.dumps({"path": str(store_path), "checksum": "tiny-7",
-                                                 "layout": layout.to_dict()}))
-    return model
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
     tiny = make_tiny_store(root)
     sizes = root / "chrom.sizes"
     sizes.write_text("".join(f"{c}\t{n}\n" for c, n in CHROM_SIZES.items()))
-    model = save_model_dir(root / "models" / "model_split000", tiny.path, tiny.layout, PARAMS)
+    model = save_model_dir(root / "models" / "model_split000", tiny.path, tiny.layout, PARAMS, SPLIT)
     return {"root": root, "tiny": tiny, "sizes": sizes, "model": model, "model_dir": root / "models" / "model_split000"}
 
 
@@ -287,7 +266,7 @@ def test_per_track_log_counts_are_read_from_the_model(setup, tmp_path):
     from bpnetz.predict.predict import predict
 
     tiny = setup["tiny"]
-    model = save_model_dir(tmp_path / "multi_split000", tiny.path, tiny.layout, PARAMS, orig_multi_loss=True)
+    model = save_model_dir(tmp_path / "multi_split000", tiny.path, tiny.layout, PARAMS, SPLIT, orig_multi_loss=True)
     predict(tmp_path / "multi_split000", store=tiny.path, split="val", output_dir=tmp_path, progress=False)
     with h5py.File(tmp_path / "multi_split000_predictions.h5", "r") as h5:
         summits = (h5["coords/coords_start"][:] + OUTPUT_LEN // 2).tolist()

@@ -17,7 +17,7 @@ from bpnetz.cli import main as bpnetz_main  # noqa: E402
 from bpnetz.cli import run_guarded  # noqa: E402
 from bpnetz.cli.predict import bpnet_predict_main  # noqa: E402
 from tests.build.tiny_inputs import write_tiny_experiment  # noqa: E402
-from tests.predict.test_predict import save_model_dir  # noqa: E402
+from tests.tiny_model import save_model_dir  # noqa: E402
 
 IN_LEN, OUT_LEN = 200, 100
 PARAMS = {"input_len": IN_LEN, "output_profile_len": OUT_LEN,

@@ -1,0 +1,195 @@
+"""Contribution scores of a trained model over a set of loci: read them, run DeepLIFT-SHAP, write the files.
+
+Loci come either from a store (its peaks, read through the loader without jitter or flips, exactly as the model
+saw them in training) or from a BED/narrowPeak file with the reference genome (the ``bpnet-shap`` way): summit-
+centred input windows read from the FASTA and bias inputs from the control bigWigs, read and smoothed as the store
+builder does. Both end in :func:`bpnetz.shap.scores.write_score_files`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+import numpy as np
+
+from bpnetz.errors import InputError
+from bpnetz.store.schema import KIND_PEAK, StoreLayout, one_hot
+
+DEFAULT_SEED = 20210304
+
+
+@dataclass
+class ScoredLoci:
+    """The loci to score: coordinates of their input windows and the model inputs."""
+
+    chrom: np.ndarray
+    start: np.ndarray  # input-window start
+    end: np.ndarray
+    names: list[str]
+    sequences: np.ndarray  # (N, input_len, 4) one-hot
+    bias: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class ShapSummary:
+    output_dir: Path
+    n_loci: int
+    n_skipped: int
+    seconds: float
+    files: dict[str, Path]
+
+    def format(self) -> str:
+        skipped = f", {self.n_skipped} skipped (window past a chromosome end)" if self.n_skipped else ""
+        return (f"scored {self.n_loci} loci{skipped} in {self.seconds:.1f} s "
+                f"({self.n_loci / max(self.seconds, 1e-9):.2f} loci/s) -> {self.output_dir}")
+
+
+def _sample(n: int, sample: int | None, seed: int) -> np.ndarray:
+    """Indices of a seeded random sample (kept in input order), or all."""
+    if sample is None or sample >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
+
+
+def store_loci(store: str | Path, layout_check: StoreLayout | None, *, task: int, chroms: list[str] | None,
+               sample: int | None, seed: int, batch_size: int = 256) -> ScoredLoci:
+    """The peaks of ``task`` on ``chroms`` (all when None) of a store, as the model inputs of prediction."""
+    from bpnetz.store.loader import LocusStream, StoreReader
+
+    reader = StoreReader(store)
+    if layout_check is not None and (layout_check.input_len, layout_check.output_len) != (
+            reader.layout.input_len, reader.layout.output_len):
+        raise InputError(f"the model takes {layout_check.input_len} bp and predicts {layout_check.output_len} "
+                         f"bp, but the store was built for {reader.layout.input_len}/{reader.layout.output_len}.",
+                         path=store, fix="Use the store the model was trained on, or rebuild with its lengths.")
+    stream = LocusStream(reader, None, "all", batch_size=batch_size, all_chroms=chroms or reader.chromosomes,
+                         backgrounds="none", jitter=False, shuffle=False)
+    loci = reader.loci
+    rows_all = stream.selection.rows
+    keep_rows = rows_all[(loci["task"].to_numpy()[rows_all] == task) & (loci["kind"].to_numpy()[rows_all] == KIND_PEAK)]
+    keep_rows = keep_rows[_sample(len(keep_rows), sample, seed)]
+    if not len(keep_rows):
+        raise InputError(f"the store has no peaks of task {task} on {', '.join(chroms or reader.chromosomes)}.",
+                         path=store, fix="Check --task-id and --chroms.")
+    parts: dict[str, list[np.ndarray]] = {}
+    for inputs, _, _, index in stream.dataset(with_index=True):
+        mask = np.isin(np.asarray(index["row"]), keep_rows)
+        for name, values in inputs.items():
+            parts.setdefault(name, []).append(np.asarray(values)[mask])
+    arrays = {name: np.concatenate(values) for name, values in parts.items()}
+    table = loci.iloc[keep_rows]
+    start = table["summit"].to_numpy() - reader.layout.input_len // 2
+    return ScoredLoci(chrom=table["chrom"].to_numpy().astype(str), start=start,
+                      end=start + reader.layout.input_len, names=[str(n) for n in table["name"]],
+                      sequences=arrays.pop("sequence"), bias=arrays)
+
+
+def bed_loci(bed_file: str | Path, reference_genome: str | Path, layout: StoreLayout, *, task: int,
+             chroms: list[str] | None, sample: int | None, seed: int, presort: bool) -> tuple[ScoredLoci, int]:
+    """Summit-centred windows of a BED/narrowPeak file read from the FASTA (and controls); and how many loci were
+    skipped because their window crosses a chromosome end."""
+    from bpnetz.build.bedfiles import read_narrowpeak
+    from bpnetz.build.readers import fasta_lengths, open_fasta
+    from bpnetz.predict.predict import open_controls, region_bias
+    from bpnetz.predict.regions import Windows, read_sequences
+
+    peaks = read_narrowpeak([bed_file])
+    keep = np.ones(len(peaks), dtype=bool) if not chroms else np.isin(peaks.chrom.astype(str), chroms)
+    with open_fasta(reference_genome) as genome:
+        lengths = fasta_lengths(genome)
+    size = np.array([lengths.get(str(c), -1) for c in peaks.chrom], dtype=np.int64)
+    in_start = peaks.summit - layout.input_len // 2
+    inside = (in_start >= 0) & (in_start + layout.input_len <= size)
+    skipped = int(np.sum(keep & ~inside))
+    order = np.flatnonzero(keep & inside)
+    if presort:  # strongest first, by narrowPeak column 7 (signalValue)
+        signal = np.array([float(peaks.fields[i][6]) if len(peaks.fields[i]) > 6 else 0.0 for i in order])
+        order = order[np.argsort(-signal, kind="stable")]
+    order = order[_sample(len(order), sample, seed)]
+    if not len(order):
+        raise InputError("no locus of the file lies on the requested chromosomes with its whole input window "
+                         "inside the chromosome.", path=bed_file, fix="Check --chroms and the chromosome names.")
+    chrom = peaks.chrom[order].astype(object)
+    summit = peaks.summit[order]
+    windows = Windows(chrom, summit - layout.output_len // 2, summit - layout.input_len // 2,
+                      layout.input_len, layout.output_len)
+    sequences = one_hot(read_sequences(reference_genome, windows))
+    bias: dict[str, np.ndarray] = {}
+    if layout.n_bias:
+        with open_controls(layout, sorted(set(chrom))) as controls:
+            bias = region_bias(layout, controls, windows)
+    names = [peaks.fields[i][3] if len(peaks.fields[i]) > 3 else "." for i in order]
+    return ScoredLoci(chrom=chrom.astype(str), start=windows.in_start, end=windows.in_start + layout.input_len,
+                      names=names, sequences=sequences, bias=bias), skipped
+
+
+def control_layout(model_layout: StoreLayout, input_data: str | Path | None) -> StoreLayout:
+    """The model's layout, with its control tracks taken from ``input_data.json`` when given (so moved files and
+    the user's current paths are honoured); the track structure must match the model's."""
+    if input_data is None:
+        return model_layout
+    from bpnetz.build.builder import make_layout
+    from bpnetz.config import InputData
+
+    fresh = make_layout(InputData.load(input_data), model_layout.input_len, model_layout.output_len, 0)
+    if [(t.task, t.strand, t.smoothing) for t in fresh.bias_tracks] != [
+            (t.task, t.strand, t.smoothing) for t in model_layout.bias_tracks]:
+        raise InputError(f"its bias tracks ({len(fresh.bias_tracks)}) differ from those the model was trained "
+                         f"with ({len(model_layout.bias_tracks)}).", path=input_data,
+                         fix="Use the input_data.json the model was trained with.")
+    return fresh
+
+
+def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store: str | Path | None = None,
+                        bed_file: str | Path | None = None, reference_genome: str | Path | None = None,
+                        input_data: str | Path | None = None, chrom_sizes: str | Path | None = None,
+                        chroms: list[str] | None = None, task: int = 0, sample: int | None = None,
+                        seed: int = DEFAULT_SEED, presort: bool = False, num_shuffles: int = 20,
+                        generate_bigwigs: bool = False, batch_size: int = 8,
+                        expected_input_len: int | None = None, progress: bool = True) -> ShapSummary:
+    """DeepLIFT-SHAP counts and profile scores of a model directory's model over peaks of a store or a BED file.
+
+    Writes ``counts_scores.h5``, ``profile_scores.h5`` (tfmodisco-lite's input), ``peaks_valid_scores.bed`` and,
+    with ``generate_bigwigs``, ``counts_scores.bw`` / ``profile_scores.bw`` (needs ``chrom_sizes``).
+    """
+    from bpnetz.build.bedfiles import read_chrom_sizes
+    from bpnetz.model.registry import load_model
+    from bpnetz.predict.predict import ModelDir
+    from bpnetz.shap.deeplift import DeepLiftExplainer
+    from bpnetz.shap.scores import write_score_files
+
+    started = time.perf_counter()
+    model_dir = ModelDir.open(model_dir)
+    model = load_model(model_dir.model_file, compile=False)
+    layout = model_dir.recorded_layout()
+    if layout is None:
+        raise InputError("store.json (the record of the training store) is missing.", path=model_dir.path,
+                         fix="Use a model directory written by 'bpnetz train'.")
+    if expected_input_len is not None and expected_input_len != layout.input_len:
+        raise InputError(f"--input-seq-len {expected_input_len} does not match the model's input length "
+                         f"{layout.input_len}.", path=model_dir.model_file, fix=f"Pass {layout.input_len}.")
+    if generate_bigwigs and chrom_sizes is None:
+        raise InputError("--generate-shap-bigWigs needs --chrom-sizes.")
+    skipped = 0
+    if bed_file is not None:
+        if reference_genome is None:
+            raise InputError("--bed-file needs --reference-genome to read the sequences.")
+        loci, skipped = bed_loci(bed_file, reference_genome, control_layout(layout, input_data), task=task,
+                                 chroms=chroms, sample=sample, seed=seed, presort=presort)
+    else:
+        store = store or model_dir.recorded_store()
+        if store is None:
+            raise InputError("no loci to score: pass --store or --bed-file with --reference-genome.")
+        loci = store_loci(store, layout, task=task, chroms=chroms, sample=sample, seed=seed)
+    orig_multi_loss = int(model.output["logcounts"].shape[-1]) != len(layout.tasks)
+    try:
+        explainer = DeepLiftExplainer(model, task=task, store_layout=layout, orig_multi_loss=orig_multi_loss)
+        scores = explainer.explain(loci.sequences, loci.bias or None, num_shuffles=num_shuffles, seed=seed,
+                                   batch_size=batch_size, progress=progress)
+    except ValueError as err:
+        raise InputError(f"cannot explain this model: {err}", path=model_dir.model_file) from None
+    sizes = read_chrom_sizes(chrom_sizes) if generate_bigwigs else None
+    files = write_score_files(output_dir, loci.chrom, loci.start, loci.end, loci.sequences, scores,
+                              names=loci.names, chrom_sizes=sizes)
+    return ShapSummary(Path(output_dir), len(loci.chrom), skipped, time.perf_counter() - started, files)
