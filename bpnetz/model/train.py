@@ -248,19 +248,9 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
     return made
 
 
-def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split, output_dir: Path,
-                options: dict[str, Any], *, verbose: int, callbacks: Sequence[Any]) -> TrainingSummary:
-    import keras
-
-    from bpnetz.model import registry  # noqa: F401  (registers the custom objects for saving/loading)
-    from bpnetz.model.bpnet import build_model, compile_model, task_track_indices
-    from bpnetz.model.plots import plot_learning_curves
-
-    began = time.perf_counter()
-    final = output_dir / model_dir_name(options["model_name"], key)
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+def _fold_streams(reader: StoreReader, key: str, fold: Split, options: dict[str, Any],
+                  verbose: int) -> tuple[LocusStream, LocusStream]:
+    """The training stream (augmented, shuffled, backgrounds redrawn per epoch) and the fixed validation one."""
     common = dict(batch_size=options["batch_size"], all_chroms=options["chroms"], seed=options["seed"],
                   mnll_loss_sample_weight=options["mnll_loss_sample_weight"],
                   mnll_background_weight=options["mnll_loss_background_sample_weight"],
@@ -273,6 +263,20 @@ def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split,
               f"({train_stream.n_loci:,} loci per epoch, {len(train_stream.selection.peak_positions):,} peaks), "
               f"validating on {', '.join(val_stream.selection.chroms)} ({val_stream.n_loci:,} loci); "
               f"{'RAM-cached' if train_stream.cached else 'streamed from disk'}", file=sys.stderr)
+    return train_stream, val_stream
+
+
+def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout, train_stream: LocusStream,
+         val_stream: LocusStream, options: dict[str, Any], *, verbose: int,
+         callbacks: Sequence[Any]) -> tuple[dict[str, list[float]], int, float]:
+    """Build, compile and fit a model; save the best epoch's weights as ``directory/model.keras``.
+
+    Returns the history, the best (0-based) epoch and the seconds spent in training batches.
+    """
+    import keras
+
+    from bpnetz.model import registry  # noqa: F401  (registers the custom objects for saving/loading)
+    from bpnetz.model.bpnet import build_model, compile_model, task_track_indices
 
     keras.utils.set_random_seed(options["seed"])
     previous_policy = keras.config.dtype_policy()
@@ -280,9 +284,9 @@ def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split,
         keras.config.set_dtype_policy("mixed_float16")
     try:
         with _strategy().scope():
-            model = build_model(params, reader.layout, orig_multi_loss=options["orig_multi_loss"])
+            model = build_model(params, store_layout, orig_multi_loss=options["orig_multi_loss"])
             compile_model(model, params, learning_rate=options["learning_rate"],
-                          task_tracks=task_track_indices(reader.layout), orig_multi_loss=options["orig_multi_loss"],
+                          task_tracks=task_track_indices(store_layout), orig_multi_loss=options["orig_multi_loss"],
                           jit_compile=bool(options["xla"]))
         keep_best_cls, timer_cls, scalars_cls = _callbacks_module()
         keep_best, timer = keep_best_cls("val_loss"), timer_cls()
@@ -292,38 +296,58 @@ def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split,
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=options["lr_reduction_factor"],
                                               patience=options["reduce_lr_on_plateau_patience"],
                                               min_lr=options["min_learning_rate"], verbose=int(bool(verbose))),
-            scalars_cls(partial / "logs"),
-            keep_best, timer, *callbacks,
+            scalars_cls(directory / "logs"), keep_best, timer, *callbacks,
         ]
         history = model.fit(train_stream.dataset(), validation_data=val_stream.dataset(),
                             epochs=options["epochs"], callbacks=fit_callbacks, verbose=verbose,
                             shuffle=False).history  # the stream shuffles itself
-        model.save(partial / MODEL_FILE)
+        model.save(directory / MODEL_FILE)
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    return history, keep_best.best_epoch, timer.seconds
 
-    best = keep_best.best_epoch
-    write_history(history, partial)
-    plot_learning_curves(history, partial / "learning_curves.png", best_epoch=best if best >= 0 else None,
-                         title=f"{final.name} (kept epoch {best + 1})")
-    (partial / "bpnet_params.json").write_text(params.to_json() + "\n")
+
+def _write_records(directory: Path, key: str, fold: Split, params: BpnetParams, reader: StoreReader,
+                   train_stream: LocusStream, history: dict[str, list[float]], best: int) -> None:
+    """Everything beside the model: history, learning curves, params, the fold and the store's identity."""
+    from bpnetz.model.plots import plot_learning_curves
+
+    write_history(history, directory)
+    plot_learning_curves(history, directory / "learning_curves.png", best_epoch=best if best >= 0 else None,
+                         title=f"{directory.name.removesuffix('.partial')} (kept epoch {best + 1})")
+    (directory / "bpnet_params.json").write_text(params.to_json() + "\n")
     resolved = fold.model_copy(update={"train": train_stream.selection.chroms})
-    (partial / "splits.json").write_text(json.dumps({key: resolved.model_dump()}, indent=2) + "\n")
-    (partial / "store.json").write_text(json.dumps({
+    (directory / "splits.json").write_text(json.dumps({key: resolved.model_dump()}, indent=2) + "\n")
+    (directory / "store.json").write_text(json.dumps({
         "path": str(Path(reader.path).resolve()), "checksum": reader.meta.get("checksum"),
         "n_loci": reader.n_loci, "layout": reader.layout.to_dict()}, indent=2) + "\n")
 
-    def best_of(name: str) -> float | None:
+
+def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split, output_dir: Path,
+                options: dict[str, Any], *, verbose: int, callbacks: Sequence[Any]) -> TrainingSummary:
+    """Train, save and describe one fold's model in ``<dir>.partial``, then move it into place."""
+    began = time.perf_counter()
+    final = output_dir / model_dir_name(options["model_name"], key)
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    train_stream, val_stream = _fold_streams(reader, key, fold, options, verbose)
+    history, best, train_seconds = _fit(partial, params, reader.layout, train_stream, val_stream, options,
+                                        verbose=verbose, callbacks=callbacks)
+    _write_records(partial, key, fold, params, reader, train_stream, history, best)
+
+    def at_best(name: str) -> float | None:
         values = history.get(name)
         return float(values[best]) if values and best >= 0 else None
 
     epochs_run = len(history.get("loss", []))
+    val_loss = at_best("val_loss")
     summary = TrainingSummary(
         fold=key, model_dir=str(final), epochs_run=epochs_run, best_epoch=best + 1,
-        best_val_loss=math.nan if best_of("val_loss") is None else float(best_of("val_loss")), best_val_profile_loss=best_of("val_profile_loss"),
-        best_val_logcounts_loss=best_of("val_logcounts_loss"), train_loci_per_epoch=train_stream.n_examples,
+        best_val_loss=math.nan if val_loss is None else val_loss, best_val_profile_loss=at_best("val_profile_loss"),
+        best_val_logcounts_loss=at_best("val_logcounts_loss"), train_loci_per_epoch=train_stream.n_examples,
         val_loci=val_stream.n_examples, seconds=time.perf_counter() - began,
-        train_examples_per_second=train_stream.n_examples * epochs_run / max(timer.seconds, 1e-9))
+        train_examples_per_second=train_stream.n_examples * epochs_run / max(train_seconds, 1e-9))
     (partial / "training.json").write_text(json.dumps({"options": options, "summary": asdict(summary)},
                                                       indent=2) + "\n")
     _replace_dir(partial, final)

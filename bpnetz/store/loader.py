@@ -9,9 +9,10 @@ The store is never read one random row at a time (each such read decompresses a 
   threads, and mixes rows across several blocks in a shuffle buffer.
 
 Both modes yield the same examples: the jitter and flip of a locus are drawn per (seed, epoch, locus), not per
-batch position. Python only moves raw rows (base codes, counts); cropping to the jittered window, reverse
-complement, one-hot encoding and the log-count targets are vectorised tensor ops on whole batches in the tf.data
-graph. Outputs follow the model I/O contract (see :func:`make_dataset`).
+batch position. No per-example Python: the producer crops a whole batch of raw rows (base codes, counts) to their
+jittered windows with one strided numpy copy; reverse complement, one-hot encoding, ``counts_bias`` and the
+log-count targets are vectorised tensor ops on whole batches in the tf.data graph, mapped in parallel. Outputs
+follow the model I/O contract (see :func:`make_dataset`).
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ class StoreReader:
 # ------------------------------------------------------------------------------------------- locus selection
 
 
-def subset_chroms(reader: StoreReader, split: Split | None, subset: str, all_chroms: Sequence[str] | None) -> list[str]:
+def subset_chroms(reader: StoreReader, split: Split | None, subset: Subset,
+                  all_chroms: Sequence[str] | None) -> list[str]:
     """Chromosomes of a subset: from the split (train = all_chroms, default the store's, minus val and test)."""
     if subset not in SUBSETS:
         raise ValueError(f"unknown subset {subset!r}; expected one of {SUBSETS}")
@@ -265,7 +267,7 @@ class LocusStream:
     ``fit`` sees fresh backgrounds and augmentation each epoch, and the whole sequence is fixed by ``seed``.
     """
 
-    def __init__(self, store: str | Path | StoreReader, split: Split | None, subset: str, *, batch_size: int,
+    def __init__(self, store: str | Path | StoreReader, split: Split | None, subset: Subset, *, batch_size: int,
                  all_chroms: Sequence[str] | None = None, jitter: bool | None = None,
                  reverse_complement: str = "none", backgrounds: str | None = None, shuffle: bool | None = None,
                  seed: int = 0, mnll_loss_sample_weight: float = 1.0, mnll_background_weight: float = 0.0,
@@ -540,7 +542,7 @@ def model_io_fn(store_layout: schema.StoreLayout, *, orig_multi_loss: bool = Fal
     return to_model_io
 
 
-def make_dataset(store: str | Path | StoreReader, split: Split | None, subset: str, *, batch_size: int,
+def make_dataset(store: str | Path | StoreReader, split: Split | None, subset: Subset, *, batch_size: int,
                  with_index: bool = False, **options: Any) -> Any:
     """A tf.data.Dataset of one subset ("train", "val", "test" or "all") of a store for a split fold.
 
