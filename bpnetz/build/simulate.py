@@ -57,6 +57,7 @@ class SimulationOptions:
     control: bool = True
     bias_smoothing: tuple[float, int] | None = None
     long_chrom_name: bool = False
+    chrom_names: tuple[str, ...] | None = None
 
     @property
     def window_half(self) -> int:
@@ -123,17 +124,23 @@ def simulate(out: Path | str, *, seed: int = 0, n_chroms: int = 6, chrom_length:
              n_peaks: int = 2000, tasks: int = 1, motifs: list[str] | tuple[str, ...] | None = None,
              input_len: int = 2114, output_len: int = 1000, max_jitter: int = 128, stranded: bool = True,
              control: bool = True, bias_smoothing: tuple[float, int] | None = None, long_chrom_name: bool = False,
-             progress: bool = True, force: bool = False) -> SimulationSummary:
+             chrom_names: list[str] | tuple[str, ...] | None = None, progress: bool = True,
+             force: bool = False) -> SimulationSummary:
     """Write a synthetic experiment to ``out`` (see the module docstring) and return its summary.
 
     ``n_peaks`` is the number of bound regions in the genome; each task's peak file lists the regions holding a
-    bound site of that task's motifs (all of them for one task). A non-empty ``out`` is refused unless ``force``.
+    bound site of that task's motifs (all of them for one task). ``chrom_names`` names the chromosomes instead
+    of chr1 … chrN (e.g. hg38's names, to run the reference tutorial's commands verbatim). A non-empty ``out`` is
+    refused unless ``force``.
     """
+    if chrom_names:
+        n_chroms = len(chrom_names)
     opts = SimulationOptions(seed=seed, n_chroms=n_chroms, chrom_length=chrom_length, n_peaks=n_peaks, tasks=tasks,
                              motifs=tuple(motifs) if motifs else motif_lib.DEFAULT_MOTIFS, input_len=input_len,
                              output_len=output_len, max_jitter=max_jitter, stranded=stranded, control=control,
                              bias_smoothing=tuple(bias_smoothing) if bias_smoothing else None,  # type: ignore
-                             long_chrom_name=long_chrom_name)
+                             long_chrom_name=long_chrom_name,
+                             chrom_names=tuple(chrom_names) if chrom_names else None)
     opts.validate()
     out = Path(out).absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
@@ -178,7 +185,8 @@ def _write_experiment(root: Path, opts: SimulationOptions, progress: bool) -> di
     rng = np.random.default_rng(opts.seed)
     motifs = motif_lib.builtin(opts.motifs)
     active = loci_lib.task_motifs(opts.tasks, len(motifs))
-    sizes = genome_lib.chromosome_names_lengths(opts.n_chroms, opts.chrom_length, opts.long_chrom_name)
+    sizes = genome_lib.chromosome_names_lengths(opts.n_chroms, opts.chrom_length, opts.long_chrom_name,
+                                                opts.chrom_names)
     bar = tqdm(total=2 * len(sizes) + 2, desc="simulate", unit="step", disable=not progress)
     chroms = []
     for name, length in sizes:

@@ -53,10 +53,13 @@ class Chromosome:
         return out
 
 
-def chromosome_names_lengths(n_chroms: int, chrom_length: int, long_chrom_name: bool) -> list[tuple[str, int]]:
-    """chr1 … chrN, shrinking linearly from ``chrom_length`` to 75 % of it; plus a long-named one (a third)."""
+def chromosome_names_lengths(n_chroms: int, chrom_length: int, long_chrom_name: bool,
+                             names: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
+    """chr1 … chrN (or ``names``), shrinking linearly from ``chrom_length`` to 75 % of it; plus a long-named one
+    (a third)."""
     shrink = np.linspace(1.0, 0.75, n_chroms) if n_chroms > 1 else np.ones(1)
-    out = [(f"chr{i + 1}", int(round(chrom_length * s))) for i, s in enumerate(shrink)]
+    names = names or tuple(f"chr{i + 1}" for i in range(n_chroms))
+    out = [(name, int(round(chrom_length * s))) for name, s in zip(names, shrink, strict=True)]
     if long_chrom_name:
         out.append((LONG_CHROM_NAME, chrom_length // 3))
     return out

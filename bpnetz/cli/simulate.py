@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="smoothing entry [SIGMA, WINDOW] for every bias track (default null)")
     parser.add_argument("--long-chrom-name", action="store_true",
                         help="add a chromosome with a long name (chrUn_KI270742v1)")
+    parser.add_argument("--chrom-names", type=lambda text: [c for c in text.split(",") if c],
+                        help="comma-separated chromosome names instead of chr1..chrN (sets --n-chroms)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -55,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        motifs=[m.strip() for m in args.motifs.split(",") if m.strip()],
                        input_len=args.input_len, output_len=args.output_len, max_jitter=args.max_jitter,
                        stranded=not args.unstranded, control=not args.no_control, bias_smoothing=smoothing,
-                       long_chrom_name=args.long_chrom_name, progress=not args.quiet, force=args.force)
+                       long_chrom_name=args.long_chrom_name, chrom_names=args.chrom_names,
+                       progress=not args.quiet, force=args.force)
     print(summary.describe())
     return 0

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: bool = True) -> None:
     """Training flags, with the reference's bpnet-train names (and short options) where it has them."""
-    parser.add_argument("--params", "--model-arch-params-json", dest="params", required=True,
+    parser.add_argument("--params", "--model-arch-params-json", dest="params", required=params_required,
                         help="bpnet_params.json (the architecture)")
     parser.add_argument("--splits", "-s", required=True, help="splits.json: one model per fold key")
     parser.add_argument("--output-dir", "-d", default=".", help="where model directories go (default .)")

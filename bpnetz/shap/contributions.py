@@ -141,6 +141,21 @@ def control_layout(model_layout: StoreLayout, input_data: str | Path | None) -> 
     return fresh
 
 
+def _bigwig_sizes(chrom_sizes: str | Path | None, reference_genome: str | Path | None,
+                  store: str | Path | None) -> dict[str, int]:
+    """Chromosome sizes for the score bigWigs: the file given, else the FASTA's (as the reference's command line
+    in its README passes none), else the store's genome record."""
+    if chrom_sizes is None and reference_genome is not None:
+        from bpnetz.build.readers import fasta_lengths, open_fasta
+
+        with open_fasta(reference_genome) as genome:
+            return dict(fasta_lengths(genome))
+    from bpnetz.predict.predict import chromosome_sizes
+    from bpnetz.store.loader import StoreReader
+
+    return chromosome_sizes(chrom_sizes, StoreReader(store) if store is not None else None, "score bigWigs")
+
+
 def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store: str | Path | None = None,
                         bed_file: str | Path | None = None, reference_genome: str | Path | None = None,
                         input_data: str | Path | None = None, chrom_sizes: str | Path | None = None,
@@ -153,7 +168,6 @@ def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store:
     Writes ``counts_scores.h5``, ``profile_scores.h5`` (tfmodisco-lite's input), ``peaks_valid_scores.bed`` and,
     with ``generate_bigwigs``, ``counts_scores.bw`` / ``profile_scores.bw`` (needs ``chrom_sizes``).
     """
-    from bpnetz.build.bedfiles import read_chrom_sizes
     from bpnetz.model.registry import load_model
     from bpnetz.predict.predict import ModelDir
     from bpnetz.shap.deeplift import DeepLiftExplainer
@@ -169,8 +183,6 @@ def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store:
     if expected_input_len is not None and expected_input_len != layout.input_len:
         raise InputError(f"--input-seq-len {expected_input_len} does not match the model's input length "
                          f"{layout.input_len}.", path=model_dir.model_file, fix=f"Pass {layout.input_len}.")
-    if generate_bigwigs and chrom_sizes is None:
-        raise InputError("--generate-shap-bigWigs needs --chrom-sizes.")
     skipped = 0
     if bed_file is not None:
         if reference_genome is None:
@@ -189,7 +201,7 @@ def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store:
                                    batch_size=batch_size, progress=progress)
     except ValueError as err:
         raise InputError(f"cannot explain this model: {err}", path=model_dir.model_file) from None
-    sizes = read_chrom_sizes(chrom_sizes) if generate_bigwigs else None
+    sizes = _bigwig_sizes(chrom_sizes, reference_genome, store) if generate_bigwigs else None
     files = write_score_files(output_dir, loci.chrom, loci.start, loci.end, loci.sequences, scores,
                               names=loci.names, chrom_sizes=sizes)
     return ShapSummary(Path(output_dir), len(loci.chrom), skipped, time.perf_counter() - started, files)
