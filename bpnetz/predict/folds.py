@@ -60,7 +60,8 @@ PREDICTION_COORDS = tuple(f"coords/{name}" for name in COORD_NAMES)
 PREDICTION_VALUES = tuple(f"predictions/{name}" for name in
                           ("pred_profs", "pred_logcounts", "true_profs", "true_logcounts"))
 SCORE_VALUES = ("hyp_scores", "input_seqs")
-#: loci averaged at once (bounds memory: folds × loci × positions × tracks float64 values).
+#: rows read from a file at once, in the file's own order (bounds the temporaries: rows × positions × tracks
+#: float64); the averaged arrays themselves are held whole, as the writers take them.
 CHUNK_LOCI = 512
 #: tolerance of the check that the observed values (true_*) agree across prediction files.
 TRUE_RTOL, TRUE_ATOL = 1e-5, 1e-6
