@@ -20,6 +20,7 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], path: str | Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = [(key, name) for key, name in CURVES if key in history]
     if "learning_rate" in history:
@@ -36,6 +37,7 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], path: str | Pat
             ax.set_yscale("log")
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     if title:

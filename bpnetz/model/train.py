@@ -301,9 +301,18 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
         history = model.fit(train_stream.dataset(), validation_data=val_stream.dataset(),
                             epochs=options["epochs"], callbacks=fit_callbacks, verbose=verbose,
                             shuffle=False).history  # the stream shuffles itself
-        model.save(directory / MODEL_FILE)
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    if options["mixed_precision"]:
+        # Save a float32 twin (same weights, which mixed precision keeps in float32): it predicts and attributes
+        # in full precision anywhere and loads without the loss-scaling optimizer's extra state.
+        twin = build_model(params, store_layout, orig_multi_loss=options["orig_multi_loss"])
+        twin.set_weights(model.get_weights())
+        model = compile_model(twin, params, learning_rate=options["learning_rate"],
+                              task_tracks=task_track_indices(store_layout),
+                              orig_multi_loss=options["orig_multi_loss"])
+        model.optimizer.build(model.trainable_variables)  # saved with (fresh) state, so it loads without warnings
+    model.save(directory / MODEL_FILE)
     return history, keep_best.best_epoch, timer.seconds
 
 

@@ -95,11 +95,16 @@ def test_cli_trains_the_selected_fold(store, tmp_path):
     splits.write_text(json.dumps({k: v.model_dump() for k, v in SPLITS.folds.items()}))
     argv = ["--store", str(store), "--params", str(params), "--splits", str(splits), "-d", str(tmp_path / "out"),
             "--folds", "1", "--epochs", "1", "-b", "32", "--reverse-complement-augmentation", "--cache", "disk",
-            "--quiet"]
+            "--mixed-precision", "--quiet"]
     assert run_guarded(train_cli.main, argv) == 0
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["model_split001"]
     options = json.loads((tmp_path / "out" / "model_split001" / "training.json").read_text())["options"]
     assert options["reverse_complement"] == "double" and options["cache"] is False and options["batch_size"] == 32
+    assert options["mixed_precision"] and keras.config.dtype_policy().name == "float32"  # policy restored
+    from bpnetz.model.registry import load_model
+
+    model = load_model(tmp_path / "out" / "model_split001")  # saved as a float32 twin
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert run_guarded(train_cli.main, [*argv, "--output-len", "100"]) == 2  # disagrees with params and store
 
 
