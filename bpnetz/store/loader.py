@@ -325,7 +325,10 @@ class LocusStream:
         return math.ceil(self.n_loci / self.batch_size) * (2 if self.reverse_complement == "double" else 1)
 
     def loci(self) -> pd.DataFrame:
-        """The locus table (with its store ``row``) in yield order; only for unshuffled subsets."""
+        """The locus table (with its store ``row``) in yield order; only for unshuffled subsets.
+
+        With ``reverse_complement="double"`` every batch of these loci is followed by the same loci flipped.
+        """
         if self.shuffle:
             raise ValueError("a shuffled stream has no fixed locus order; use with_index=True to get each row")
         rows = self.selection.rows[self.selection.epoch_positions(0)]
