@@ -29,7 +29,7 @@ class DemoSize:
     input_len: int = 1000
     output_len: int = 500
     max_jitter: int = 64
-    filters: int = 64
+    filters: int = 32
     dilation_layers: int = 6
     epochs: int = 20
     shap_loci: int = 1000
