@@ -9,8 +9,15 @@ Commands that read input_data.json must run from inside the directory (its paths
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
+
+# Tests use tiny models on a shared machine: one TensorFlow thread each (also in the subprocesses they start),
+# and none of TensorFlow's C++ start-up chatter.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 

@@ -37,17 +37,6 @@ PARAMS = {"input_len": INPUT_LEN, "output_profile_len": OUTPUT_LEN,
 ONE_HOT = {"A": [1, 0, 0, 0], "C": [0, 1, 0, 0], "G": [0, 0, 1, 0], "T": [0, 0, 0, 1]}
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _single_thread_tensorflow():
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # already initialised by another test module
-        pass
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")

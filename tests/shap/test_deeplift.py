@@ -22,18 +22,6 @@ TWO_TASKS = [Track("a+", 0, "+", "a+.bw"), Track("a-", 0, "-", "a-.bw"), Track("
 TWO_TASK_BIAS = [Track("ca+", 0, "+", "ca+.bw"), Track("ca-", 0, "-", "ca-.bw"), Track("cb", 1, ".", "cb.bw")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread_tensorflow():
-    """Tiny models gain nothing from threads, and the machine is shared."""
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # already initialised by an earlier test module
-        pass
-
-
 def bpnet_like(n_tracks=2, n_counts=1, n_bias=2, filters=8, seed=0, dtype="float32", activation="relu"):
     """A small BPNet-shaped functional model: dilated residual convs, cropped profile head, pooled counts head."""
     keras.utils.set_random_seed(seed)
