@@ -31,7 +31,7 @@ swap them.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,8 +194,19 @@ def _activation_layer(name: str, layer_name: str) -> layers.Layer | None:
 
 
 def _counts_head(x, p: CountsHeadParams, n_outputs: int, n_tasks: int):
-    """Global average pool, then Dense layers; a units value of -1 means one per task."""
+    """Global average pool, batch-normalised, then Dense layers; a units value of -1 means one per task.
+
+    The normalisation is bpnetz's addition to the reference head. Averaged over the ~1000 positions of the trunk,
+    motif-driven features vary between loci by a few percent of their mean, so a Dense layer on them needs weights
+    one to two orders of magnitude larger than its initial ones, which Adam reaches only after thousands of steps:
+    on a simulated experiment the counts head lagged far behind the profile head (held-out counts Pearson 0.27,
+    where a least-squares fit on the same pooled features reached 0.71; 0.72 with the normalisation). Batch
+    statistics follow the trunk as it changes (a fixed standardisation amplified its drift and broke training);
+    momentum 0.9 keeps the running averages used at inference within tens of steps of them. At inference the
+    layer is affine, so DeepLIFT's linear rule applies to it.
+    """
     x = layers.GlobalAveragePooling1D(name="counts_pool")(x)
+    x = layers.BatchNormalization(momentum=0.9, name="counts_pool_norm")(x)
     last = len(p.units) - 1
     if p.activations[last].lower() not in ("linear", "none", "") or p.dropouts[last] > 0:
         warnings.warn(f"{PARAMS_FILE}: the last counts Dense layer predicts log counts and stays linear without "
@@ -376,6 +387,33 @@ def build_model(params: BpnetParams, store_layout: StoreLayout, *, orig_multi_lo
     attribution_prior = params.attribution_prior_params.model_dump() if params.use_attribution_prior else None
     return BPNet(inputs=inputs, outputs=outputs, name="bpnet", task_tracks=task_tracks,
                  attribution_prior=attribution_prior)
+
+
+def calibrate_counts_head(model: keras.Model, store_layout: StoreLayout,
+                          batches: Iterable[tuple[Mapping[str, Any], Mapping[str, Any], Any]], *,
+                          orig_multi_loss: bool = False) -> None:
+    """Start each log-count output at the mean target of training batches ``(inputs, targets, …)``.
+
+    Shifts the bias of the layer producing each log-count output so that the mean prediction (in training mode,
+    as the first steps see it) equals the mean target: from a zero start, Adam moves a bias by about the learning
+    rate per step, so reaching a mean log count of 5–10 cost hundreds of steps spent on the offset alone.
+    """
+    inputs, targets = [], []
+    for batch in batches:
+        inputs.append({k: np.asarray(v) for k, v in batch[0].items()})
+        targets.append(np.asarray(batch[1]["logcounts"]))
+    joined = {k: np.concatenate([b[k] for b in inputs]) for k in inputs[0]}
+    predicted = np.asarray(model(joined, training=True)["logcounts"])
+    shift = np.concatenate(targets).mean(axis=0) - predicted.mean(axis=0)
+    names = {layer.name for layer in model.layers}
+    last_dense = max((n for n in names if n.startswith("counts_dense_")), key=lambda n: int(n.rsplit("_", 1)[1]))
+    columns = task_track_indices(store_layout) if orig_multi_loss else [[t] for t in range(len(store_layout.tasks))]
+    for t, cols in enumerate(columns):
+        name = f"counts_bias_dense_{t}" if f"counts_bias_dense_{t}" in names else last_dense
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        bias[cols if name == last_dense else slice(None)] += shift[cols]
+        layer.set_weights([kernel, bias])
 
 
 def compile_model(model: keras.Model, params: BpnetParams, *, learning_rate: float,

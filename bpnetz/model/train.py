@@ -14,6 +14,7 @@ to the minimum. The kept weights are those of the epoch with the lowest validati
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -33,6 +34,8 @@ from bpnetz.store.loader import LocusStream, StoreReader
 
 MODEL_FILE = "model.keras"
 DEFAULT_SEED = 1234
+#: training loci the counts head is calibrated on before training (see bpnet.calibrate_counts_head)
+CALIBRATION_LOCI = 2048
 
 
 @dataclass
@@ -276,7 +279,7 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
     import keras
 
     from bpnetz.model import registry  # noqa: F401  (registers the custom objects for saving/loading)
-    from bpnetz.model.bpnet import build_model, compile_model, task_track_indices
+    from bpnetz.model.bpnet import build_model, calibrate_counts_head, compile_model, task_track_indices
 
     keras.utils.set_random_seed(options["seed"])
     previous_policy = keras.config.dtype_policy()
@@ -288,6 +291,8 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
             compile_model(model, params, learning_rate=options["learning_rate"],
                           task_tracks=task_track_indices(store_layout), orig_multi_loss=options["orig_multi_loss"],
                           jit_compile=bool(options["xla"]))
+            calibration = itertools.islice(train_stream.dataset(), max(1, CALIBRATION_LOCI // options["batch_size"]))
+            calibrate_counts_head(model, store_layout, calibration, orig_multi_loss=options["orig_multi_loss"])
         keep_best_cls, timer_cls, scalars_cls = _callbacks_module()
         keep_best, timer = keep_best_cls("val_loss"), timer_cls()
         fit_callbacks = [

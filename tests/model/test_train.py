@@ -111,3 +111,4 @@ def test_cli_trains_the_selected_fold(store, tmp_path):
 def test_lengths_that_disagree_with_the_store_are_an_input_error(store, tmp_path):
     with pytest.raises(InputError, match="input length 500.*400"):
         train(store, tiny_params(input_len=500), SPLITS, tmp_path, epochs=1, verbose=0)
+
