@@ -19,7 +19,8 @@ def save_model_dir(path: Path, store_path: Path, layout, params: dict, split: di
     keras.utils.set_random_seed(3)
     model = build_model(BpnetParams(**params), layout, orig_multi_loss=orig_multi_loss)
     rng = np.random.default_rng(5)
-    model.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in model.get_weights()])
+    for weight in model.trainable_weights:  # running statistics (batch norm) keep their valid initial values
+        weight.assign(rng.normal(0, 0.3, weight.shape).astype(np.float32))
     path.mkdir(parents=True)
     model.save(path / "model.keras")
     (path / "bpnet_params.json").write_text(json.dumps(params))
