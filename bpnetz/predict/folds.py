@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from bpnetz.build.bedfiles import read_chrom_sizes
 from bpnetz.errors import InputError
+from bpnetz.h5files import open_h5
 from bpnetz.predict.bigwig import write_track_bigwigs
 from bpnetz.predict.outputs import write_predictions_h5
 from bpnetz.shap.scores import write_score_bigwig, write_score_h5
@@ -164,13 +165,7 @@ def _open_fold_file(path: Path, kind: str, coords: Sequence[str], values: Sequen
     import h5py
 
     writer = "bpnetz predict" if kind == "predictions" else "bpnetz shap"
-    if not path.is_file():
-        raise InputError("file does not exist.", path=path, fix=f"Check the path (files written by `{writer}`).")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"not a readable HDF5 file ({err}).", path=path,
-                         fix=f"Pass the {kind} files written by `{writer}`.") from err
+    h5 = open_h5(path, f"{kind} file", f"Pass the {kind} files written by `{writer}`.")
     try:
         missing = [k for k in (*coords, *values) if not isinstance(h5.get(k), h5py.Dataset)]
         if missing:

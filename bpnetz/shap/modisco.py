@@ -33,6 +33,7 @@ import numpy as np
 
 from bpnetz.build.bedfiles import atomic_output, write_text
 from bpnetz.errors import InputError
+from bpnetz.h5files import open_h5
 from bpnetz.shap.motif_compare import ic_scaled, reverse_complement
 
 SEQUENCE_KEY = "input_seqs"
@@ -91,14 +92,7 @@ def load_score_window(scores_h5: str | os.PathLike, *, key: str = "hyp_scores", 
     path = Path(scores_h5)
     if window < 1:
         raise InputError(f"the window must be at least 1 base, got {window}.", fix="Pass --window 400 or similar.")
-    if not path.is_file():
-        raise InputError("score file not found.", path=path,
-                         fix="Pass the counts_scores.h5 or profile_scores.h5 written by `bpnetz shap`.")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"not a readable HDF5 file ({err}).", path=path,
-                         fix="Pass a score file written by `bpnetz shap` or `bpnet-shap`.") from err
+    f = open_h5(path, "score file", "Pass the counts_scores.h5 or profile_scores.h5 written by `bpnetz shap`.")
     with f:
         for name in (key, SEQUENCE_KEY):
             if name not in f or not isinstance(f[name], h5py.Dataset):
@@ -176,14 +170,8 @@ def _pattern_index(name: str) -> int:
 def load_patterns(modisco_h5: str | os.PathLike) -> list[Pattern]:
     """The top-level patterns of a tfmodisco-lite results file, positive metacluster first, in pattern order."""
     path = Path(modisco_h5)
-    if not path.is_file():
-        raise InputError("modisco results file not found.", path=path,
-                         fix="Pass the modisco_results.h5 written by `bpnetz modisco` or `modisco motifs`.")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"not a readable HDF5 file ({err}).", path=path,
-                         fix="Pass the modisco_results.h5 written by `bpnetz modisco`.") from err
+    f = open_h5(path, "modisco results file",
+                "Pass the modisco_results.h5 written by `bpnetz modisco` or `modisco motifs`.")
     patterns = []
     with f:
         if "metacluster_idx_to_submetacluster_results" in f:
