@@ -31,8 +31,8 @@ class DemoSize:
     max_jitter: int = 64
     filters: int = 32
     dilation_layers: int = 6
-    epochs: int = 20
-    shap_loci: int = 1000
+    epochs: int = 16
+    shap_loci: int = 800
     num_shuffles: int = 10
 
     @classmethod
