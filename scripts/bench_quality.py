@@ -309,6 +309,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--peer-python", default=os.environ.get("BPNETZ_PEER_PYTHON", DEFAULT_PEER_PYTHON),
                         help=f"interpreter with bpnet-lite installed ({DEFAULT_PEER_PYTHON})")
     parser.add_argument("--train-args", default="", help="extra 'bpnetz train' flags (experiments), one string")
+    parser.add_argument("--train-command", default="bpnetz train",
+                        help="the training command (experiments: a wrapper taking 'bpnetz train' arguments)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=JSON",
                         help="override a top-level bpnet_params.json key, e.g. counts_loss='\"POISSON\"'")
     parser.add_argument("--json", type=Path, help="results JSON (default: <workdir>/bench_quality.json)")
@@ -337,7 +339,7 @@ def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: f
 
     params_path, params, layers_note = fitted_params(exp, args.overrides, work / "bpnet_params.json")
     models = work / "models"
-    train_s = run(["bpnetz", "train", "--store", str(store), "--params", str(params_path), "--splits",
+    train_s = run([*shlex.split(args.train_command), "--store", str(store), "--params", str(params_path), "--splits",
                    str(exp / "splits.json"), "--output-dir", str(models), "--epochs", str(args.epochs),
                    "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--threads", str(args.threads),
                    *shlex.split(args.train_args)])
@@ -356,7 +358,8 @@ def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: f
     training = {"bpnetz": {"wall_s": round(train_s, 1), "train_s": round(ours["seconds"], 1),
                            "epochs_run": ours["epochs_run"], "best_epoch": ours["best_epoch"],
                            "counts_loss_weight": params["loss_weights"][1], "counts_loss": params["counts_loss"],
-                           "train_args": args.train_args, "overrides": args.overrides}}
+                           "train_command": args.train_command, "train_args": args.train_args,
+                           "overrides": args.overrides}}
 
     if not args.no_peer:
         syntax = params["syntax_module_params"]
