@@ -280,6 +280,18 @@ def format_table(values: dict[str, dict[str, float | None]], extra: dict[str, di
     return "\n".join(lines)
 
 
+def code_version() -> dict[str, Any]:
+    """The bpnetz commit and the package files modified in the working tree (an editable install runs them)."""
+    root = SCRIPTS.parent
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "modified": git("status", "--porcelain", "--", "bpnetz").splitlines()}
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     from bpnetz.build.bedfiles import write_text
 
@@ -337,6 +349,7 @@ def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: f
     from bpnetz.predict import metrics as M
     from bpnetz.store.loader import StoreReader
 
+    code_at_start = code_version()
     params_path, params, layers_note = fitted_params(exp, args.overrides, work / "bpnet_params.json")
     models = work / "models"
     train_s = run([*shlex.split(args.train_command), "--store", str(store), "--params", str(params_path), "--splits",
@@ -399,11 +412,14 @@ def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: f
     out = args.json or work / "bench_quality.json"
     write_json(out, {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                      "experiment": str(exp), "layers_note": layers_note, "machine": machine,
+                     "code": {"at_start": code_at_start, "at_end": code_version()},
                      "n_test_loci": len(test.rows), "table": values, "training": training,
                      "summaries": {name: r.summary() for name, r in results.items()},
                      "seconds": round(time.perf_counter() - began, 1)})
     if layers_note:
         print(f"note: {layers_note}")
+    if code_at_start != code_version() or code_at_start["modified"]:
+        print(f"note: bpnetz code changed during the run or is modified: {code_at_start} -> {code_version()}")
     print(f"bench_quality: {len(results)} columns on {len(test.rows)} test peaks in "
           f"{time.perf_counter() - began:.0f} s; results in {out}")
     return 0
