@@ -120,6 +120,16 @@ class SimulationSummary:
                 f"--reference-genome genome.fa --chrom-sizes chrom.sizes …'.")
 
 
+def _dilation_layers(input_len: int, output_len: int) -> int:
+    """The reference's 8 dilated layers, or fewer when the default trunk (motif conv 21, kernel 3, profile head 75)
+    would leave less than ``output_len`` positions: layer i (1-based) removes 2·2^i positions."""
+    layers, remaining = 0, input_len - 20 - 74
+    while layers < 8 and remaining - 2 * 2 ** (layers + 1) >= output_len:
+        layers += 1
+        remaining -= 2 * 2 ** layers
+    return layers
+
+
 def simulate(out: Path | str, *, seed: int = 0, n_chroms: int = 6, chrom_length: int = 1_000_000,
              n_peaks: int = 2000, tasks: int = 1, motifs: list[str] | tuple[str, ...] | None = None,
              input_len: int = 2114, output_len: int = 1000, max_jitter: int = 128, stranded: bool = True,
@@ -346,7 +356,7 @@ def _write_configs(root: Path, opts: SimulationOptions, chrom_names: list[str], 
         "input_len": opts.input_len,
         "output_profile_len": opts.output_len,
         "motif_module_params": {"filters": [64], "kernel_sizes": [21], "padding": "valid"},
-        "syntax_module_params": {"num_dilation_layers": 8, "filters": 64, "kernel_size": 3, "padding": "valid",
+        "syntax_module_params": {"num_dilation_layers": _dilation_layers(opts.input_len, opts.output_len), "filters": 64, "kernel_size": 3, "padding": "valid",
                                  "pre_activation_residual_unit": True},
         "profile_head_params": {"filters": 1, "kernel_size": 75, "padding": "valid"},
         "counts_head_params": {"units": [1] if opts.tasks == 1 else [-1], "dropouts": [0.0],

@@ -428,9 +428,9 @@ def compile_model(model: keras.Model, params: BpnetParams, *, learning_rate: flo
     The global gradient norm is clipped to :data:`GRADIENT_CLIPNORM` (as bpnet-lite does): the first batches'
     log-count errors (weighted by the counts-loss weight) otherwise fill Adam's second-moment estimates with
     gradients orders of magnitude above later ones, and for the ~1,000 steps those estimates take to decay the
-    trunk and the counts head barely move (measured on the reference head: held-out counts Pearson −0.12 → 0.84
-    and profile Pearson 0.30 → 0.83 within 10 epochs with a calibrated counts offset and clipping,
-    docs/benchmarks.md).
+    trunk and the counts head barely move (held-out counts Pearson −0.12 → 0.84 and profile Pearson 0.30 → 0.83
+    within 10 epochs with the batch-normalised head, a calibrated counts offset and clipping; clipping alone on
+    the original head gave 0.20 / 0.63, docs/benchmarks.md).
     Sample weights per output (``{"profile": w, "logcounts": w}``) apply per example. Metrics: the log-count
     MSE (whatever the counts loss) so runs with MSE and POISSON compare. ``compile_options`` (e.g.
     ``jit_compile``, ``steps_per_execution``) go to ``model.compile`` unchanged.
