@@ -86,12 +86,20 @@ def bench_random_rows(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
             seq, *tracks = (np.asarray(a[int(row)]) for a in arrays)
             seq = seq[j:j + lay.input_len]
             tracks = [t[j:j + lay.output_len].astype(np.float32) for t in tracks]
-            if rng.random() < 0.5:
-                seq = schema.COMPLEMENT_CODE[seq[::-1]]
-                tracks = [t[::-1][:, lay.strand_swap(lay.tracks if k == 0 else lay.bias_tracks)]
-                          for k, t in enumerate(tracks)]
+            seq, tracks = _random_flip(seq, tracks, lay, rng)
             _one_hot(seq)
     return n, timer
+
+
+def _random_flip(seq: np.ndarray, tracks: list[np.ndarray], lay, rng: np.random.Generator):
+    """Per-example reverse complement with p = 0.5, as the baselines do it (codes complemented and reversed,
+    positions reversed and strands swapped in signal (tracks[0]) and bias (tracks[1]))."""
+    from bpnetz.store import schema
+
+    if rng.random() < 0.5:
+        seq = schema.COMPLEMENT_CODE[seq[::-1]]
+        tracks = [t[::-1][:, lay.strand_swap(lay.tracks if k == 0 else lay.bias_tracks)] for k, t in enumerate(tracks)]
+    return seq, tracks
 
 
 def bench_on_the_fly(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
@@ -119,10 +127,7 @@ def bench_on_the_fly(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
             seq = schema.encode(str(fasta[c][s0:s0 + lay.input_len]))
             tracks = [np.nan_to_num(np.stack([bw.values(c, p0, p0 + lay.output_len, numpy=True) for bw in group_],
                                              axis=1)) for group_ in (signal, bias) if group_]
-            if rng.random() < 0.5:
-                seq = schema.COMPLEMENT_CODE[seq[::-1]]
-                tracks = [t[::-1][:, lay.strand_swap(lay.tracks if k == 0 else lay.bias_tracks)]
-                          for k, t in enumerate(tracks)]
+            seq, tracks = _random_flip(seq, tracks, lay, rng)
             _one_hot(seq)
     return n, timer
 
