@@ -3,7 +3,8 @@
 one random row at a time, and extraction on the fly from FASTA + bigWigs with pyfaidx + pyBigWig.
 
 Every method delivers the same thing per locus: a jittered (uniform in [-max_jitter, max_jitter]) window of the
-one-hot sequence, the signal and bias tracks, reverse-complemented with probability 0.5. The experiment is made
+one-hot sequence (uint8, as the loader yields it), the signal and bias tracks, reverse-complemented with
+probability 0.5. The experiment is made
 with ``bpnetz simulate`` + ``bpnetz build`` in a temporary directory (or pass ``--store``/``--experiment``).
 Prints loci/s (wall clock) and loci per CPU-second (all threads of this process: robust when the machine is
 shared), and the ratios. Nothing is asserted.
@@ -65,12 +66,6 @@ def bench_loader(store: Path, cache: bool, batch_size: int) -> tuple[int, Timer,
     return n, timer, setup
 
 
-def _one_hot(codes: np.ndarray) -> np.ndarray:
-    from bpnetz.store.schema import one_hot
-
-    return one_hot(codes)
-
-
 def bench_random_rows(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
     """Read ``n`` random loci one row at a time from Zarr (each read decompresses a whole chunk)."""
     from bpnetz.store import schema
@@ -87,7 +82,7 @@ def bench_random_rows(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
             seq = seq[j:j + lay.input_len]
             tracks = [t[j:j + lay.output_len].astype(np.float32) for t in tracks]
             seq, tracks = _random_flip(seq, tracks, lay, rng)
-            _one_hot(seq)
+            schema.one_hot(seq, np.uint8)
     return n, timer
 
 
@@ -128,7 +123,7 @@ def bench_on_the_fly(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
             tracks = [np.nan_to_num(np.stack([bw.values(c, p0, p0 + lay.output_len, numpy=True) for bw in group_],
                                              axis=1)) for group_ in (signal, bias) if group_]
             seq, tracks = _random_flip(seq, tracks, lay, rng)
-            _one_hot(seq)
+            schema.one_hot(seq, np.uint8)
     return n, timer
 
 

@@ -5,14 +5,17 @@ The store is never read one random row at a time (each such read decompresses a 
 * **cached** (the store's selected rows fit in RAM): the rows a subset can ever use are read once, block by
   block (a block is a shard, or a chunk in an unsharded store), into numpy arrays; every batch is then a fast
   in-memory gather;
-* **streamed**: each epoch reads the blocks holding the epoch's rows, in a random block order, ahead on reader
-  threads, and mixes rows across several blocks in a shuffle buffer.
+* **streamed**: each epoch reads the blocks holding the epoch's rows, in a random block order, a group of blocks
+  ahead on reader threads (decoded in place into two reused group buffers, see :mod:`bpnetz.store.shards`),
+  and mixes the rows of a group in a shuffle buffer.
 
 Both modes yield the same examples: the jitter and flip of a locus are drawn per (seed, epoch, locus), not per
-batch position. No per-example Python: the producer crops a whole batch of raw rows (base codes, counts) to their
-jittered windows with one strided numpy copy; reverse complement, one-hot encoding, ``counts_bias`` and the
-log-count targets are vectorised tensor ops on whole batches in the tf.data graph, mapped in parallel. Outputs
-follow the model I/O contract (see :func:`make_dataset`).
+batch position. No per-example Python: the producer crops whole batches of raw rows to their jittered windows
+with one strided numpy gather per array, reading flipped rows from a reversed view (so the reverse complement
+costs nothing extra), and one-hot encodes with one table lookup of 4-byte rows (complement included). Several
+batches travel through ``tf.data`` as one element (the per-element cost of ``from_generator`` is ~0.6 ms), are
+turned into float targets by a parallel graph map, and are split again. Outputs follow the model I/O contract
+(see :func:`make_dataset`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ import pandas as pd
 from bpnetz.config import Split
 from bpnetz.errors import InputError
 from bpnetz.store import schema
+from bpnetz.store.shards import ShardDecoder
 
 Subset = Literal["train", "val", "test", "all"]
 SUBSETS = ("train", "val", "test", "all")
@@ -40,6 +43,8 @@ RC_MODES = ("none", "random", "double")
 #: "draw": int(n_peaks × ratio) per task (afresh each epoch for train, one fixed draw otherwise);
 #: "all": every background locus of the selected chromosomes; "none": peaks only.
 BACKGROUND_MODES = ("draw", "all", "none")
+#: loci per tf.data element (several batches travel together: the per-element cost of from_generator is ~0.6 ms)
+ELEMENT_LOCI = 1024
 #: fraction of the available memory a RAM cache may take when ``cache="auto"``.
 CACHE_MEMORY_FRACTION = 0.4
 
@@ -48,6 +53,19 @@ _STREAM_BACKGROUND, _STREAM_ORDER, _STREAM_AUGMENT = 0, 1, 2
 
 
 # ------------------------------------------------------------------------------------------------ raw reads
+
+
+#: TensorFlow adopts a numpy buffer without copying it only when it is aligned to this many bytes
+TENSOR_ALIGNMENT = 64
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on a :data:`TENSOR_ALIGNMENT` boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + TENSOR_ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % TENSOR_ALIGNMENT
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 @dataclass
@@ -61,23 +79,43 @@ class RawRows:
     def take(self, index: np.ndarray) -> RawRows:
         return RawRows(self.seq[index], self.signal[index], None if self.bias is None else self.bias[index])
 
-    @staticmethod
-    def concatenate(parts: Sequence[RawRows]) -> RawRows:
-        bias = None if parts[0].bias is None else np.concatenate([p.bias for p in parts])  # type: ignore[misc]
-        return RawRows(np.concatenate([p.seq for p in parts]), np.concatenate([p.signal for p in parts]), bias)
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays by store name (``bias`` only when present)."""
+        named = {"seq": self.seq, "signal": self.signal}
+        return named if self.bias is None else {**named, "bias": self.bias}
 
 
-def crop_rows(x: np.ndarray, index: np.ndarray, offset: np.ndarray, length: int) -> np.ndarray:
-    """``x[index[i], offset[i] : offset[i] + length]`` for every i, as one contiguous (B, length, …) copy.
+def crop_rows(x: np.ndarray, index: np.ndarray, offset: np.ndarray, length: int, flip: np.ndarray | None = None,
+              flipped_tracks: np.ndarray | None = None) -> np.ndarray:
+    """``x[index[i], offset[i] : offset[i] + length]`` for every i, as one aligned (B, length, …) array.
 
-    The jitter crop: a gather from a sliding-window view of the rows, so a batch costs one memory copy.
+    Rows where ``flip`` is true come out reversed along positions, with their tracks (the trailing axis) in the
+    order ``flipped_tracks`` (default: the stored order). The jitter crop is a gather from a sliding-window view
+    of the rows; a flipped row is the same gather from the reversed view of the flattened rows, which reverses
+    positions and tracks at once (for [+, -] pairs that is already the strand swap).
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
+    index, offset = np.asarray(index), np.asarray(offset)
     width = int(np.prod(x.shape[2:], dtype=np.int64))
     flat = np.ascontiguousarray(x).reshape(len(x), -1)  # (rows, positions·tracks), a view
-    windows = sliding_window_view(flat, length * width, axis=1)
-    return windows[index, np.asarray(offset) * width].reshape(len(index), length, *x.shape[2:])
+    out = aligned_empty((len(index), length, *x.shape[2:]), x.dtype)
+    rows = out.reshape(len(index), -1)
+    if flip is None or not np.any(flip):
+        rows[...] = sliding_window_view(flat, length * width, axis=1)[index, offset * width]
+        return out
+    flip = np.asarray(flip, dtype=bool)
+    forward, backward = ~flip, flip
+    rows[forward] = sliding_window_view(flat, length * width, axis=1)[index[forward], offset[forward] * width]
+    reversed_flat = flat[:, ::-1]  # a view: positions and tracks reversed
+    start = (x.shape[1] - length - offset[backward]) * width
+    rows[backward] = sliding_window_view(reversed_flat, length * width, axis=1)[index[backward], start]
+    if x.ndim == 3:
+        order = (x.shape[2] - 1 - np.asarray(flipped_tracks)) if flipped_tracks is not None \
+            else np.arange(x.shape[2])[::-1]
+        if not np.array_equal(order, np.arange(x.shape[2])):
+            out[backward] = out[backward][:, :, order]
+    return out
 
 
 def keep_freed_memory() -> None:
@@ -139,6 +177,8 @@ class StoreReader:
         #: 1.5x slower for 256-locus chunks).
         shards = getattr(self.seq, "shards", None)
         self.block_loci = int((shards or self.seq.chunks)[0])
+        self._decoders = {name: ShardDecoder.for_array(self.group[name]) for name in ("seq", "signal", "bias")
+                          if name in self.group}
         self.loci = self._read_loci()
 
     def _read_loci(self) -> pd.DataFrame:
@@ -165,29 +205,49 @@ class StoreReader:
             row += self.bias.dtype.itemsize * self.layout.profile_len * self.layout.n_bias
         return row
 
+    def block_rows(self, block: int) -> int:
+        """Rows in a block (the last one may be short)."""
+        return min(self.block_loci, self.n_loci - block * self.block_loci)
+
+    def empty_rows(self, n: int) -> RawRows:
+        """Uninitialised, aligned arrays for ``n`` raw rows."""
+        return RawRows(*(None if array is None else aligned_empty((n, *array.shape[1:]), array.dtype)
+                         for array in (self.seq, self.signal, self.bias)))
+
+    def read_block_into(self, block: int, out: RawRows, at: int) -> None:
+        """Decode every row of ``block`` into ``out`` at rows ``[at, at + block_rows)``."""
+        lo = block * self.block_loci
+        n = self.block_rows(block)
+        for name, target in out.arrays().items():
+            decoder = self._decoders[name]
+            if decoder is not None and self.block_loci == decoder.shard_rows:
+                decoder.read_into(block, target[at:at + n])
+            else:
+                target[at:at + n] = self.group[name][lo:lo + n]
+
     def read_block(self, block: int, rows: np.ndarray | None = None) -> RawRows:
         """Rows of one block (``rows``: sorted store rows inside it; all of them when None)."""
-        lo = block * self.block_loci
-        hi = min(lo + self.block_loci, self.n_loci)
-        raw = RawRows(np.asarray(self.seq[lo:hi]), np.asarray(self.signal[lo:hi]),
-                      None if self.bias is None else np.asarray(self.bias[lo:hi]))
-        return raw if rows is None or len(rows) == hi - lo else raw.take(np.asarray(rows) - lo)
+        raw = self.empty_rows(self.block_rows(block))
+        self.read_block_into(block, raw, 0)
+        return raw if rows is None or len(rows) == self.block_rows(block) else raw.take(np.asarray(rows) - block *
+                                                                                        self.block_loci)
 
     def read_rows(self, rows: np.ndarray, *, progress: bool = False) -> RawRows:
         """Sorted store rows, read block by block (never row by row)."""
         from tqdm.auto import tqdm
 
+        out = self.empty_rows(len(rows))
         blocks, starts = np.unique(rows // self.block_loci, return_index=True)
         bounds = [*starts[1:], len(rows)]
-        parts = [self.read_block(int(b), rows[s:e])
-                 for b, s, e in tqdm(list(zip(blocks, starts, bounds)), desc="caching store in RAM", unit="block",
-                                     disable=not progress, leave=False)]
-        if not parts:
-            return RawRows(np.zeros((0, self.layout.seq_len), self.seq.dtype),
-                           np.zeros((0, self.layout.profile_len, self.layout.n_tracks), self.signal.dtype),
-                           None if self.bias is None else
-                           np.zeros((0, self.layout.profile_len, self.layout.n_bias), self.bias.dtype))
-        return RawRows.concatenate(parts)
+        for b, s, e in tqdm(list(zip(blocks, starts, bounds)), desc="caching store in RAM", unit="block",
+                            disable=not progress, leave=False):
+            if e - s == self.block_rows(int(b)):  # the whole block: decode in place
+                self.read_block_into(int(b), out, int(s))
+                continue
+            part = self.read_block(int(b), rows[s:e])
+            for name, target in out.arrays().items():
+                target[s:e] = part.arrays()[name]
+        return out
 
 
 # ------------------------------------------------------------------------------------------- locus selection
@@ -272,7 +332,8 @@ class LocusStream:
                  reverse_complement: str = "none", backgrounds: str | None = None, shuffle: bool | None = None,
                  seed: int = 0, mnll_loss_sample_weight: float = 1.0, mnll_background_weight: float = 0.0,
                  orig_multi_loss: bool = False, cache: bool | str = "auto", shuffle_loci: int = 16384,
-                 read_ahead: int = 2, progress: bool = False):
+                 read_ahead: int = 2, batches_per_element: int | None = None,
+                 progress: bool = False):
         if reverse_complement not in RC_MODES:
             raise ValueError(f"reverse_complement must be one of {RC_MODES}, got {reverse_complement!r}")
         backgrounds = backgrounds or ("draw" if subset in ("train", "val") else "none")
@@ -291,6 +352,7 @@ class LocusStream:
         self.orig_multi_loss = orig_multi_loss
         self.shuffle_loci = max(1, shuffle_loci)
         self.read_ahead = max(1, read_ahead)
+        self.batches_per_element = max(1, batches_per_element or ELEMENT_LOCI // self.batch_size)
         chroms = subset_chroms(self.reader, split, subset, all_chroms)
         self.selection = LocusSelection(self.reader, chroms, backgrounds=backgrounds, redraw=subset == "train",
                                         seed=self.seed)
@@ -300,6 +362,9 @@ class LocusStream:
         self.cached = self._decide_cache(cache)
         self._cache = self.reader.read_rows(self.selection.rows, progress=progress) if self.cached else None
         self._epoch = 0
+        self._buffers: tuple[RawRows, RawRows] | None = None
+        self._track_swap = self.layout.strand_swap(self.layout.tracks)
+        self._bias_swap = self.layout.strand_swap(self.layout.bias_tracks)
 
     def _decide_cache(self, cache: bool | str) -> bool:
         if cache == "auto":
@@ -334,24 +399,36 @@ class LocusStream:
         rows = self.selection.rows[self.selection.epoch_positions(0)]
         return self.reader.loci.iloc[rows].reset_index(drop=True).assign(row=rows)
 
-    # ----------------------------------------------------------------------------------------- raw batches
+    # --------------------------------------------------------------------------------------------- elements
 
-    def batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
-        """Raw batches of an epoch: rows cropped to their jittered windows, plus each locus' store row, jitter,
-        flip (applied in the graph) and profile weight."""
+    def elements(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+        """The epoch's batches, several per element along a leading axis: ``sequence`` one-hot uint8
+        (k, b, input_len, 4), ``signal`` and ``bias`` (k, b, output_len, ·) as stored and oriented, and ``row``,
+        ``jitter``, ``flip``, ``weight`` (k, b). Full batches travel ``batches_per_element`` at a time; a batch
+        that spans two groups of blocks, and the last, partial batch, travel alone."""
         positions = self.selection.epoch_positions(epoch)
-        jitter, flip = self._augmentation(epoch)
-        lay = self.layout
-        source = self._cached_batches if self.cached else self._streamed_batches
-        for pos, raw, index in source(positions, np.random.default_rng([self.seed, epoch, _STREAM_ORDER])):
-            offset = lay.max_jitter + jitter[pos]
-            batch = {"seq": crop_rows(raw.seq, index, offset, lay.input_len),
-                     "signal": crop_rows(raw.signal, index, offset, lay.output_len),
-                     "row": self.selection.rows[pos].astype(np.int64), "jitter": jitter[pos], "flip": flip[pos],
-                     "weight": self._weights[pos]}
-            if raw.bias is not None:
-                batch["bias"] = crop_rows(raw.bias, index, offset, lay.output_len)
-            yield batch
+        augmentation = self._augmentation(epoch)
+        rng = np.random.default_rng([self.seed, epoch, _STREAM_ORDER])
+        segments = self._cached_segments(positions, rng) if self.cached else self._streamed_segments(positions, rng)
+        size, step = self.batch_size, self.batches_per_element * self.batch_size
+        carry: list[Part] = []  # the pending batch's rows, copied out of their (reused) buffers
+        for part in segments:
+            begin = 0
+            if carry:
+                begin = min(size - sum(len(p) for p in carry), len(part))
+                carry.append(part.slice(0, begin))
+                if sum(len(p) for p in carry) < size:
+                    carry[-1] = carry[-1].owned()
+                    continue
+                yield self._element(carry, augmentation)
+                carry = []
+            full = begin + (len(part) - begin) // size * size
+            for start in range(begin, full, step):
+                yield self._element([part.slice(start, min(start + step, full))], augmentation)
+            if full < len(part):
+                carry = [part.slice(full, len(part)).owned()]
+        if carry:
+            yield self._element(carry, augmentation)
 
     def _augmentation(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """Jitter (int32) and flip (bool) of every selectable locus in an epoch, indexed by position."""
@@ -363,70 +440,93 @@ class LocusStream:
         flip = rng.random(n) < 0.5 if self.reverse_complement == "random" else np.zeros(n, bool)
         return jitter, flip
 
-    def _cached_batches(self, positions: np.ndarray,
-                        rng: np.random.Generator) -> Iterator[tuple[np.ndarray, RawRows, np.ndarray]]:
-        """(positions, rows, index of the positions in rows) per batch, gathered from the RAM cache."""
+    def _element(self, parts: list[Part], augmentation: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+        """Crop, orient and one-hot encode the rows of ``parts`` into one element (see :meth:`elements`)."""
+        jitter, flip = augmentation
+        pos = np.concatenate([p.pos for p in parts])
+        n = len(pos)
+        shape = (n // self.batch_size, self.batch_size) if n % self.batch_size == 0 else (1, n)
+        if self.reverse_complement != "double":
+            return _stacked(self._crop(parts, jitter, flip[pos]), shape)
+        # the reference's doubled batches: every batch, then the same batch reverse-complemented
+        forward = _stacked(self._crop(parts, jitter, np.zeros(n, bool)), shape)
+        flipped = _stacked(self._crop(parts, jitter, np.ones(n, bool)), shape)
+        return {name: np.stack([x, flipped[name]], axis=1).reshape(2 * shape[0], *x.shape[1:])
+                for name, x in forward.items()}
+
+    def _crop(self, parts: list[Part], jitter: np.ndarray, flip: np.ndarray) -> dict[str, np.ndarray]:
+        """Flat (n, …) arrays of an element: windows at each locus' jitter, flipped rows reverse-complemented."""
+        lay = self.layout
+        pieces: dict[str, list[np.ndarray]] = {}
+        at = 0
+        for part in parts:
+            f = flip[at:at + len(part)]
+            at += len(part)
+            offset = lay.max_jitter + jitter[part.pos]
+            cropped = {"seq": crop_rows(part.raw.seq, part.index, offset, lay.input_len, f),
+                       "signal": crop_rows(part.raw.signal, part.index, offset, lay.output_len, f, self._track_swap)}
+            if part.raw.bias is not None:
+                cropped["bias"] = crop_rows(part.raw.bias, part.index, offset, lay.output_len, f, self._bias_swap)
+            for name, x in cropped.items():
+                pieces.setdefault(name, []).append(x)
+        out = {name: xs[0] if len(xs) == 1 else np.concatenate(xs) for name, xs in pieces.items()}
+        pos = np.concatenate([p.pos for p in parts])
+        out["sequence"] = one_hot_oriented(out.pop("seq"), flip)
+        out.update(row=self.selection.rows[pos].astype(np.int64), jitter=jitter[pos], flip=flip,
+                   weight=self._weights[pos])
+        return out
+
+    def _cached_segments(self, positions: np.ndarray, rng: np.random.Generator) -> Iterator[Part]:
+        """The whole epoch as one segment of the RAM cache (rows of the cache are positions)."""
         assert self._cache is not None
         order = rng.permutation(positions) if self.shuffle else positions
-        for i in range(0, len(order), self.batch_size):
-            pos = order[i:i + self.batch_size]
-            yield pos, self._cache, pos
+        yield Part(self._cache, order, order)
 
-    def _streamed_batches(self, positions: np.ndarray,
-                          rng: np.random.Generator) -> Iterator[tuple[np.ndarray, RawRows, np.ndarray]]:
-        """Read the epoch's blocks (random order when shuffling) and mix their rows in a shuffle buffer of at
-        least ``shuffle_loci`` loci (whole blocks, plus the rows left from the previous fill)."""
+    def _streamed_segments(self, positions: np.ndarray, rng: np.random.Generator) -> Iterator[Part]:
+        """The epoch's blocks (random order when shuffling), one group of blocks per segment: the shuffle buffer
+        of at least ``shuffle_loci`` loci. While a group is consumed, the next one is decoded on reader threads
+        into the other of two reused group buffers."""
         rows = self.selection.rows[positions]
-        blocks, starts = np.unique(rows // self.reader.block_loci, return_index=True)
+        size = self.reader.block_loci
+        blocks, starts = np.unique(rows // size, return_index=True)
         spans = list(zip(blocks.tolist(), starts.tolist(), [*starts[1:].tolist(), len(rows)]))
         if self.shuffle:
             spans = [spans[i] for i in rng.permutation(len(spans))]
-        group = max(1, -(-self.shuffle_loci // self.reader.block_loci)) if self.shuffle else 1
-        parts: list[RawRows] = []
-        part_pos: list[np.ndarray] = []
-        for k, raw in enumerate(self._read_ahead(spans, rows)):
-            _, s, e = spans[k]
-            parts.append(raw)
-            part_pos.append(positions[s:e])
-            if len(parts) < group and k + 1 < len(spans):
-                continue
-            # the shuffle buffer: this group of blocks plus the rows left over from the previous group
-            buffer, buffer_pos = RawRows.concatenate(parts), np.concatenate(part_pos)
-            order = rng.permutation(len(buffer_pos)) if self.shuffle else np.arange(len(buffer_pos))
-            full = len(order) - len(order) % self.batch_size
-            for j in range(0, full, self.batch_size):
-                index = order[j:j + self.batch_size]
-                yield buffer_pos[index], buffer, index
-            rest = order[full:]
-            parts, part_pos = [buffer.take(rest)], [buffer_pos[rest]]
-        if parts and len(part_pos[0]):
-            yield part_pos[0], parts[0], np.arange(len(part_pos[0]))  # the last, partial batch
-
-    def _read_ahead(self, spans: list[tuple[int, int, int]], rows: np.ndarray) -> Iterator[RawRows]:
-        """The blocks of ``spans`` in order, with up to ``read_ahead`` block reads in flight on threads."""
+        per_group = max(1, -(-self.shuffle_loci // size)) if self.shuffle else 1
+        groups = [spans[i:i + per_group] for i in range(0, len(spans), per_group)]
+        buffers = self._group_buffers(min(per_group, len(spans)) * size)
         executor = ThreadPoolExecutor(max_workers=self.read_ahead, thread_name_prefix="bpnetz-read")
         try:
-            todo = iter(spans)
-            pending: deque[Future[RawRows]] = deque()
-            for _ in range(self.read_ahead):
-                self._submit(executor, pending, next(todo, None), rows)
-            while pending:
-                raw = pending.popleft().result()
-                self._submit(executor, pending, next(todo, None), rows)
-                yield raw
+            pending = self._read_group(executor, groups[0], buffers[0]) if groups else []
+            for g, group in enumerate(groups):
+                for future in pending:
+                    future.result()
+                pending = self._read_group(executor, groups[g + 1], buffers[(g + 1) % 2]) if g + 1 < len(groups) \
+                    else []
+                index = np.concatenate([k * size + rows[s:e] - b * size for k, (b, s, e) in enumerate(group)])
+                pos = np.concatenate([positions[s:e] for _, s, e in group])
+                if self.shuffle:
+                    mix = rng.permutation(len(pos))
+                    index, pos = index[mix], pos[mix]
+                yield Part(buffers[g % 2], index, pos)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def _submit(self, executor: ThreadPoolExecutor, pending: deque[Future[RawRows]],
-                span: tuple[int, int, int] | None, rows: np.ndarray) -> None:
-        if span is not None:
-            block, s, e = span
-            pending.append(executor.submit(self.reader.read_block, block, rows[s:e]))
+    def _group_buffers(self, rows: int) -> tuple[RawRows, RawRows]:
+        """Two group buffers of ``rows`` raw rows, allocated once per stream and reused every epoch."""
+        if self._buffers is None or len(self._buffers[0].seq) < rows:
+            self._buffers = (self.reader.empty_rows(rows), self.reader.empty_rows(rows))
+        return self._buffers
+
+    def _read_group(self, executor: ThreadPoolExecutor, group: list[tuple[int, int, int]],
+                    buffer: RawRows) -> list[Future[None]]:
+        size = self.reader.block_loci
+        return [executor.submit(self.reader.read_block_into, b, buffer, k * size) for k, (b, _, _) in enumerate(group)]
 
     # ----------------------------------------------------------------------------------------------- tf.data
 
     def dataset(self, *, with_index: bool = False) -> Any:
-        """The tf.data pipeline: raw batches -> (doubled with their reverse complement) -> model inputs/targets.
+        """The tf.data pipeline: elements of several batches -> model inputs/targets (parallel map) -> batches.
 
         Yields ``(inputs, targets, sample_weights)`` per the model I/O contract, plus a fourth dict
         ``{"row", "jitter", "flip"}`` (store row, drawn jitter, reverse-complemented or not) with ``with_index``.
@@ -435,87 +535,87 @@ class LocusStream:
         import tensorflow as tf
 
         keep_freed_memory()
-        ds = tf.data.Dataset.from_generator(self._next_epoch, output_signature=self._raw_signature())
-        if self.reverse_complement == "double":
-            ds = ds.flat_map(_followed_by_reverse_complement)
+        ds = tf.data.Dataset.from_generator(self._next_epoch, output_signature=self._element_signature())
         # one map call per core from the start (AUTOTUNE ramps up too slowly for short epochs: measured 20% slower)
         ds = ds.map(model_io_fn(self.layout, orig_multi_loss=self.orig_multi_loss, with_index=with_index),
                     num_parallel_calls=max(2, os.cpu_count() or 1), deterministic=True)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(self.n_batches)).prefetch(tf.data.AUTOTUNE)
+        ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(self.n_batches)).prefetch(tf.data.AUTOTUNE)
         options = tf.data.Options()
         options.deterministic = True
-        options.threading.max_intra_op_parallelism = 1  # parallelism comes from the parallel map over batches
+        options.threading.max_intra_op_parallelism = 1  # parallelism comes from the parallel map over elements
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return ds.with_options(options)
 
     def _next_epoch(self) -> Iterator[dict[str, np.ndarray]]:
         epoch, self._epoch = self._epoch, self._epoch + 1
-        yield from self.batches(epoch)
+        yield from self.elements(epoch)
 
-    def _raw_signature(self) -> dict[str, Any]:
+    def _element_signature(self) -> dict[str, Any]:
         import tensorflow as tf
 
         lay = self.layout
         signature = {
-            "seq": tf.TensorSpec((None, lay.input_len), tf.as_dtype(self.reader.seq.dtype)),
-            "signal": tf.TensorSpec((None, lay.output_len, lay.n_tracks), tf.as_dtype(self.reader.signal.dtype)),
-            "row": tf.TensorSpec((None,), tf.int64),
-            "jitter": tf.TensorSpec((None,), tf.int32),
-            "flip": tf.TensorSpec((None,), tf.bool),
-            "weight": tf.TensorSpec((None,), tf.float32),
+            "sequence": tf.TensorSpec((None, None, lay.input_len, 4), tf.uint8),
+            "signal": tf.TensorSpec((None, None, lay.output_len, lay.n_tracks), tf.as_dtype(self.reader.signal.dtype)),
+            "row": tf.TensorSpec((None, None), tf.int64),
+            "jitter": tf.TensorSpec((None, None), tf.int32),
+            "flip": tf.TensorSpec((None, None), tf.bool),
+            "weight": tf.TensorSpec((None, None), tf.float32),
         }
         if self.reader.bias is not None:
-            signature["bias"] = tf.TensorSpec((None, lay.output_len, lay.n_bias), tf.as_dtype(self.reader.bias.dtype))
+            signature["bias"] = tf.TensorSpec((None, None, lay.output_len, lay.n_bias),
+                                              tf.as_dtype(self.reader.bias.dtype))
         return signature
 
 
-def _followed_by_reverse_complement(batch: dict[str, Any]) -> Any:
-    """A raw batch, then the same batch flagged to be reverse-complemented (the reference's doubled batches)."""
-    import tensorflow as tf
+@dataclass
+class Part:
+    """Rows of a raw buffer in yield order: ``index`` into ``raw``, ``pos`` the selection positions."""
 
-    flipped = dict(batch, flip=tf.ones_like(batch["flip"]))
-    return tf.data.Dataset.from_tensors(batch).concatenate(tf.data.Dataset.from_tensors(flipped))
+    raw: RawRows
+    index: np.ndarray
+    pos: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def slice(self, start: int, stop: int) -> Part:
+        return Part(self.raw, self.index[start:stop], self.pos[start:stop])
+
+    def owned(self) -> Part:
+        """The same rows copied out of the buffer (which the stream reuses for a later group)."""
+        return Part(self.raw.take(self.index), np.arange(len(self.index)), self.pos)
 
 
-def _oriented(x: Any, other_strand: Any, flip: Any) -> Any:
-    """Rows of ``x``, replaced by the rows of ``other_strand`` where ``flip`` (one row gather, no broadcast select)."""
-    import tensorflow as tf
-
-    n = tf.shape(x)[0]
-    return tf.gather(tf.concat([x, other_strand], axis=0), tf.range(n) + n * tf.cast(flip, tf.int32))
+def _stacked(arrays: dict[str, np.ndarray], shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Flat (n, …) arrays reshaped to (batches, batch size, …) (views)."""
+    return {name: x.reshape(*shape, *x.shape[1:]) for name, x in arrays.items()}
 
 
-def _oriented_tracks(x: Any, flip: Any, swap: np.ndarray) -> Any:
-    """(B, pos, tracks) as float32; flipped examples get their positions reversed and + and - tracks swapped."""
-    import tensorflow as tf
+#: one-hot rows (4 uint8 each, read as one uint32) of the codes A C G T N, then of their complements
+_ONE_HOT_ROWS = np.concatenate([schema.one_hot(np.arange(schema.N_CODE + 1), np.uint8),
+                                schema.one_hot(schema.COMPLEMENT_CODE, np.uint8)]).view(np.uint32).ravel()
 
-    x = tf.cast(x, tf.float32)
-    if np.array_equal(swap, np.arange(len(swap))):  # unstranded
-        other_strand = tf.reverse(x, axis=[1])
-    elif np.array_equal(swap, np.arange(len(swap))[::-1]):  # e.g. [+, -]: reverse positions and tracks at once
-        other_strand = tf.reverse(x, axis=[1, 2])
-    else:  # permute tracks by a 0/1 matrix (faster than a gather along the last axis)
-        permutation = np.eye(len(swap), dtype=np.float32)[swap].T
-        other_strand = tf.einsum("bpt,ts->bps", tf.reverse(x, axis=[1]), tf.constant(permutation))
-    return _oriented(x, other_strand, flip)
+
+def one_hot_oriented(codes: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """One-hot uint8 (n, L, 4) of base codes (n, L), complemented in the rows where ``flip`` (N -> zeros).
+
+    One lookup of a 4-byte row per base (the codes of flipped rows are looked up in the complement half of the
+    table), ~4x cheaper than TensorFlow's gather of float rows. uint8 keeps host memory traffic and host-to-GPU
+    copies 4x smaller; Keras casts the input to the model's dtype on the device.
+    """
+    shifted = codes + (schema.N_CODE + 1) * np.asarray(flip, dtype=np.uint8)[:, None]
+    out = aligned_empty(codes.shape, np.uint32)
+    np.take(_ONE_HOT_ROWS, shifted, out=out, mode="clip")
+    return out.view(np.uint8).reshape(*codes.shape, 4)
 
 
 def model_io_fn(store_layout: schema.StoreLayout, *, orig_multi_loss: bool = False, with_index: bool = False) -> Any:
-    """The graph function turning a raw (already jitter-cropped) batch into ``(inputs, targets, weights[, index])``.
-
-    Reverse-complements flipped examples (reverse positions, complement codes, swap + and - tracks, bias too),
-    one-hot encodes (N -> zeros) and computes ``counts_bias`` and the ``logcounts`` targets, on whole batches.
-    (The jitter crop happens before, in numpy: a gather from a sliding-window view is one memory copy, several
-    times cheaper than the equivalent index gather in TF on the CPU, and it shrinks what crosses into tf.data.)
-    """
+    """The graph function turning an element (cropped, oriented, one-hot) into ``(inputs, targets, weights[,
+    index])``: float32 tracks, ``counts_bias`` and the ``logcounts`` targets, for any leading batch axes."""
     import tensorflow as tf
 
     lay = store_layout
-    # one-hot rows of codes 0..4 (N -> zeros), then of their complements: looked up at code + 5·flip
-    one_hot = schema.one_hot(np.arange(schema.N_CODE + 1))
-    one_hot_table = tf.constant(np.concatenate([one_hot, one_hot[schema.COMPLEMENT_CODE]]))
-    track_swap = lay.strand_swap(lay.tracks)
-    bias_swap = lay.strand_swap(lay.bias_tracks)
     # track -> task membership, to sum a task's tracks into its total count
     membership = np.zeros((lay.n_tracks, len(lay.tasks)), np.float32)
     for i, track in enumerate(lay.tracks):
@@ -523,23 +623,21 @@ def model_io_fn(store_layout: schema.StoreLayout, *, orig_multi_loss: bool = Fal
     task_matrix = tf.constant(membership)
     tracks_per_task = tf.constant(membership.sum(axis=0))
 
-    def to_model_io(batch: dict[str, Any]) -> tuple[Any, ...]:
-        flip = batch["flip"]
-        codes = _oriented(batch["seq"], tf.reverse(batch["seq"], axis=[1]), flip)
-        codes = tf.cast(codes, tf.int32) + (schema.N_CODE + 1) * tf.cast(flip, tf.int32)[:, None]
-        inputs = {"sequence": tf.gather(one_hot_table, codes)}
-        profile = _oriented_tracks(batch["signal"], flip, track_swap)
-        if "bias" in batch:
-            profile_bias = _oriented_tracks(batch["bias"], flip, bias_swap)
+    def to_model_io(element: dict[str, Any]) -> tuple[Any, ...]:
+        inputs = {"sequence": element["sequence"]}
+        profile = tf.cast(element["signal"], tf.float32)
+        if "bias" in element:
+            profile_bias = tf.cast(element["bias"], tf.float32)
             inputs["profile_bias"] = profile_bias
-            inputs["counts_bias"] = tf.math.log1p(tf.reduce_sum(profile_bias, axis=1))
-        totals = tf.reduce_sum(profile, axis=1)
+            inputs["counts_bias"] = tf.math.log1p(tf.reduce_sum(profile_bias, axis=-2))
+        totals = tf.reduce_sum(profile, axis=-2)
         logcounts = (tf.math.log1p(totals) if orig_multi_loss
                      else tf.math.log(tf.matmul(totals, task_matrix) + tracks_per_task))
         targets = {"profile": profile, "logcounts": logcounts}
-        weights = {"profile": batch["weight"], "logcounts": tf.ones_like(batch["weight"])}
+        weights = {"profile": element["weight"], "logcounts": tf.ones_like(element["weight"])}
         if with_index:
-            return inputs, targets, weights, {"row": batch["row"], "jitter": batch["jitter"], "flip": flip}
+            return inputs, targets, weights, {"row": element["row"], "jitter": element["jitter"],
+                                              "flip": element["flip"]}
         return inputs, targets, weights
 
     return to_model_io

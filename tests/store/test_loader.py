@@ -166,8 +166,8 @@ def test_cached_and_streamed_modes_yield_the_same_examples(tiny):
         stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random",
                                     seed=11, cache=cache, shuffle_loci=40)
         reads = []
-        original = stream.reader.read_block
-        stream.reader.read_block = lambda block, rows=None: reads.append(block) or original(block, rows)
+        original = stream.reader.read_block_into
+        stream.reader.read_block_into = lambda block, out, at: reads.append(block) or original(block, out, at)
         found = [examples(epoch(stream)) for _ in range(2)]
         return stream, reads, [{e["row"]: e for e in exs} for exs in found]
 
