@@ -127,7 +127,7 @@ def main() -> None:
     ref = reference_bytes_per_locus(layout.input_len, layout.output_len, layout.n_tracks, layout.n_bias)
     print(f"store: {summary.n_loci:,} loci, {summary.bytes_on_disk / 1e6:.1f} MB on disk, "
           f"{per_locus:,.0f} bytes/locus (uncompressed {summary.raw_bytes / summary.n_loci:,.0f}, "
-          f"compression {summary.compression_ratio:.1f}x), signal {summary.signal_dtype}")
+          f"compression {summary.compression_ratio:.1f}x), {", ".join(f"{k} {v}" for k, v in summary.dtypes.items())}")
     print(f"reference float64 per locus: {ref:,} bytes (one-hot {layout.input_len}x4x8 + profiles "
           f"{layout.output_len}x{layout.n_tracks}x8 + bias {layout.output_len}x{layout.n_bias}x8) "
           f"-> store is {ref / per_locus:.0f}x smaller")

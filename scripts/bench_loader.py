@@ -9,7 +9,7 @@ with ``bpnetz simulate`` + ``bpnetz build`` in a temporary directory (or pass ``
 Prints loci/s (wall clock) and loci per CPU-second (all threads of this process: robust when the machine is
 shared), and the ratios. Nothing is asserted.
 
-    python scripts/bench_loader.py [--n-peaks 8000] [--batch-size 64] [--keep DIR]
+    python scripts/bench_loader.py [--n-peaks 24000] [--batch-size 64] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, help="an existing store (built from files that still exist)")
     parser.add_argument("--keep", type=Path, help="simulate/build into this directory and keep it (reused)")
-    parser.add_argument("--n-peaks", type=int, default=8000)
+    parser.add_argument("--n-peaks", type=int, default=24000)
     parser.add_argument("--n-chroms", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--random-rows", type=int, default=300, help="loci read row by row at random")

@@ -13,8 +13,10 @@ Steps (all in :func:`build_store`):
 4. Check totals (a track with no value at any locus is an error), write the metadata, rename
    ``<store>.partial`` to ``<store>`` and remove the block markers: readers never see a half-written store.
 
-Signal is stored as int32 when every value read is a whole number (checked while reading; the first
-non-integer value restarts the build as float32); bias tracks are float32. Missing bigWig values are zeros.
+Whole-numbered tracks (counts) are stored in the narrowest integer dtype that holds them: uint8, uint16 or int32,
+planned from a sample of loci and the bigWigs' maximum (smaller stores, and the loader decodes and crops uint8
+counts ~3x faster than int32); other tracks are float32. Every value is checked while it is written: one that the
+planned dtype cannot hold exactly restarts the build with a wider one. Missing bigWig values are zeros.
 """
 
 from __future__ import annotations
@@ -55,14 +57,47 @@ PARTIAL_SUFFIX = ".partial"
 BLOCKS_DIR = ".blocks"
 BUILD_ATTR = "bpnetz_build"  # build key, signal dtype, block size: what a rerun needs to resume
 COORD_CHUNK = 1 << 16
-INT32_LIMIT = 2**31 - 1
+#: integer dtypes for whole-numbered tracks, narrowest first
+COUNT_DTYPES = schema.TRACK_DTYPES[:-1]
 #: Blosc/zstd level. Measured on 256 simulated loci (int32 counts, bitshuffle): level 3 gives ratio 67 at
 #: ~690 MB/s, level 9 ratio 84 at ~5 MB/s; level 3 keeps compression a small part of a block's time.
 CLEVEL = 3
 
 
-class NonIntegerSignal(Exception):
-    """Raised by a block task planned as int32 that finds a non-integer signal value (restart as float32)."""
+class TrackDtypeTooNarrow(Exception):
+    """Raised by a block task that finds a value its array's planned dtype cannot hold (restart wider)."""
+
+    def __init__(self, array: str, source: str, needed: str):
+        super().__init__(f"{source} holds values that need {needed}")
+        self.array, self.source, self.needed = array, source, needed
+
+
+def fitting_dtype(values: np.ndarray, bound: float = 0.0) -> str:
+    """The narrowest of :data:`COUNT_DTYPES` holding ``values`` (and ``bound``) exactly, else float32."""
+    if values.size and not np.array_equal(values, np.floor(values)):
+        return "float32"
+    lo, hi = min(float(values.min(initial=0)), 0.0), max(float(values.max(initial=0)), bound)
+    for dtype in COUNT_DTYPES:
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return dtype
+    return "float32"
+
+
+def wider_dtype(a: str, b: str) -> str:
+    """The wider of two track dtypes (float32 is the widest)."""
+    order = (*COUNT_DTYPES, "float32")
+    return max(a, b, key=order.index)
+
+
+def _stored(values: np.ndarray, dtype: str, array: str, source: str) -> np.ndarray:
+    """``values`` (float) as ``dtype``, or TrackDtypeTooNarrow when the dtype cannot hold them exactly."""
+    if dtype == "float32":
+        return values
+    needed = fitting_dtype(values)
+    if wider_dtype(needed, dtype) != dtype:
+        raise TrackDtypeTooNarrow(array, source, needed)
+    return values.astype(dtype)
 
 
 # ------------------------------------------------------------------------------------------------ the inputs
@@ -316,6 +351,13 @@ def smooth_bias(extended: np.ndarray, sigma: float, window: int) -> np.ndarray:
     return smoothed[:, radius:extended.shape[1] - radius].astype(np.float32)
 
 
+def _track_sum(values: np.ndarray) -> int | float:
+    """Exact total of integer tracks, float64 total of the others."""
+    if np.issubdtype(values.dtype, np.integer):
+        return int(values.sum(dtype=np.int64))
+    return float(values.sum(dtype=np.float64))
+
+
 def _signal_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
                   length: int, dtype: str) -> tuple[np.ndarray, dict[str, list]]:
     """Signal rows (n, length, tracks) and per-track totals and counts of positions with a value."""
@@ -326,21 +368,13 @@ def _signal_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarra
         missing = np.isnan(values)
         finite.append(int(values.size - np.count_nonzero(missing)))
         values[missing] = 0
-        if dtype == "int32":
-            if np.abs(values).max(initial=0) > INT32_LIMIT:
-                raise NonIntegerSignal(track.source)
-            out[:, :, i] = values  # truncates toward zero; equal to the values only if they are whole
-            if not np.array_equal(out[:, :, i], values):
-                raise NonIntegerSignal(track.source)
-            sums.append(int(out[:, :, i].sum(dtype=np.int64)))
-        else:
-            out[:, :, i] = values
-            sums.append(float(values.sum(dtype=np.float64)))
+        out[:, :, i] = _stored(values, dtype, "signal", track.source)
+        sums.append(_track_sum(out[:, :, i]))
     return out, {"sum": sums, "finite": finite}
 
 
 def bias_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
-                length: int) -> tuple[np.ndarray, dict[str, list]]:
+               length: int, dtype: str = "float32") -> tuple[np.ndarray, dict[str, list]]:
     """Bias rows (n, length, bias tracks): raw controls and smoothed copies, with totals and value counts."""
     flank = {}
     for track in tracks:
@@ -353,20 +387,20 @@ def bias_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, 
         finite_by_source[source] = int((~missing[:, f:f + length]).sum())
         values[missing] = 0
         extended[source] = values
-    out = np.empty((len(start), length, len(tracks)), dtype=np.float32)
+    out = np.empty((len(start), length, len(tracks)), dtype=dtype)
     for i, track in enumerate(tracks):
         f = flank[track.source]
         if track.smoothing is None:
-            out[:, :, i] = extended[track.source][:, f:f + length]
+            values = extended[track.source][:, f:f + length]
         else:
             radius = track.smoothing[1] // 2
-            span = extended[track.source][:, f - radius:f + length + radius]
-            out[:, :, i] = smooth_bias(span, *track.smoothing)
-    sums = [float(out[:, :, i].sum(dtype=np.float64)) for i in range(len(tracks))]
+            values = smooth_bias(extended[track.source][:, f - radius:f + length + radius], *track.smoothing)
+        out[:, :, i] = _stored(values, dtype, "bias", track.source)
+    sums = [_track_sum(out[:, :, i]) for i in range(len(tracks))]
     return out, {"sum": sums, "finite": [finite_by_source[t.source] for t in tracks]}
 
 
-def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], signal_dtype: str,
+def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], dtypes: dict[str, str],
                 block_loci: int, block: int) -> dict[str, Any]:
     """Read and write rows [block · block_loci, …) of every array; record the block as finished.
 
@@ -392,13 +426,13 @@ def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], s
     bigwigs = {path: open_bigwig(path) for path in _bigwig_paths(store_layout)}
     try:
         signal, signal_stats = _signal_block(bigwigs, store_layout.tracks, chrom, profile_start,
-                                             store_layout.profile_len, signal_dtype)
+                                             store_layout.profile_len, dtypes["signal"])
         root["signal"][lo:hi] = signal
         del signal
         stats: dict[str, Any] = {"block": block, "rows": hi - lo, "signal": signal_stats}
         if store_layout.bias_tracks:
             bias, bias_stats = bias_block(bigwigs, store_layout.bias_tracks, chrom, profile_start,
-                                           store_layout.profile_len)
+                                          store_layout.profile_len, dtypes["bias"])
             root["bias"][lo:hi] = bias
             stats["bias"] = bias_stats
     finally:
@@ -417,7 +451,8 @@ def _compressor(shuffle: str) -> Any:
     return BloscCodec(cname="zstd", clevel=CLEVEL, shuffle=shuffle)
 
 
-def _create_partial(path: Path, inputs: BuildInputs, signal_dtype: str, block_loci: int, chunk_loci: int) -> None:
+def _create_partial(path: Path, inputs: BuildInputs, dtypes: dict[str, str], block_loci: int,
+                    chunk_loci: int) -> None:
     """A new partial store: empty data arrays, the locus coordinates, and the build attributes."""
     import zarr
 
@@ -435,13 +470,15 @@ def _create_partial(path: Path, inputs: BuildInputs, signal_dtype: str, block_lo
 
     # bit-shuffling suits integer-valued data (codes, counts: 2-3x smaller and faster than byte shuffling);
     # byte shuffling suits fractional floats (smoothed or normalised tracks)
+    def shuffle(dtype: str) -> str:
+        return "shuffle" if dtype == "float32" else "bitshuffle"
+
     data_array("seq", (store_layout.seq_len,), "uint8", schema.SEQ_DIMS, "bitshuffle")
-    data_array("signal", (store_layout.profile_len, store_layout.n_tracks), signal_dtype, schema.TRACK_DIMS,
-               "bitshuffle" if signal_dtype == "int32" else "shuffle")
+    data_array("signal", (store_layout.profile_len, store_layout.n_tracks), dtypes["signal"], schema.TRACK_DIMS,
+               shuffle(dtypes["signal"]))
     if store_layout.n_bias:
-        smoothed = any(t.smoothing for t in store_layout.bias_tracks)
-        data_array("bias", (store_layout.profile_len, store_layout.n_bias), "float32", schema.BIAS_DIMS,
-                   "shuffle" if smoothed else "bitshuffle")
+        data_array("bias", (store_layout.profile_len, store_layout.n_bias), dtypes["bias"], schema.BIAS_DIMS,
+                   shuffle(dtypes["bias"]))
     for name, values in kept.columns().items():
         dtype = schema.LOCUS_COORDS[name]
         array = root.create_array(name, shape=(n,), chunks=(min(n, COORD_CHUNK),), dtype=dtype,
@@ -451,8 +488,7 @@ def _create_partial(path: Path, inputs: BuildInputs, signal_dtype: str, block_lo
     loci_mod.write_rejected_bed(path / loci_mod.REJECTED_BED, inputs.selection, [s.path for s in inputs.sources],
                                 store_layout.tasks)
     # written last: a partial store without it was interrupted while being created and is started over
-    root.attrs[BUILD_ATTR] = {"key": inputs.key, "signal_dtype": signal_dtype, "block_loci": block_loci,
-                              "n_loci": n}
+    root.attrs[BUILD_ATTR] = {"key": inputs.key, "dtypes": dtypes, "block_loci": block_loci, "n_loci": n}
 
 
 def _partial_state(path: Path) -> dict[str, Any] | None:
@@ -478,35 +514,42 @@ def _finished_blocks(path: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
-def _open_partial(partial: Path, inputs: BuildInputs, notices: list[str]) -> tuple[str, int]:
+def _open_partial(partial: Path, inputs: BuildInputs, notices: list[str]) -> tuple[dict[str, str], int]:
     """Resume the partial store of this build, or create it (anew when it belongs to other inputs).
 
-    Returns the signal dtype and block size it was created with.
+    Returns the track dtypes and block size it was created with.
     """
     state = _partial_state(partial)
-    if state is not None and state.get("key") != inputs.key:
+    if state is not None and (state.get("key") != inputs.key or "dtypes" not in state):
         notices.append(f"{partial} was started from other inputs or arguments; starting over.")
         state = None
     elif state is None and partial.exists():
         notices.append(f"{partial} is not a readable partial build; starting over.")
     if state is not None:
-        return state["signal_dtype"], int(state["block_loci"])
-    signal_dtype = _plan_signal_dtype(inputs)
-    _create_partial(partial, inputs, signal_dtype, schema.SHARD_LOCI, schema.CHUNK_LOCI)
-    return signal_dtype, schema.SHARD_LOCI
+        return dict(state["dtypes"]), int(state["block_loci"])
+    dtypes = _plan_dtypes(inputs)
+    _create_partial(partial, inputs, dtypes, schema.SHARD_LOCI, schema.CHUNK_LOCI)
+    return dtypes, schema.SHARD_LOCI
 
 
-def _plan_signal_dtype(inputs: BuildInputs, sample: int = 512) -> str:
-    """int32 when the signal over a spread-out sample of loci is whole-numbered, else float32."""
-    kept = inputs.selection.kept
+def _plan_dtypes(inputs: BuildInputs, sample: int = 512) -> dict[str, str]:
+    """Signal and bias dtypes: :func:`fitting_dtype` of a spread-out sample of loci and of the bigWigs' header
+    maximum (smoothed bias is float32). The blocks check every value, so a poor plan costs a restart, never data.
+    """
+    kept, lay = inputs.selection.kept, inputs.layout
     rows = np.unique(np.linspace(0, len(kept) - 1, min(sample, len(kept))).astype(np.int64))
-    start, _ = inputs.layout.profile_window(kept.summit[rows])
-    bigwigs = {t.source: open_bigwig(t.source) for t in inputs.layout.tracks}
+    start, _ = lay.profile_window(kept.summit[rows])
+    bigwigs = {path: open_bigwig(path) for path in _bigwig_paths(lay)}
     try:
-        _signal_block(bigwigs, inputs.layout.tracks, kept.chrom[rows], start, inputs.layout.profile_len, "int32")
-        return "int32"
-    except NonIntegerSignal:
-        return "float32"
+        def header_max(tracks: list[Track]) -> float:  # pyBigWig reports the file's maximum as an integer
+            return max(float(bigwigs[t.source].header()["maxVal"]) for t in tracks)
+
+        signal, _ = _signal_block(bigwigs, lay.tracks, kept.chrom[rows], start, lay.profile_len, "float32")
+        dtypes = {"signal": fitting_dtype(signal, header_max(lay.tracks)), "bias": "float32"}
+        if lay.bias_tracks and not any(t.smoothing for t in lay.bias_tracks):
+            bias, _ = bias_block(bigwigs, lay.bias_tracks, kept.chrom[rows], start, lay.profile_len)
+            dtypes["bias"] = fitting_dtype(bias, header_max(lay.bias_tracks))
+        return dtypes
     finally:
         for handle in bigwigs.values():
             handle.close()
@@ -577,7 +620,7 @@ class BuildSummary:
     blocks_built: int
     blocks_resumed: int
     loci_built: int
-    signal_dtype: str
+    dtypes: dict[str, str]  # signal and bias
     notices: list[str] = field(default_factory=list)
 
     @property
@@ -603,7 +646,8 @@ class BuildSummary:
         why = ", ".join(f"{reason} {n:,}" for reason, n in self.rejected.items())
         resumed = f", {self.blocks_resumed} block(s) resumed" if self.blocks_resumed else ""
         return "\n".join([
-            f"built {self.path}: {self.n_loci:,} loci ({per_task}), signal {self.signal_dtype}",
+            f"built {self.path}: {self.n_loci:,} loci ({per_task}), signal {self.dtypes['signal']}"
+            + (f", bias {self.dtypes['bias']}" if self.dtypes.get("bias") else ""),
             f"rejected {rejected:,} loci" + (f" ({why}) -> {self.path / loci_mod.REJECTED_BED}" if rejected else ""),
             f"size on disk {self.bytes_on_disk / 1e6:,.1f} MB, raw {self.raw_bytes / 1e6:,.1f} MB, compression "
             f"{self.compression_ratio:.1f}x; {self.loci_built:,} loci written in {self.block_seconds:.1f} s "
@@ -615,9 +659,10 @@ def _disk_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _raw_bytes(store_layout: StoreLayout, n: int, signal_dtype: str) -> int:
-    per_locus = (store_layout.seq_len + store_layout.profile_len * store_layout.n_tracks
-                 * np.dtype(signal_dtype).itemsize + store_layout.profile_len * store_layout.n_bias * 4)
+def _raw_bytes(store_layout: StoreLayout, n: int, dtypes: dict[str, str]) -> int:
+    per_locus = (store_layout.seq_len
+                 + store_layout.profile_len * store_layout.n_tracks * np.dtype(dtypes["signal"]).itemsize
+                 + store_layout.profile_len * store_layout.n_bias * np.dtype(dtypes["bias"]).itemsize)
     return int(n * per_locus)
 
 
@@ -641,7 +686,7 @@ def _totals(store_layout: StoreLayout, blocks: list[dict[str, Any]]) -> dict[str
     return totals
 
 
-def _metadata(inputs: BuildInputs, totals: dict[str, Any], signal_dtype: str) -> dict[str, Any]:
+def _metadata(inputs: BuildInputs, totals: dict[str, Any], dtypes: dict[str, str]) -> dict[str, Any]:
     kept, store_layout = inputs.selection.kept, inputs.layout
     sources = [{"path": s.path, "role": s.role, "size": c["size"], "checksum": c["checksum"]}
                for s, c in zip(inputs.sources, inputs.checksums, strict=True)]
@@ -654,7 +699,8 @@ def _metadata(inputs: BuildInputs, totals: dict[str, Any], signal_dtype: str) ->
         "n_rejected": len(inputs.selection.rejected),
         "counts": _counts(kept, store_layout.tasks),
         "rejected": inputs.selection.rejected_counts(),
-        "signal_dtype": signal_dtype,
+        "signal_dtype": dtypes["signal"],
+        **({"bias_dtype": dtypes["bias"]} if store_layout.n_bias else {}),
         "genome": inputs.genome,
         "sources": sources,
         "configs": {"input_data": inputs.input_data_json, "build": inputs.build_args},
@@ -709,7 +755,7 @@ def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: st
                             max_jitter=max_jitter, chroms=chroms, blacklist=blacklist, checksums=checksums)
     partial = Path(str(output.absolute()) + PARTIAL_SUFFIX)  # absolute: cluster workers open it too
     notices: list[str] = []
-    signal_dtype, block_loci = _open_partial(partial, inputs, notices)
+    dtypes, block_loci = _open_partial(partial, inputs, notices)
     for notice in notices:
         print(f"notice: {notice}", file=sys.stderr)
 
@@ -718,28 +764,29 @@ def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: st
     while True:
         done = _finished_blocks(partial)
         todo = [b for b in range(n_blocks) if b not in done]
-        call = (str(partial), inputs.fasta_path, inputs.layout.to_dict(), signal_dtype, block_loci)
+        call = (str(partial), inputs.fasta_path, inputs.layout.to_dict(), dtypes, block_loci)
         blocks_began, cpu_began = time.perf_counter(), time.process_time()
         try:
             results = _run_blocks([(*call, b) for b in todo], workers, scheduler, progress)
             break
-        except NonIntegerSignal as err:
-            notices.append(f"{err} holds non-integer values; signal is stored as float32.")
+        except TrackDtypeTooNarrow as err:
+            dtypes[err.array] = wider_dtype(dtypes[err.array], err.needed)
+            notices.append(f"{err}; {err.array} is stored as {dtypes[err.array]}.")
             print(f"notice: {notices[-1]} Restarting.", file=sys.stderr)
-            signal_dtype = "float32"
-            _create_partial(partial, inputs, signal_dtype, block_loci, schema.CHUNK_LOCI)
+            _create_partial(partial, inputs, dtypes, block_loci, schema.CHUNK_LOCI)
     block_seconds = time.perf_counter() - blocks_began
     block_cpu_seconds = None if scheduler else time.process_time() - cpu_began
     done.update({r["block"]: r for r in results})
     totals = _totals(inputs.layout, [done[b] for b in range(n_blocks)])
-    _finish(partial, output, _metadata(inputs, totals, signal_dtype), overwrite)
+    _finish(partial, output, _metadata(inputs, totals, dtypes), overwrite)
     summary = BuildSummary(
         path=output, n_loci=n, counts=_counts(inputs.selection.kept, inputs.layout.tasks),
         rejected=inputs.selection.rejected_counts(), bytes_on_disk=_disk_bytes(output),
-        raw_bytes=_raw_bytes(inputs.layout, n, signal_dtype), seconds=time.perf_counter() - began,
+        raw_bytes=_raw_bytes(inputs.layout, n, dtypes), seconds=time.perf_counter() - began,
         block_seconds=block_seconds, block_cpu_seconds=block_cpu_seconds, blocks_built=len(todo),
         blocks_resumed=n_blocks - len(todo),
-        loci_built=sum(r["rows"] for r in results), signal_dtype=signal_dtype, notices=notices)
+        loci_built=sum(r["rows"] for r in results), dtypes=dtypes if inputs.layout.n_bias else
+        {"signal": dtypes["signal"]}, notices=notices)
     if progress:
         print(summary.format(), file=sys.stderr)
     return summary

@@ -57,7 +57,7 @@ def store_info(path: str | Path) -> str:
     lines += [f"  {t.name:<24} total {totals.get('signal', {}).get(t.name, float('nan')):>16,.6g}  {t.source}"
               for t in store_layout.tracks]
     if store_layout.bias_tracks:
-        lines.append(f"bias         {store_layout.n_bias} tracks, float32")
+        lines.append(f"bias         {store_layout.n_bias} tracks, {meta.get('bias_dtype', 'float32')}")
         lines += [f"  {t.name:<24} total {totals.get('bias', {}).get(t.name, float('nan')):>16,.6g}  {t.source}"
                   + (f"  (smoothing sigma {t.smoothing[0]:g}, window {t.smoothing[1]})" if t.smoothing else "")
                   for t in store_layout.bias_tracks]
@@ -85,16 +85,18 @@ class Verification:
         return not self.problems
 
 
-def _expected_arrays(store_layout: schema.StoreLayout, n: int, signal_dtype: str | None
+def _expected_arrays(store_layout: schema.StoreLayout, n: int, meta: dict[str, Any]
                      ) -> dict[str, tuple[tuple[int, ...], list[str]]]:
     """name -> (shape, allowed dtypes) of every array the schema requires."""
+    tracks = list(schema.TRACK_DTYPES)
     expected = {
         "seq": ((n, store_layout.seq_len), ["uint8"]),
         "signal": ((n, store_layout.profile_len, store_layout.n_tracks),
-                   [signal_dtype] if signal_dtype else ["int32", "float32"]),
+                   [meta["signal_dtype"]] if meta.get("signal_dtype") else tracks),
     }
     if store_layout.n_bias:
-        expected["bias"] = ((n, store_layout.profile_len, store_layout.n_bias), ["float32"])
+        expected["bias"] = ((n, store_layout.profile_len, store_layout.n_bias),
+                            [meta.get("bias_dtype", "float32")])
     for name, dtype in schema.LOCUS_COORDS.items():
         expected[name] = ((n,), ["str"] if dtype is str else [np.dtype(dtype).name])
     return expected
@@ -189,7 +191,7 @@ def verify_store(path: str | Path, *, check_sources: bool = True) -> Verificatio
     store_layout = schema.StoreLayout.from_dict(meta["layout"])
     result = Verification()
     n = int(meta.get("n_loci", -1))
-    for name, (shape, dtypes) in _expected_arrays(store_layout, n, meta.get("signal_dtype")).items():
+    for name, (shape, dtypes) in _expected_arrays(store_layout, n, meta).items():
         if name not in group:
             result.problems.append(f"array '{name}' is missing")
             continue

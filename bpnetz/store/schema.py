@@ -3,8 +3,12 @@
 A store is a Zarr (format 3) group::
 
     seq      (locus, seq_pos)          uint8    base codes A=0 C=1 G=2 T=3 N=4, seq_pos = input_len + 2·max_jitter
-    signal   (locus, pos, track)       int32 | float32   pos = output_len + 2·max_jitter; tracks = tasks × strands
-    bias     (locus, pos, bias_track)  float32  control tracks (raw, then smoothed copies); absent without controls
+    signal   (locus, pos, track)       TRACK_DTYPES      pos = output_len + 2·max_jitter; tracks = tasks × strands
+    bias     (locus, pos, bias_track)  TRACK_DTYPES      control tracks (raw, then smoothed copies); absent without
+                                                         controls
+
+Track arrays hold whole-numbered data (counts) in the narrowest of uint8/uint16/int32 that fits, others as float32;
+the metadata records the choice (``signal_dtype``, ``bias_dtype``).
     chrom, start, end, summit, kind, task, name, source_file, source_line   (locus,)  locus coordinates
 
 Window convention: a locus with summit ``s`` has ``seq`` over
@@ -44,6 +48,9 @@ for _code, _base in enumerate(BASES):
 
 #: base code -> complement code (N stays N), used for reverse complement of code arrays.
 COMPLEMENT_CODE = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
+
+#: dtypes a signal or bias array may have
+TRACK_DTYPES = ("uint8", "uint16", "int32", "float32")
 
 SEQ_DIMS = ("locus", "seq_pos")
 TRACK_DIMS = ("locus", "pos", "track")

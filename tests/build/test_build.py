@@ -22,6 +22,7 @@ from bpnetz.build.builder import build_store, find_or_build_store
 from bpnetz.cli import main as cli_main
 from bpnetz.errors import InputError
 from bpnetz.store import schema
+from bpnetz.store.inspect import verify_store
 from tests.build.tiny_inputs import INPUT_LEN, MAX_JITTER, OUTPUT_LEN, write_bigwig, write_tiny_experiment
 
 SEQ_LEN = INPUT_LEN + 2 * MAX_JITTER
@@ -73,7 +74,7 @@ def _direct(path: Path, chrom: str, lo: int, hi: int) -> np.ndarray:
 def test_summary_and_layout(built):
     experiment, summary, path = built
     assert summary.n_loci == 92 and summary.counts == {"peak": {"0": 62}, "background": {"0": 30}}
-    assert summary.blocks_built == 3 and summary.signal_dtype == "int32"
+    assert summary.blocks_built == 3 and summary.dtypes == {"signal": "uint8", "bias": "float32"}
     assert summary.bytes_on_disk > 0 and summary.compression_ratio > 1
     text = summary.format()
     assert "92 loci" in text and "rejected 6 loci" in text and "loci/s" in text and "compression" in text
@@ -83,7 +84,9 @@ def test_summary_and_layout(built):
     layout = schema.layout(group)
     assert [t.name for t in layout.tracks] == ["0/+", "0/-"] and [t.strand for t in layout.tracks] == ["+", "-"]
     assert [(t.strand, t.smoothing) for t in layout.bias_tracks] == [("+", None), ("-", None), ("-", (3.0, 21))]
-    assert group["seq"].dtype == np.uint8 and group["signal"].dtype == np.int32 and group["bias"].dtype == np.float32
+    # counts of a few reads fit uint8; a smoothed control track makes the bias fractional
+    assert max(_bigwig_max(experiment.bigwigs[name]) for name in ("plus", "minus")) < 256
+    assert group["seq"].dtype == np.uint8 and group["signal"].dtype == np.uint8 and group["bias"].dtype == np.float32
     assert group["seq"].shards == (32, SEQ_LEN) and group["seq"].chunks == (8, SEQ_LEN)
     assert group["signal"].chunks == (8, PROFILE_LEN, 2)
     assert group["signal"].compressors[0].to_dict()["configuration"]["cname"] == "zstd"
@@ -208,12 +211,18 @@ def test_partial_of_other_arguments_is_started_over(built, tmp_path, monkeypatch
     assert zarr.open_group(str(tmp_path / "store.zarr"), mode="r")["seq"].shape == (92, SEQ_LEN)
 
 
+def _bigwig_max(path: Path) -> float:
+    """The largest value of a bigWig, from its per-chromosome statistics."""
+    bw = pyBigWig.open(str(path))
+    return max(bw.stats(chrom, type="max", exact=True)[0] or 0 for chrom in bw.chroms())
+
+
 def test_non_integer_signal_is_float32(tmp_path, monkeypatch):
     experiment = write_tiny_experiment(tmp_path / "exp", integer_signal=False, bias=False)
-    # the sample said int32; the blocks find fractions and the build restarts as float32
-    monkeypatch.setattr(builder, "_plan_signal_dtype", lambda inputs: "int32")
+    # the sample said uint8; the blocks find fractions and the build restarts as float32
+    monkeypatch.setattr(builder, "_plan_dtypes", lambda inputs: {"signal": "uint8", "bias": "float32"})
     summary = build_store(**experiment.build_args(tmp_path / "store.zarr"))
-    assert summary.signal_dtype == "float32" and any("float32" in n for n in summary.notices)
+    assert summary.dtypes == {"signal": "float32"} and any("float32" in n for n in summary.notices)
     group = zarr.open_group(str(tmp_path / "store.zarr"), mode="r")
     assert group["signal"].dtype == np.float32 and "bias" not in group
     chroms, summits = _coords(tmp_path / "store.zarr")
@@ -222,6 +231,32 @@ def test_non_integer_signal_is_float32(tmp_path, monkeypatch):
         lo = summits[i] - OUTPUT_LEN // 2 - MAX_JITTER
         np.testing.assert_allclose(signal[i, :, 1], _direct(experiment.bigwigs["minus"], chroms[i], lo,
                                                             lo + PROFILE_LEN), rtol=1e-6)
+
+
+def test_counts_get_the_narrowest_integer_dtype_that_holds_them(tmp_path, monkeypatch):
+    experiment = write_tiny_experiment(tmp_path / "exp", smoothing=[None, None])
+    scaled = {name: {c: np.asarray(pyBigWig.open(str(experiment.bigwigs[name])).values(c, 0, n), dtype=float) * 150
+                     for c, n in pyBigWig.open(str(experiment.bigwigs[name])).chroms().items()}
+              for name in ("plus", "minus")}
+    for name, values in scaled.items():  # counts up to a few thousand: more than uint8 holds
+        write_bigwig(experiment.bigwigs[name], values, pyBigWig.open(str(experiment.bigwigs["control_plus"])).chroms())
+    assert 255 < max(_bigwig_max(experiment.bigwigs[n]) for n in scaled) < 65536
+    summary = build_store(**experiment.build_args(tmp_path / "store.zarr"))
+    assert summary.dtypes == {"signal": "uint16", "bias": "uint8"} and not summary.notices
+    # a plan that is too narrow restarts the build one step wider; the values stay exact
+    monkeypatch.setattr(builder, "_plan_dtypes", lambda inputs: {"signal": "uint8", "bias": "uint8"})
+    summary = build_store(**experiment.build_args(tmp_path / "narrow.zarr"))
+    assert summary.dtypes["signal"] == "uint16" and any("uint16" in n for n in summary.notices)
+    group = zarr.open_group(str(tmp_path / "narrow.zarr"), mode="r")
+    chroms, summits = _coords(tmp_path / "narrow.zarr")
+    signal, bias = group["signal"][:], group["bias"][:]
+    for i in range(0, len(summits), 5):
+        lo = summits[i] - OUTPUT_LEN // 2 - MAX_JITTER
+        np.testing.assert_array_equal(signal[i, :, 0], _direct(experiment.bigwigs["plus"], chroms[i], lo,
+                                                               lo + PROFILE_LEN))
+        np.testing.assert_array_equal(bias[i, :, 1], _direct(experiment.bigwigs["control_minus"], chroms[i], lo,
+                                                             lo + PROFILE_LEN))
+    assert verify_store(tmp_path / "narrow.zarr").ok
 
 
 def test_blacklist_and_chroms(tmp_path):
