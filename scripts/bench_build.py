@@ -5,8 +5,8 @@ otherwise writes its own: a multi-megabase genome, sparse stranded count bigWigs
 pair, narrowPeak peaks and background loci. Prints, asserts nothing.
 
 The reference materialises, per locus and batch, a float64 one-hot sequence (input_len × 4 × 8 bytes) and float64
-profile and bias arrays (output_len × tracks × 8 bytes each); a store keeps uint8 codes and int32/float32 rows
-with jitter flanks, compressed.
+profile and bias arrays (output_len × tracks × 8 bytes each); a store keeps uint8 codes and uint8/uint16/int32/float32 rows
+(narrowest integer dtype for counts) with jitter flanks, compressed.
 
     python scripts/bench_build.py [--peaks 10000] [--workers 1 2] [--keep DIR] [--experiment DIR]
 """
@@ -127,7 +127,7 @@ def main() -> None:
     ref = reference_bytes_per_locus(layout.input_len, layout.output_len, layout.n_tracks, layout.n_bias)
     print(f"store: {summary.n_loci:,} loci, {summary.bytes_on_disk / 1e6:.1f} MB on disk, "
           f"{per_locus:,.0f} bytes/locus (uncompressed {summary.raw_bytes / summary.n_loci:,.0f}, "
-          f"compression {summary.compression_ratio:.1f}x), {", ".join(f"{k} {v}" for k, v in summary.dtypes.items())}")
+          f"compression {summary.compression_ratio:.1f}x), {', '.join(f'{k} {v}' for k, v in summary.dtypes.items())}")
     print(f"reference float64 per locus: {ref:,} bytes (one-hot {layout.input_len}x4x8 + profiles "
           f"{layout.output_len}x{layout.n_tracks}x8 + bias {layout.output_len}x{layout.n_bias}x8) "
           f"-> store is {ref / per_locus:.0f}x smaller")
