@@ -97,10 +97,18 @@ def test_train_examples_match_direct_reads_at_the_jittered_window(tiny, files):
     assert {ex["flip"] for ex in found} == {False, True}
 
 
-def test_doubled_batches_are_followed_by_their_reverse_complement(tiny, files):
-    stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="double", seed=1)
+@pytest.mark.parametrize("reading", [{"cache": True}, {"cache": False, "shuffle_loci": 40, "batches_per_element": 2}],
+                         ids=["cached", "streamed-small-elements"])
+def test_doubled_batches_are_followed_by_their_reverse_complement(tiny, files, reading):
+    stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="double", seed=1,
+                                **reading)
     batches = epoch(stream)
     assert len(batches) == stream.n_batches == 2 * -(-stream.n_loci // BATCH)
+    sizes = [len(m["row"]) for *_, m in batches]
+    assert sizes[:-2] == [BATCH] * (len(sizes) - 2) and sizes[-1] == sizes[-2] == stream.n_loci - BATCH * (
+        (len(sizes) - 2) // 2)
+    assert sorted(r for *_, m in batches[::2] for r in m["row"]) == sorted(stream.selection.rows[
+        stream.selection.epoch_positions(0)])
     for (x, y, _, m), (rx, ry, _, rm) in zip(batches[::2], batches[1::2]):
         assert not m["flip"].any() and rm["flip"].all()
         np.testing.assert_array_equal(m["row"], rm["row"])
