@@ -647,6 +647,11 @@ def make_dataset(store: str | Path | StoreReader, split: Split | None, subset: S
                  with_index: bool = False, **options: Any) -> Any:
     """A tf.data.Dataset of one subset ("train", "val", "test" or "all") of a store for a split fold.
 
+    Batches of ``(inputs, targets, sample_weights)``: inputs ``sequence`` one-hot uint8 (B, input_len, 4) (N =
+    all zeros; Keras casts it to the model's dtype), ``profile_bias`` float32 (B, output_len, bias tracks) and
+    ``counts_bias`` log(1 + totals) (B, bias tracks) when the store has controls; targets ``profile`` float32
+    counts (B, output_len, tracks) and ``logcounts`` (B, tasks), or (B, tracks) with ``orig_multi_loss``.
+
     ``options`` are those of :class:`LocusStream`: all_chroms, jitter (default: train only), reverse_complement
     ("none", "random" per example with p=0.5, "double": every batch followed by its reverse complement),
     backgrounds ("draw" default for train/val, "all", "none" default for test/all), shuffle (default: train
