@@ -48,6 +48,10 @@ ELEMENT_LOCI = 1024
 #: fraction of the available memory a RAM cache may take when ``cache="auto"``.
 CACHE_MEMORY_FRACTION = 0.4
 
+#: InputErrors a stream met while producing batches. tf.data hands its consumer (Keras ``fit``, a prediction loop)
+#: an UnknownError carrying a traceback instead; the CLI reports the original from here (:func:`batch_failure`).
+_FAILURES: list[InputError] = []
+
 # independent random streams per (seed, epoch)
 _STREAM_BACKGROUND, _STREAM_ORDER, _STREAM_AUGMENT = 0, 1, 2
 
@@ -548,7 +552,11 @@ class LocusStream:
 
     def _next_epoch(self) -> Iterator[dict[str, np.ndarray]]:
         epoch, self._epoch = self._epoch, self._epoch + 1
-        yield from self.elements(epoch)
+        try:
+            yield from self.elements(epoch)
+        except InputError as err:
+            _FAILURES.append(err)
+            raise
 
     def _element_signature(self) -> dict[str, Any]:
         import tensorflow as tf
@@ -641,6 +649,11 @@ def model_io_fn(store_layout: schema.StoreLayout, *, orig_multi_loss: bool = Fal
         return inputs, targets, weights
 
     return to_model_io
+
+
+def batch_failure() -> InputError | None:
+    """The latest InputError met while producing batches inside tf.data (e.g. a damaged shard), if any."""
+    return _FAILURES[-1] if _FAILURES else None
 
 
 def make_dataset(store: str | Path | StoreReader, split: Split | None, subset: Subset, *, batch_size: int,

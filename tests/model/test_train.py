@@ -113,3 +113,23 @@ def test_lengths_that_disagree_with_the_store_are_an_input_error(store, tmp_path
     with pytest.raises(InputError, match="input length 500.*400"):
         train(store, tiny_params(input_len=500), SPLITS, tmp_path, epochs=1, verbose=0)
 
+
+
+def test_a_damaged_shard_met_while_streaming_is_one_error_naming_the_file(store, tmp_path, capsys):
+    import shutil
+
+    damaged = tmp_path / "damaged.zarr"
+    shutil.copytree(store, damaged)
+    shard = damaged / "signal" / "c" / "0" / "0" / "0"
+    raw = bytearray(shard.read_bytes())
+    raw[-10] ^= 0xFF  # inside the shard's chunk index, covered by its CRC32C
+    shard.write_bytes(bytes(raw))
+    params = tmp_path / "bpnet_params.json"
+    params.write_text(tiny_params().to_json())
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({k: v.model_dump() for k, v in SPLITS.folds.items()}))
+    argv = ["--store", str(damaged), "--params", str(params), "--splits", str(splits), "-d", str(tmp_path / "out"),
+            "--folds", "0", "--epochs", "1", "--cache", "disk", "--quiet"]
+    assert run_guarded(train_cli.main, argv) == 2  # raised on a reader thread, inside tf.data
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(shard) in err and "CRC32C" in err and "Traceback" not in err
