@@ -233,8 +233,9 @@ class StoreReader:
         """Rows of one block (``rows``: sorted store rows inside it; all of them when None)."""
         raw = self.empty_rows(self.block_rows(block))
         self.read_block_into(block, raw, 0)
-        return raw if rows is None or len(rows) == self.block_rows(block) else raw.take(np.asarray(rows) - block *
-                                                                                        self.block_loci)
+        if rows is None or len(rows) == len(raw.seq):
+            return raw
+        return raw.take(np.asarray(rows) - block * self.block_loci)
 
     def read_rows(self, rows: np.ndarray, *, progress: bool = False) -> RawRows:
         """Sorted store rows, read block by block (never row by row)."""
@@ -451,15 +452,17 @@ class LocusStream:
         n = len(pos)
         shape = (n // self.batch_size, self.batch_size) if n % self.batch_size == 0 else (1, n)
         if self.reverse_complement != "double":
-            return _stacked(self._crop(parts, jitter, flip[pos]), shape)
+            return _stacked(self._crop(parts, pos, jitter, flip[pos]), shape)
         # the reference's doubled batches: every batch, then the same batch reverse-complemented
-        forward = _stacked(self._crop(parts, jitter, np.zeros(n, bool)), shape)
-        flipped = _stacked(self._crop(parts, jitter, np.ones(n, bool)), shape)
+        forward = _stacked(self._crop(parts, pos, jitter, np.zeros(n, bool)), shape)
+        flipped = _stacked(self._crop(parts, pos, jitter, np.ones(n, bool)), shape)
         return {name: np.stack([x, flipped[name]], axis=1).reshape(2 * shape[0], *x.shape[1:])
                 for name, x in forward.items()}
 
-    def _crop(self, parts: list[Part], jitter: np.ndarray, flip: np.ndarray) -> dict[str, np.ndarray]:
-        """Flat (n, …) arrays of an element: windows at each locus' jitter, flipped rows reverse-complemented."""
+    def _crop(self, parts: list[Part], pos: np.ndarray, jitter: np.ndarray,
+              flip: np.ndarray) -> dict[str, np.ndarray]:
+        """Flat (n, …) arrays of an element (``pos``: the parts' positions, ``flip`` per row): windows at each
+        locus' jitter, flipped rows reverse-complemented."""
         lay = self.layout
         pieces: dict[str, list[np.ndarray]] = {}
         at = 0
@@ -474,7 +477,6 @@ class LocusStream:
             for name, x in cropped.items():
                 pieces.setdefault(name, []).append(x)
         out = {name: xs[0] if len(xs) == 1 else np.concatenate(xs) for name, xs in pieces.items()}
-        pos = np.concatenate([p.pos for p in parts])
         out["sequence"] = one_hot_oriented(out.pop("seq"), flip)
         out.update(row=self.selection.rows[pos].astype(np.int64), jitter=jitter[pos], flip=flip,
                    weight=self._weights[pos])
