@@ -45,6 +45,10 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
                         help="profile-loss weight of background loci (0.0)")
     parser.add_argument("--orig-multi-loss", action="store_true",
                         help="one multinomial per strand and one log count per track (the original BPNet loss)")
+    parser.add_argument("--refit-counts-head", action=argparse.BooleanOptionalAction, default=True,
+                        help="after training, set the last counts layer to its least-squares fit on the training "
+                             "loci, kept only when it lowers the validation log-count MSE (default on; MSE "
+                             "counts loss only)")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 compute (GPU)")
     parser.add_argument("--xla", action="store_true", help="compile the training step with XLA")
     parser.add_argument("--seed", type=int, default=1234, help="seed of weights, sampling and augmentation")
@@ -65,8 +69,8 @@ def training_options(args: argparse.Namespace) -> dict[str, Any]:
                 lr_reduction_factor=args.lr_reduction_factor, reverse_complement=args.reverse_complement,
                 shuffle=args.shuffle, mnll_loss_sample_weight=args.mnll_loss_sample_weight,
                 mnll_loss_background_sample_weight=args.mnll_loss_background_sample_weight,
-                orig_multi_loss=args.orig_multi_loss, mixed_precision=args.mixed_precision, xla=args.xla,
-                seed=args.seed, cache={"auto": "auto", "ram": True, "disk": False}[args.cache],
+                orig_multi_loss=args.orig_multi_loss, refit_counts_head=args.refit_counts_head,
+                mixed_precision=args.mixed_precision, xla=args.xla, seed=args.seed, cache={"auto": "auto", "ram": True, "disk": False}[args.cache],
                 threads=args.threads, folds=args.folds, params_path=args.params, verbose=0 if args.quiet else 1)
 
 

@@ -53,12 +53,17 @@ class TrainingSummary:
     val_loci: int
     seconds: float
     train_examples_per_second: float
+    counts_refit: dict[str, Any] | None = None  # validation log-count MSE before/after, and whether it was kept
 
     def line(self) -> str:
         parts = [f"{Path(self.model_dir).name}: best epoch {self.best_epoch}/{self.epochs_run}, "
                  f"val loss {self.best_val_loss:.4g}"]
         if self.best_val_profile_loss is not None and self.best_val_logcounts_loss is not None:
             parts.append(f" (profile {self.best_val_profile_loss:.4g}, counts {self.best_val_logcounts_loss:.4g})")
+        if self.counts_refit is not None:
+            refit = self.counts_refit
+            parts.append(f"; counts head refit: val log-count MSE {refit['val_mse_before']:.4g} -> "
+                         f"{refit['val_mse_after']:.4g}" + ("" if refit["kept"] else " (not kept)"))
         parts.append(f", {self.seconds:.0f} s, {self.train_examples_per_second:,.0f} training examples/s")
         return "".join(parts)
 
@@ -209,8 +214,8 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
           early_stopping_min_delta: float = 1e-3, reduce_lr_on_plateau_patience: int = 2,
           lr_reduction_factor: float = 0.5, reverse_complement: str = "random", shuffle: bool = True,
           mnll_loss_sample_weight: float = 1.0, mnll_loss_background_sample_weight: float = 0.0,
-          orig_multi_loss: bool = False, mixed_precision: bool = False, xla: bool = False,
-          seed: int = DEFAULT_SEED, cache: bool | str = "auto", threads: int | None = None,
+          orig_multi_loss: bool = False, refit_counts_head: bool = True, mixed_precision: bool = False,
+          xla: bool = False, seed: int = DEFAULT_SEED, cache: bool | str = "auto", threads: int | None = None,
           input_len: int | None = None, output_len: int | None = None, folds: Sequence[str] | None = None,
           params_path: str = "bpnet_params.json", verbose: int = 1, callbacks: Sequence[Any] = ()) -> list[Path]:
     """Train one model per fold of ``splits`` (or the given ``folds`` keys); returns the model directories.
@@ -218,6 +223,9 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
     ``chroms`` are all chromosomes considered (training = chroms minus val and test when a fold has no "train";
     default: the store's). ``reverse_complement``: "random" (flip each example with p = 0.5), "double" (the
     reference's doubled batches) or "none". ``cache``: "auto", True (RAM) or False (stream from disk).
+    ``refit_counts_head``: after training, replace the last counts layer by its least-squares fit on one epoch of
+    training examples when that lowers the validation log-count MSE (MSE counts loss only; see
+    :func:`~bpnetz.model.bpnet.refit_counts_head`).
     ``input_len``/``output_len``, when given (command line), must match the params and the store. ``callbacks``
     are extra Keras callbacks. ``verbose``: 0 silent, 1 Keras progress bars and summaries, 2 one line per epoch.
     """
@@ -237,8 +245,8 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
                    lr_reduction_factor=lr_reduction_factor, reverse_complement=reverse_complement, shuffle=shuffle,
                    mnll_loss_sample_weight=mnll_loss_sample_weight,
                    mnll_loss_background_sample_weight=mnll_loss_background_sample_weight,
-                   orig_multi_loss=orig_multi_loss, mixed_precision=mixed_precision, xla=xla, seed=seed,
-                   cache=cache)
+                   orig_multi_loss=orig_multi_loss, refit_counts_head=refit_counts_head,
+                   mixed_precision=mixed_precision, xla=xla, seed=seed, cache=cache)
     made = []
     summaries = []
     for key in keys:
@@ -271,10 +279,11 @@ def _fold_streams(reader: StoreReader, key: str, fold: Split, options: dict[str,
 
 def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout, train_stream: LocusStream,
          val_stream: LocusStream, options: dict[str, Any], *, verbose: int,
-         callbacks: Sequence[Any]) -> tuple[dict[str, list[float]], int, float]:
+         callbacks: Sequence[Any]) -> tuple[dict[str, list[float]], int, float, dict[str, Any] | None]:
     """Build, compile and fit a model; save the best epoch's weights as ``directory/model.keras``.
 
-    Returns the history, the best (0-based) epoch and the seconds spent in training batches.
+    Returns the history, the best (0-based) epoch, the seconds spent in training batches and the counts-head
+    refit's record (None when not tried).
     """
     import keras
 
@@ -317,8 +326,35 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
                               task_tracks=task_track_indices(store_layout),
                               orig_multi_loss=options["orig_multi_loss"])
         model.optimizer.build(model.trainable_variables)  # saved with (fresh) state, so it loads without warnings
+    refit = None
+    if options["refit_counts_head"] and params.counts_loss == "MSE":
+        refit = _refit_counts_head(model, store_layout, train_stream, val_stream, options["orig_multi_loss"])
     model.save(directory / MODEL_FILE)
-    return history, keep_best.best_epoch, timer.seconds
+    return history, keep_best.best_epoch, timer.seconds, refit
+
+
+def _refit_counts_head(model: Any, store_layout: schema.StoreLayout, train_stream: LocusStream,
+                       val_stream: LocusStream, orig_multi_loss: bool) -> dict[str, Any]:
+    """Least-squares refit of the last counts layer on one training epoch, kept when the validation log-count
+    MSE drops (else the trained weights are restored)."""
+    from bpnetz.model.bpnet import refit_counts_head
+
+    before, trained = _val_counts_mse(model, val_stream), model.get_weights()
+    refit_counts_head(model, store_layout, train_stream.dataset(), orig_multi_loss=orig_multi_loss)
+    after = _val_counts_mse(model, val_stream)
+    kept = bool(after < before)
+    if not kept:
+        model.set_weights(trained)
+    return {"val_mse_before": before, "val_mse_after": after, "kept": kept}
+
+
+def _val_counts_mse(model: Any, stream: LocusStream) -> float:
+    """Mean squared error of the predicted log counts over every example and output of a stream."""
+    total, n = 0.0, 0
+    for inputs, targets, _ in stream.dataset():
+        error = np.asarray(model(inputs, training=False)["logcounts"]) - np.asarray(targets["logcounts"])
+        total, n = total + float(np.sum(error.astype(np.float64) ** 2)), n + error.size
+    return total / max(n, 1)
 
 
 def _write_records(directory: Path, key: str, fold: Split, params: BpnetParams, reader: StoreReader,
@@ -346,8 +382,8 @@ def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split,
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     train_stream, val_stream = _fold_streams(reader, key, fold, options, verbose)
-    history, best, train_seconds = _fit(partial, params, reader.layout, train_stream, val_stream, options,
-                                        verbose=verbose, callbacks=callbacks)
+    history, best, train_seconds, refit = _fit(partial, params, reader.layout, train_stream, val_stream, options,
+                                               verbose=verbose, callbacks=callbacks)
     _write_records(partial, key, fold, params, reader, train_stream, history, best)
 
     def at_best(name: str) -> float | None:
@@ -361,7 +397,8 @@ def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split,
         best_val_loss=math.nan if val_loss is None else val_loss, best_val_profile_loss=at_best("val_profile_loss"),
         best_val_logcounts_loss=at_best("val_logcounts_loss"), train_loci_per_epoch=train_stream.n_examples,
         val_loci=val_stream.n_examples, seconds=time.perf_counter() - began,
-        train_examples_per_second=train_stream.n_examples * epochs_run / max(train_seconds, 1e-9))
+        train_examples_per_second=train_stream.n_examples * epochs_run / max(train_seconds, 1e-9),
+        counts_refit=refit)
     (partial / "training.json").write_text(json.dumps({"options": options, "summary": asdict(summary)},
                                                       indent=2) + "\n")
     _replace_dir(partial, final)

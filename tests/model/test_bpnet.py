@@ -277,3 +277,40 @@ def test_calibration_starts_each_task_at_its_mean_target(bias):
     predicted = np.asarray(model(x_all, training=True)["logcounts"]).mean(axis=0)
     np.testing.assert_allclose(predicted, target_mean, atol=1e-3)
     assert np.all(np.abs(target_mean) > 2)  # so that an uncalibrated start (near 0) would fail
+
+
+@pytest.mark.parametrize("bias, orig_multi_loss, units", [
+    ((), False, [1]), (TWO_TASK_BIAS, False, [1]), (TWO_TASK_BIAS, True, [1]), (TWO_TASK_BIAS, False, [4, 1])])
+def test_counts_refit_solves_the_least_squares_normal_equations(bias, orig_multi_loss, units):
+    """After refit_counts_head, the log-count residuals are orthogonal to every regressor of their output (the
+    last layer's inputs, the task's control log counts, a constant): the least-squares optimum, checked with
+    numpy. Profile outputs do not change."""
+    from bpnetz.model.bpnet import refit_counts_head
+
+    lay = layout(TWO_TASKS, bias, tasks=("0", "1"))
+    params = tiny_params(counts_head_params=dict(units=units, dropouts=[0.0] * len(units),
+                                                 activations=["relu"] * (len(units) - 1) + ["linear"]))
+    model = build_model(params, lay, orig_multi_loss=orig_multi_loss)
+    n_out = 3 if orig_multi_loss else 2
+    batches = []
+    for seed in range(4):
+        x = inputs(model, batch=32, seed=seed)
+        rng = np.random.default_rng(seed)
+        y = (x["sequence"][:, :40, 0].sum(axis=1, keepdims=True) / 10 + rng.normal(5.0, 0.3, (32, n_out)))
+        batches.append((x, {"logcounts": y.astype(np.float32)}, None))
+    x_all = {k: np.concatenate([b[0][k] for b in batches]) for k in batches[0][0]}
+    y_all = np.concatenate([b[1]["logcounts"] for b in batches]).astype(np.float64)
+    profile_before = np.asarray(model(x_all, training=False)["profile"])
+    refit_counts_head(model, lay, iter(batches), orig_multi_loss=orig_multi_loss)
+    predicted = np.asarray(model(x_all, training=False)["logcounts"], dtype=np.float64)
+    last = f"counts_dense_{len(units) - 1}"
+    h = np.asarray(keras.Model(model.inputs, model.get_layer(last).input)(x_all, training=False), dtype=np.float64)
+    columns = task_track_indices(lay) if orig_multi_loss else [[0], [1]]
+    for t, cols in enumerate(columns):
+        controls = x_all["counts_bias"][:, lay.task_bias_tracks(t)] if bias else np.zeros((len(h), 0))
+        design = np.concatenate([h, controls, np.ones((len(h), 1))], axis=1)
+        residual = predicted[:, cols] - y_all[:, cols]
+        scale = np.abs(design).sum(axis=0)[:, None] * np.abs(residual).mean()
+        assert np.all(np.abs(design.T @ residual) <= 1e-3 * scale + 1e-6)
+        assert np.mean(residual ** 2) < np.var(y_all[:, cols])  # better than the mean alone
+    np.testing.assert_array_equal(np.asarray(model(x_all, training=False)["profile"]), profile_before)

@@ -60,7 +60,8 @@ def test_one_model_per_fold_with_the_best_weights_and_all_files(store, tmp_path)
 
     epochs = 3
     dirs = train(store, tiny_params(), SPLITS, tmp_path, model_name="m", epochs=epochs, batch_size=16,
-                 early_stopping_patience=10, seed=5, verbose=0, callbacks=[ScrambleBeforeLastEpoch(epochs - 1)])
+                 early_stopping_patience=10, seed=5, verbose=0, callbacks=[ScrambleBeforeLastEpoch(epochs - 1)],
+                 refit_counts_head=False)
     assert [d.name for d in dirs] == ["m_split000", "m_split001"]
     checksum = schema.metadata(schema.open_group(store))["checksum"]
     for key, directory in zip(("0", "1"), dirs):
@@ -87,6 +88,26 @@ def test_one_model_per_fold_with_the_best_weights_and_all_files(store, tmp_path)
         np.testing.assert_allclose(loss, history["val_loss"][best], rtol=1e-4)
         summary = json.loads((directory / "training.json").read_text())["summary"]
         assert summary["best_epoch"] == best + 1 and summary["epochs_run"] == epochs
+
+
+def test_the_counts_head_refit_is_kept_only_when_it_lowers_the_validation_counts_error(store, tmp_path):
+    """The saved model's validation log-count MSE (numpy, over the validation stream) is the lower of the two the
+    refit recorded; its profile output is the best epoch's (validation profile loss as in the history)."""
+    import bpnetz.model.registry  # noqa: F401
+
+    directory = train(store, tiny_params(), SPLITS, tmp_path, epochs=2, batch_size=16, seed=5, verbose=0,
+                      folds=["0"])[0]
+    record = json.loads((directory / "training.json").read_text())["summary"]["counts_refit"]
+    assert record["kept"] == (record["val_mse_after"] < record["val_mse_before"])
+    model = keras.models.load_model(directory / "model.keras")
+    val = LocusStream(store, SPLITS.folds["0"], "val", batch_size=16, seed=5).dataset()
+    errors = [np.asarray(model(x, training=False)["logcounts"]) - np.asarray(y["logcounts"]) for x, y, _ in val]
+    mse = float(np.mean(np.concatenate(errors).astype(np.float64) ** 2))
+    np.testing.assert_allclose(mse, min(record["val_mse_before"], record["val_mse_after"]), rtol=1e-5)
+    history = json.loads((directory / "history.json").read_text())
+    best = int(np.argmin(history["val_loss"]))
+    profile_loss = model.evaluate(val, verbose=0, return_dict=True)["profile_loss"]
+    np.testing.assert_allclose(profile_loss, history["val_profile_loss"][best], rtol=1e-4)
 
 
 def test_cli_trains_the_selected_fold(store, tmp_path):
