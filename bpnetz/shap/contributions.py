@@ -27,7 +27,7 @@ class ScoredLoci:
     start: np.ndarray  # input-window start
     end: np.ndarray
     names: list[str]
-    sequences: np.ndarray  # (N, input_len, 4) one-hot
+    sequences: np.ndarray  # (N, input_len, 4) one-hot float32 (the loader yields uint8)
     bias: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -82,7 +82,7 @@ def store_loci(store: str | Path, layout_check: StoreLayout | None, *, task: int
     start = table["summit"].to_numpy() - reader.layout.input_len // 2
     return ScoredLoci(chrom=table["chrom"].to_numpy().astype(str), start=start,
                       end=start + reader.layout.input_len, names=[str(n) for n in table["name"]],
-                      sequences=arrays.pop("sequence"), bias=arrays)
+                      sequences=arrays.pop("sequence").astype(np.float32), bias=arrays)
 
 
 def bed_loci(bed_file: str | Path, reference_genome: str | Path, layout: StoreLayout, *, task: int,
