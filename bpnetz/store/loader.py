@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -367,7 +368,8 @@ class LocusStream:
         self.cached = self._decide_cache(cache)
         self._cache = self.reader.read_rows(self.selection.rows, progress=progress) if self.cached else None
         self._epoch = 0
-        self._buffers: tuple[RawRows, RawRows] | None = None
+        self._free_buffers: list[tuple[RawRows, RawRows]] = []  # group buffer pairs no epoch is using
+        self._buffers_lock = threading.Lock()
         self._track_swap = self.layout.strand_swap(self.layout.tracks)
         self._bias_swap = self.layout.strand_swap(self.layout.bias_tracks)
 
@@ -491,7 +493,7 @@ class LocusStream:
     def _streamed_segments(self, positions: np.ndarray, rng: np.random.Generator) -> Iterator[Part]:
         """The epoch's blocks (random order when shuffling), one group of blocks per segment: the shuffle buffer
         of at least ``shuffle_loci`` loci. While a group is consumed, the next one is decoded on reader threads
-        into the other of two reused group buffers."""
+        into the other of two group buffers (a pair reused by later epochs, never shared by two live ones)."""
         rows = self.selection.rows[positions]
         size = self.reader.block_loci
         blocks, starts = np.unique(rows // size, return_index=True)
@@ -500,7 +502,7 @@ class LocusStream:
             spans = [spans[i] for i in rng.permutation(len(spans))]
         per_group = max(1, -(-self.shuffle_loci // size)) if self.shuffle else 1
         groups = [spans[i:i + per_group] for i in range(0, len(spans), per_group)]
-        buffers = self._group_buffers(min(per_group, len(spans)) * size)
+        buffers = self._take_buffers(min(per_group, len(spans)) * size)
         executor = ThreadPoolExecutor(max_workers=self.read_ahead, thread_name_prefix="bpnetz-read")
         try:
             pending = self._read_group(executor, groups[0], buffers[0]) if groups else []
@@ -517,12 +519,17 @@ class LocusStream:
                 yield Part(buffers[g % 2], index, pos)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+            with self._buffers_lock:
+                self._free_buffers.append(buffers)
 
-    def _group_buffers(self, rows: int) -> tuple[RawRows, RawRows]:
-        """Two group buffers of ``rows`` raw rows, allocated once per stream and reused every epoch."""
-        if self._buffers is None or len(self._buffers[0].seq) < rows:
-            self._buffers = (self.reader.empty_rows(rows), self.reader.empty_rows(rows))
-        return self._buffers
+    def _take_buffers(self, rows: int) -> tuple[RawRows, RawRows]:
+        """A pair of group buffers of at least ``rows`` raw rows for one epoch: a free pair of this stream, else a
+        new one. Epochs may overlap (an abandoned iterator's generator lives until it is collected)."""
+        with self._buffers_lock:
+            for i, pair in enumerate(self._free_buffers):
+                if len(pair[0].seq) >= rows:
+                    return self._free_buffers.pop(i)
+        return self.reader.empty_rows(rows), self.reader.empty_rows(rows)
 
     def _read_group(self, executor: ThreadPoolExecutor, group: list[tuple[int, int, int]],
                     buffer: RawRows) -> list[Future[None]]:
