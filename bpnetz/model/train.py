@@ -302,6 +302,7 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
                           jit_compile=bool(options["xla"]))
             calibration = itertools.islice(train_stream.dataset(), max(1, CALIBRATION_LOCI // options["batch_size"]))
             calibrate_counts_head(model, store_layout, calibration, orig_multi_loss=options["orig_multi_loss"])
+            del calibration  # ends the half-read epoch now (its generator holds a pair of streamed-block buffers)
         keep_best_cls, timer_cls, scalars_cls = _callbacks_module()
         keep_best, timer = keep_best_cls("val_loss"), timer_cls()
         fit_callbacks = [
