@@ -9,7 +9,7 @@ with ``bpnetz simulate`` + ``bpnetz build`` in a temporary directory (or pass ``
 Prints loci/s (wall clock) and loci per CPU-second (all threads of this process: robust when the machine is
 shared), and the ratios. Nothing is asserted.
 
-    python scripts/bench_loader.py [--n-peaks 24000] [--batch-size 64] [--keep DIR]
+    python scripts/bench_loader.py [--n-peaks 24000] [--batch-size 64] [--epochs 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ class Timer:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def bench_loader(store: Path, cache: bool, batch_size: int) -> tuple[int, Timer, float]:
-    """One full epoch of the tf.data pipeline (after a warm-up epoch); returns loci, timer, setup seconds."""
+def bench_loader(store: Path, cache: bool, batch_size: int, epochs: int) -> tuple[int, Timer, float]:
+    """``epochs`` full epochs of the tf.data pipeline (after a warm-up epoch), each a new iteration as in
+    training (new backgrounds order, jitter and flips; a streamed epoch first waits for its first block group);
+    returns loci, timer, setup seconds."""
     from bpnetz.store.loader import LocusStream
 
     setup = time.perf_counter()
@@ -61,8 +63,9 @@ def bench_loader(store: Path, cache: bool, batch_size: int) -> tuple[int, Timer,
         pass
     n = 0
     with Timer() as timer:
-        for inputs, _, _ in dataset:
-            n += int(inputs["sequence"].shape[0])
+        for _ in range(epochs):
+            for inputs, _, _ in dataset:
+                n += int(inputs["sequence"].shape[0])
     return n, timer, setup
 
 
@@ -134,6 +137,7 @@ def main() -> int:
     parser.add_argument("--n-peaks", type=int, default=24000)
     parser.add_argument("--n-chroms", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each loader mode (after a warm-up)")
     parser.add_argument("--random-rows", type=int, default=300, help="loci read row by row at random")
     parser.add_argument("--on-the-fly", type=int, default=2000, help="loci extracted with pyfaidx + pyBigWig")
     args = parser.parse_args()
@@ -147,10 +151,10 @@ def main() -> int:
 
         lay = schema.layout(schema.open_group(store))
         results = {}
-        n, timer, setup = bench_loader(store, True, args.batch_size)
+        n, timer, setup = bench_loader(store, True, args.batch_size, args.epochs)
         results["(a) store loader, RAM-cached"] = (n, timer)
         print(f"RAM cache filled in {setup:.1f} s", file=sys.stderr)
-        n, timer, _ = bench_loader(store, False, args.batch_size)
+        n, timer, _ = bench_loader(store, False, args.batch_size, args.epochs)
         results["(b) store loader, streamed from disk"] = (n, timer)
         results["(c) store, random single rows"] = bench_random_rows(store, args.random_rows)
         results["(d) on the fly, pyfaidx + pyBigWig"] = bench_on_the_fly(store, args.on_the_fly)
