@@ -23,9 +23,9 @@ Departures from the reference (its defects, fixed): the profile bias convolution
 sizes above 1 keep the output length; a single profile-bias kernel size applies to every task; the counts bias
 Dense gives one output per task (the reference's gives n_tasks per task); the last counts Dense always has
 one unit per counts output, whatever the last ``units`` entry says; the counts head always pools (the
-reference flattens the whole syntax output, with a fixed 25% dropout, when ``units`` has several entries). Activations are separate layers
-(``keras.layers.ReLU`` / ``LeakyReLU`` / ``Activation``), never ``activation=`` arguments, so attribution can
-swap them.
+reference flattens the whole syntax output, with a fixed 25% dropout, when ``units`` has several entries).
+Activations are separate layers (``keras.layers.ReLU`` / ``LeakyReLU`` / ``Activation``), never ``activation=``
+arguments, so attribution can swap them.
 """
 
 from __future__ import annotations
@@ -363,6 +363,17 @@ def task_track_indices(store_layout: StoreLayout) -> list[list[int]]:
     return [store_layout.task_tracks(t) for t in range(len(store_layout.tasks))]
 
 
+def count_columns(store_layout: StoreLayout, orig_multi_loss: bool) -> list[list[int]]:
+    """Each task's columns of the log-count output: one per task, or its tracks with ``orig_multi_loss``."""
+    return task_track_indices(store_layout) if orig_multi_loss else [[t] for t in range(len(store_layout.tasks))]
+
+
+def _last_counts_dense(model: keras.Model) -> keras.layers.Layer:
+    """The counts head's last Dense layer (``counts_dense_<last>``)."""
+    names = [layer.name for layer in model.layers if layer.name.startswith("counts_dense_")]
+    return model.get_layer(max(names, key=lambda n: int(n.rsplit("_", 1)[1])))
+
+
 def build_model(params: BpnetParams, store_layout: StoreLayout, *, orig_multi_loss: bool = False) -> BPNet:
     """BPNet for this params file and store: inputs ``sequence`` (+ ``profile_bias``, ``counts_bias`` when the
     store has bias tracks), outputs ``profile`` (B, output_len, n_tracks) logits and ``logcounts``
@@ -372,7 +383,7 @@ def build_model(params: BpnetParams, store_layout: StoreLayout, *, orig_multi_lo
     task_tracks = task_track_indices(store_layout)
     task_bias = [store_layout.task_bias_tracks(t) for t in range(len(task_tracks))]
     n_tracks, n_tasks = store_layout.n_tracks, len(task_tracks)
-    count_columns = task_tracks if orig_multi_loss else [[t] for t in range(n_tasks)]
+    columns = count_columns(store_layout, orig_multi_loss)
 
     sequence = keras.Input((params.input_len, 4), name="sequence")
     inputs = {"sequence": sequence}
@@ -385,7 +396,7 @@ def build_model(params: BpnetParams, store_layout: StoreLayout, *, orig_multi_lo
         inputs["counts_bias"] = keras.Input((store_layout.n_bias,), name="counts_bias")
         profile = _profile_bias_module(profile, inputs["profile_bias"], task_tracks, task_bias,
                                        params.profile_bias_module_params.kernel_sizes)
-        logcounts = _counts_bias_module(logcounts, inputs["counts_bias"], count_columns, task_bias)
+        logcounts = _counts_bias_module(logcounts, inputs["counts_bias"], columns, task_bias)
     outputs = {"profile": layers.Identity(name="profile", dtype="float32")(profile),
                "logcounts": layers.Identity(name="logcounts", dtype="float32")(logcounts)}
     attribution_prior = params.attribution_prior_params.model_dump() if params.use_attribution_prior else None
@@ -410,13 +421,11 @@ def calibrate_counts_head(model: keras.Model, store_layout: StoreLayout,
     predicted = np.asarray(model(joined, training=True)["logcounts"])
     shift = np.concatenate(targets).mean(axis=0) - predicted.mean(axis=0)
     names = {layer.name for layer in model.layers}
-    last_dense = max((n for n in names if n.startswith("counts_dense_")), key=lambda n: int(n.rsplit("_", 1)[1]))
-    columns = task_track_indices(store_layout) if orig_multi_loss else [[t] for t in range(len(store_layout.tasks))]
-    for t, cols in enumerate(columns):
-        name = f"counts_bias_dense_{t}" if f"counts_bias_dense_{t}" in names else last_dense
-        layer = model.get_layer(name)
+    head = _last_counts_dense(model)
+    for t, cols in enumerate(count_columns(store_layout, orig_multi_loss)):
+        layer = model.get_layer(f"counts_bias_dense_{t}") if f"counts_bias_dense_{t}" in names else head
         kernel, bias = layer.get_weights()
-        bias[cols if name == last_dense else slice(None)] += shift[cols]
+        bias[cols if layer is head else slice(None)] += shift[cols]
         layer.set_weights([kernel, bias])
 
 
@@ -435,8 +444,8 @@ def refit_counts_head(model: keras.Model, store_layout: StoreLayout,
     their head outputs, and their control weights from the fit.
     """
     names = {layer.name for layer in model.layers}
-    last_dense = max((n for n in names if n.startswith("counts_dense_")), key=lambda n: int(n.rsplit("_", 1)[1]))
-    features_of = keras.Model(model.inputs, model.get_layer(last_dense).input)
+    head = _last_counts_dense(model)
+    features_of = keras.Model(model.inputs, head.input)
     features, controls, targets = [], [], []
     for batch in batches:
         features.append(np.asarray(features_of(dict(batch[0]), training=False), dtype=np.float64))
@@ -444,10 +453,8 @@ def refit_counts_head(model: keras.Model, store_layout: StoreLayout,
                         np.zeros((len(features[-1]), 0)))
         targets.append(np.asarray(batch[1]["logcounts"], dtype=np.float64))
     h, control, y = np.concatenate(features), np.concatenate(controls), np.concatenate(targets)
-    head = model.get_layer(last_dense)
     kernel, bias = head.get_weights()
-    columns = task_track_indices(store_layout) if orig_multi_loss else [[t] for t in range(len(store_layout.tasks))]
-    for t, cols in enumerate(columns):
+    for t, cols in enumerate(count_columns(store_layout, orig_multi_loss)):
         biased = f"counts_bias_dense_{t}" in names
         control_t = control[:, store_layout.task_bias_tracks(t)] if biased else control[:, :0]
         design = np.concatenate([h, control_t, np.ones((len(h), 1))], axis=1)
