@@ -85,9 +85,8 @@ def fitting_dtype(values: np.ndarray, bound: float = 0.0) -> str:
 
 
 def wider_dtype(a: str, b: str) -> str:
-    """The wider of two track dtypes (float32 is the widest)."""
-    order = (*COUNT_DTYPES, "float32")
-    return max(a, b, key=order.index)
+    """The wider of two track dtypes (:data:`~bpnetz.store.schema.TRACK_DTYPES` is ordered narrowest first)."""
+    return max(a, b, key=schema.TRACK_DTYPES.index)
 
 
 def _stored(values: np.ndarray, dtype: str, array: str, source: str) -> np.ndarray:

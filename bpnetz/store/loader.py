@@ -106,12 +106,13 @@ def crop_rows(x: np.ndarray, index: np.ndarray, offset: np.ndarray, length: int,
     flat = np.ascontiguousarray(x).reshape(len(x), -1)  # (rows, positions·tracks), a view
     out = aligned_empty((len(index), length, *x.shape[2:]), x.dtype)
     rows = out.reshape(len(index), -1)
+    windows = sliding_window_view(flat, length * width, axis=1)
     if flip is None or not np.any(flip):
-        rows[...] = sliding_window_view(flat, length * width, axis=1)[index, offset * width]
+        rows[...] = windows[index, offset * width]
         return out
     flip = np.asarray(flip, dtype=bool)
     forward, backward = ~flip, flip
-    rows[forward] = sliding_window_view(flat, length * width, axis=1)[index[forward], offset[forward] * width]
+    rows[forward] = windows[index[forward], offset[forward] * width]
     reversed_flat = flat[:, ::-1]  # a view: positions and tracks reversed
     start = (x.shape[1] - length - offset[backward]) * width
     rows[backward] = sliding_window_view(reversed_flat, length * width, axis=1)[index[backward], start]
