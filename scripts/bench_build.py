@@ -5,8 +5,8 @@ otherwise writes its own: a multi-megabase genome, sparse stranded count bigWigs
 pair, narrowPeak peaks and background loci. Prints, asserts nothing.
 
 The reference materialises, per locus and batch, a float64 one-hot sequence (input_len × 4 × 8 bytes) and float64
-profile and bias arrays (output_len × tracks × 8 bytes each); a store keeps uint8 codes and uint8/uint16/int32/float32 rows
-(narrowest integer dtype for counts) with jitter flanks, compressed.
+profile and bias arrays (output_len × tracks × 8 bytes each); a store keeps uint8 codes and uint8/uint16/int32/
+float32 rows (the narrowest integer dtype for counts) with jitter flanks, compressed.
 
     python scripts/bench_build.py [--peaks 10000] [--workers 1 2] [--keep DIR] [--experiment DIR]
 """

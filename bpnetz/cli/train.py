@@ -70,7 +70,8 @@ def training_options(args: argparse.Namespace) -> dict[str, Any]:
                 shuffle=args.shuffle, mnll_loss_sample_weight=args.mnll_loss_sample_weight,
                 mnll_loss_background_sample_weight=args.mnll_loss_background_sample_weight,
                 orig_multi_loss=args.orig_multi_loss, refit_counts_head=args.refit_counts_head,
-                mixed_precision=args.mixed_precision, xla=args.xla, seed=args.seed, cache={"auto": "auto", "ram": True, "disk": False}[args.cache],
+                mixed_precision=args.mixed_precision, xla=args.xla, seed=args.seed,
+                cache={"auto": "auto", "ram": True, "disk": False}[args.cache],
                 threads=args.threads, folds=args.folds, params_path=args.params, verbose=0 if args.quiet else 1)
 
 
