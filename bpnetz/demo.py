@@ -87,13 +87,14 @@ class _Steps:
 def run_demo(out: str | Path, *, size: DemoSize | None = None, seed: int = 0, hits: bool = True) -> DemoResult:
     """Run the whole workflow into ``out`` (must be new or empty) and return its summary."""
     from bpnetz.build.builder import build_store
-    from bpnetz.build.simulate import simulate
     from bpnetz.config import BpnetParams, Splits
+    from bpnetz.genome.motif import read_meme_motifs
     from bpnetz.model.train import train
+    from bpnetz.motifs.compare import format_matches, match_motifs
+    from bpnetz.motifs.modisco import load_patterns, run_modisco
     from bpnetz.predict.predict import predict
     from bpnetz.shap.contributions import contribution_scores
-    from bpnetz.shap.modisco import load_patterns, read_meme_motifs, run_modisco
-    from bpnetz.shap.motif_compare import format_matches, match_motifs
+    from bpnetz.simulate.experiment import simulate
 
     size = size or DemoSize()
     out = Path(out).absolute()
@@ -136,7 +137,7 @@ def _hits(step: _Steps, modisco_dir: Path, shap_dir: Path, out: Path) -> str:
 
     if importlib.util.find_spec("finemo") is None:
         return "hit calling skipped: FiNeMo is not installed (pip install 'bpnetz[hits]')."
-    from bpnetz.shap.hits import call_hits
+    from bpnetz.motifs.hits import call_hits
 
     summary = step("hits", call_hits, modisco_dir / "modisco_results.h5", shap_dir / "counts_scores.h5", out)
     return "FiNeMo hits of the discovered motifs:\n" + summary.format()

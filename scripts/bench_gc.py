@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bpnetz.build.gc import gc_background, gc_distance, gc_reference, read_gc_bed
+from bpnetz.preprocess.gc import gc_background, gc_distance, gc_reference, read_gc_bed
 
 
 def write_genome(directory: Path, megabases: float, rng: np.random.Generator) -> tuple[Path, dict, dict]:

@@ -71,6 +71,7 @@ def bench_loader(store: Path, cache: bool, batch_size: int, epochs: int) -> tupl
 
 def bench_random_rows(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
     """Read ``n`` random loci one row at a time from Zarr (each read decompresses a whole chunk)."""
+    from bpnetz.genome import sequence
     from bpnetz.store import schema
 
     group = schema.open_group(store)
@@ -85,17 +86,17 @@ def bench_random_rows(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
             seq = seq[j:j + lay.input_len]
             tracks = [t[j:j + lay.output_len].astype(np.float32) for t in tracks]
             seq, tracks = _random_flip(seq, tracks, lay, rng)
-            schema.one_hot(seq, np.uint8)
+            sequence.one_hot(seq, np.uint8)
     return n, timer
 
 
 def _random_flip(seq: np.ndarray, tracks: list[np.ndarray], lay, rng: np.random.Generator):
     """Per-example reverse complement with p = 0.5, as the baselines do it (codes complemented and reversed,
     positions reversed and strands swapped in signal (tracks[0]) and bias (tracks[1]))."""
-    from bpnetz.store import schema
+    from bpnetz.genome import sequence
 
     if rng.random() < 0.5:
-        seq = schema.COMPLEMENT_CODE[seq[::-1]]
+        seq = sequence.reverse_complement(seq)
         tracks = [t[::-1][:, lay.strand_swap(lay.tracks if k == 0 else lay.bias_tracks)] for k, t in enumerate(tracks)]
     return seq, tracks
 
@@ -105,6 +106,7 @@ def bench_on_the_fly(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
     import pyBigWig
     import pyfaidx
 
+    from bpnetz.genome import sequence
     from bpnetz.store import schema
 
     group = schema.open_group(store)
@@ -122,11 +124,11 @@ def bench_on_the_fly(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
         for row in rows:
             c, s = chrom[row], int(summit[row]) + int(rng.integers(-lay.max_jitter, lay.max_jitter + 1))
             s0, p0 = s - lay.input_len // 2, s - lay.output_len // 2
-            seq = schema.encode(str(fasta[c][s0:s0 + lay.input_len]))
+            seq = sequence.encode(str(fasta[c][s0:s0 + lay.input_len]))
             tracks = [np.nan_to_num(np.stack([bw.values(c, p0, p0 + lay.output_len, numpy=True) for bw in group_],
                                              axis=1)) for group_ in (signal, bias) if group_]
             seq, tracks = _random_flip(seq, tracks, lay, rng)
-            schema.one_hot(seq, np.uint8)
+            sequence.one_hot(seq, np.uint8)
     return n, timer
 
 

@@ -293,7 +293,7 @@ def code_version() -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    from bpnetz.build.bedfiles import write_text
+    from bpnetz.files.atomic import write_text
 
     write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 

@@ -2,7 +2,7 @@
 
 ``tiny_experiment`` is 3 chromosomes (60, 52.5, 45 kb) with 60 peaks, input_len 400, output_len 200, max_jitter 16,
 controls, one stranded task. ``make_experiment(**options)`` simulates with ``TINY_OPTIONS`` overridden by the given
-keyword arguments of :func:`bpnetz.build.simulate.simulate` and caches the result per option set. Treat the
+keyword arguments of :func:`bpnetz.simulate.experiment.simulate` and caches the result per option set. Treat the
 returned directories as read-only: they are shared by every test of the session (copy one to modify it).
 Commands that read input_data.json must run from inside the directory (its paths are relative to it).
 """
@@ -27,7 +27,7 @@ TINY_OPTIONS = dict(n_chroms=3, chrom_length=60_000, n_peaks=60, input_len=400, 
 @pytest.fixture(scope="session")
 def make_experiment(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Factory: ``make_experiment(**options) -> Path`` of a simulated experiment, cached by its options."""
-    from bpnetz.build.simulate import simulate
+    from bpnetz.simulate.experiment import simulate
 
     cache: dict[tuple, Path] = {}
 

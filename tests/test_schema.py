@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from bpnetz.store.schema import COMPLEMENT_CODE, StoreLayout, Track, decode, encode, one_hot
+from bpnetz.genome.sequence import COMPLEMENT_CODE, decode, encode, one_hot
+from bpnetz.store.schema import StoreLayout, Track
 
 
 def test_encode_maps_iupac_and_lowercase():

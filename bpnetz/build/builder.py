@@ -36,21 +36,14 @@ import numpy as np
 
 from bpnetz import __version__
 from bpnetz.build import loci as loci_mod
-from bpnetz.build.bedfiles import write_text
-from bpnetz.build.checksum import ChecksumCache, build_key, content_id
-from bpnetz.build.readers import (
-    bigwig_has_data,
-    bigwig_windows,
-    fasta_lengths,
-    fasta_windows,
-    open_bigwig,
-    open_fasta,
-    read_blacklist,
-    read_chrom_sizes,
-)
 from bpnetz.config import InputData, read_json
 from bpnetz.errors import InputError
+from bpnetz.files.atomic import write_text
+from bpnetz.genome.bigwig import bigwig_has_data, bigwig_windows, open_bigwig
+from bpnetz.genome.fasta import fasta_lengths, fasta_windows, open_fasta
+from bpnetz.genome.intervals import read_blacklist, read_chrom_sizes
 from bpnetz.store import schema
+from bpnetz.store.checksum import ChecksumCache, build_key, content_id
 from bpnetz.store.schema import StoreLayout, Track
 
 PARTIAL_SUFFIX = ".partial"
@@ -484,7 +477,7 @@ def _create_partial(path: Path, inputs: BuildInputs, dtypes: dict[str, str], blo
                                   dimension_names=(schema.LOCUS_DIM,), config=config,
                                   compressors=None if dtype is str else _compressor("shuffle"))
         array[:] = values.astype(str) if dtype is str else values.astype(dtype)
-    loci_mod.write_rejected_bed(path / loci_mod.REJECTED_BED, inputs.selection, [s.path for s in inputs.sources],
+    loci_mod.write_rejected_bed(path / schema.REJECTED_BED, inputs.selection, [s.path for s in inputs.sources],
                                 store_layout.tasks)
     # written last: a partial store without it was interrupted while being created and is started over
     root.attrs[BUILD_ATTR] = {"key": inputs.key, "dtypes": dtypes, "block_loci": block_loci, "n_loci": n}
@@ -647,7 +640,7 @@ class BuildSummary:
         return "\n".join([
             f"built {self.path}: {self.n_loci:,} loci ({per_task}), signal {self.dtypes['signal']}"
             + (f", bias {self.dtypes['bias']}" if self.dtypes.get("bias") else ""),
-            f"rejected {rejected:,} loci" + (f" ({why}) -> {self.path / loci_mod.REJECTED_BED}" if rejected else ""),
+            f"rejected {rejected:,} loci" + (f" ({why}) -> {self.path / schema.REJECTED_BED}" if rejected else ""),
             f"size on disk {self.bytes_on_disk / 1e6:,.1f} MB, raw {self.raw_bytes / 1e6:,.1f} MB, compression "
             f"{self.compression_ratio:.1f}x; {self.loci_built:,} loci written in {self.block_seconds:.1f} s "
             f"({self.loci_per_second:,.0f} loci/s{resumed}), {self.seconds:.1f} s in all",

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bpnetz.build.bedfiles import atomic_output, overlaps_any
-from bpnetz.build.readers import read_bed
 from bpnetz.errors import InputError
+from bpnetz.files.atomic import atomic_output
+from bpnetz.genome.intervals import overlaps_any, read_bed
 from bpnetz.store import schema
 
 REASON_NOT_SELECTED = "chrom_not_selected"
@@ -35,7 +35,6 @@ REASON_DUPLICATE = "duplicate"
 REASONS = (REASON_NOT_SELECTED, REASON_NOT_IN_SIZES, REASON_NOT_IN_FASTA, REASON_NOT_IN_BIGWIG, REASON_PAST_END,
            REASON_BLACKLIST, REASON_DUPLICATE)
 
-REJECTED_BED = "rejected_loci.bed"
 REJECTED_HEADER = "#chrom\tstart\tend\tname\ttask\tkind\tsource_file\tsource_line\treason"
 
 

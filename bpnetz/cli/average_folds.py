@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "bpnetz average-folds") 
     args = parser.parse_args(argv)
     if (args.chrom_sizes is None) != (args.bigwig is None):
         parser.error("--chrom-sizes and --bigwig go together")
-    from bpnetz.predict.folds import average_predictions, average_scores
+    from bpnetz.ensemble.average import average_predictions, average_scores
 
     average = average_predictions if args.predictions else average_scores
     summary = average(args.predictions or args.scores, args.output, intersect=args.intersect,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from bpnetz.build.bam2bw import FORMATS, reads_to_bigwigs
+from bpnetz.preprocess.bam2bw import FORMATS, reads_to_bigwigs
 
 DESCRIPTION = """\
 Count the 5' ends of aligned reads per base and write bigWigs: <prefix>.plus.bw and <prefix>.minus.bw

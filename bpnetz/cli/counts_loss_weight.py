@@ -10,7 +10,10 @@ import argparse
 from collections.abc import Sequence
 
 from bpnetz.config import InputData
-from bpnetz.model.counts_loss_weight import counts_loss_weight_from_bigwigs, counts_loss_weight_from_store
+from bpnetz.preprocess.counts_loss_weight import (
+    counts_loss_weight_from_bigwigs,
+    counts_loss_weight_from_store,
+)
 
 DESCRIPTION = """\
 Suggested counts loss weight (loss_weights[1] of bpnet_params.json): alpha × the mean over peaks and signal

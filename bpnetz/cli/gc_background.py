@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bpnetz.build.gc import DEFAULT_MAX_N_FRACTION, DEFAULT_SEED, gc_background
+from bpnetz.preprocess.gc import DEFAULT_MAX_N_FRACTION, DEFAULT_SEED, gc_background
 
 DESCRIPTION = """\
 Draw reference GC windows that overlap no peak (neither its interval nor summit ± flank_size) so that, per

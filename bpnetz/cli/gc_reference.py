@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from bpnetz.build.gc import DEFAULT_MAX_N_FRACTION, gc_reference
+from bpnetz.preprocess.gc import DEFAULT_MAX_N_FRACTION, gc_reference
 
 DESCRIPTION = """\
 Write <output_prefix>.bed with chrom, start, end and GC fraction of windows [k*stride, k*stride + inputlen)

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bpnetz.shap.hits import call_hits
+    from bpnetz.motifs.hits import call_hits
 
     summary = call_hits(args.modisco, args.scores, args.output_dir, scores_key=args.scores_key, peaks=args.peaks,
                         window=args.window, lambda_=args.lambda_, mode=args.mode,

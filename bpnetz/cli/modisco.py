@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bpnetz.shap.modisco import run_modisco
+    from bpnetz.motifs.modisco import run_modisco
 
     summary = run_modisco(
         args.scores, args.output_dir, scores_key=args.scores_key, max_seqlets=args.max_seqlets,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from bpnetz.build.outliers import LOG_NAME, remove_outliers
+from bpnetz.preprocess.outliers import LOG_NAME, remove_outliers
 
 DESCRIPTION = f"""\
 For each peak of the task, total = the sum of the task's signal bigWigs over summit ± sequence_len/2. Peaks

@@ -1,11 +1,11 @@
-"""``bpnetz simulate OUT``: write a synthetic ChIP-nexus experiment (see :mod:`bpnetz.build.simulate`)."""
+"""``bpnetz simulate OUT``: write a synthetic ChIP-nexus experiment (see :mod:`bpnetz.simulate.experiment`)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from bpnetz.build.motifs import BUILTIN, DEFAULT_MOTIFS
+from bpnetz.genome.motif import BUILTIN, DEFAULT_MOTIFS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the options, simulate, print a one-paragraph summary."""
-    from bpnetz.build.simulate import simulate
+    from bpnetz.simulate.experiment import simulate
 
     args = _parser().parse_args(argv)
     smoothing = None

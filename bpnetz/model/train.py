@@ -288,7 +288,12 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
     import keras
 
     from bpnetz.model import registry  # noqa: F401  (registers the custom objects for saving/loading)
-    from bpnetz.model.bpnet import build_model, calibrate_counts_head, compile_model, task_track_indices
+    from bpnetz.model.bpnet import (
+        build_model,
+        calibrate_counts_head,
+        compile_model,
+        task_track_indices,
+    )
 
     keras.utils.set_random_seed(options["seed"])
     previous_policy = keras.config.dtype_policy()

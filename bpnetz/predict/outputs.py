@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bpnetz.build.bedfiles import atomic_output, write_text
+from bpnetz.files.atomic import atomic_output, write_text
 from bpnetz.predict.metrics import MetricsResult
 
 #: reference file stem -> (key inside the .npz, metric at the track level).

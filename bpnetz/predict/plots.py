@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from bpnetz.build.bedfiles import atomic_output
+from bpnetz.files.atomic import atomic_output
 from bpnetz.predict.metrics import TaskTracks, counts_metrics
 
 OBSERVED_COLOUR = "#4d4d4d"

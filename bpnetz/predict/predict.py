@@ -38,14 +38,22 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from bpnetz.build.bedfiles import atomic_output, read_chrom_sizes
 from bpnetz.config import Split, Splits, read_json
 from bpnetz.errors import InputError
+from bpnetz.files.atomic import atomic_output
+from bpnetz.genome import sequence
+from bpnetz.genome.bigwig import locus_segments, write_track_bigwigs
+from bpnetz.genome.intervals import read_chrom_sizes
 from bpnetz.predict import metrics as M
-from bpnetz.predict.bigwig import locus_segments, write_track_bigwigs
 from bpnetz.predict.outputs import write_metric_files, write_predictions_h5
 from bpnetz.predict.plots import plot_logcounts_scatter, plot_top_profiles
-from bpnetz.predict.regions import Windows, chromosome_regions, read_regions_bed, read_sequences, tile_regions
+from bpnetz.predict.regions import (
+    Windows,
+    chromosome_regions,
+    read_regions_bed,
+    read_sequences,
+    tile_regions,
+)
 from bpnetz.predict.reverse_complement import rc_average
 from bpnetz.store import schema
 from bpnetz.store.schema import StoreLayout
@@ -492,7 +500,7 @@ def write_peak_outputs(out_dir: Path, model_name: str, pred: LocusPredictions, r
 def open_controls(layout: StoreLayout, chroms: Sequence[str]) -> Iterator[dict[str, Any] | None]:
     """The layout's control bigWigs, open; None (bias inputs zero, with a notice) when one is missing. A notice
     names the chromosomes of ``chroms`` that some control lacks (their bias inputs are zero)."""
-    from bpnetz.build.readers import open_bigwig
+    from bpnetz.genome.bigwig import open_bigwig
 
     missing = sorted({t.source for t in layout.bias_tracks if not Path(t.source).is_file()})
     if missing:
@@ -571,7 +579,7 @@ def predict_regions(predict_fn: PredictFn, layout: StoreLayout, tiles: Windows, 
     with track_bigwig_writers(path_template, chrom_sizes, layout.n_tracks) as handles, controls as bigwigs:
         for lo in range(0, len(order), REGION_CHUNK):
             chunk = _take(tiles, order[lo:lo + REGION_CHUNK])
-            onehot = schema.one_hot(read_sequences(fasta, chunk))
+            onehot = sequence.one_hot(read_sequences(fasta, chunk))
             bias = region_bias(layout, bigwigs, model_windows(chunk, layout.output_len)) if use_bias else {}
             for b in range(0, len(chunk), batch_size):
                 inputs = {"sequence": onehot[b:b + batch_size], **{k: v[b:b + batch_size] for k, v in bias.items()}}

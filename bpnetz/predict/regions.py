@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bpnetz.build.bedfiles import merge_intervals
-from bpnetz.build.readers import fasta_lengths, fasta_windows, open_fasta, read_bed
 from bpnetz.errors import InputError
-from bpnetz.store.schema import N_CODE, encode
+from bpnetz.genome.fasta import fasta_lengths, fasta_windows, open_fasta
+from bpnetz.genome.intervals import merge_intervals, read_bed
+from bpnetz.genome.sequence import N_CODE, encode
 
 Region = tuple[str, int, int]
 

@@ -14,15 +14,10 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from bpnetz.genome.sequence import reverse_complement_onehot
 from bpnetz.store.schema import StoreLayout
 
 PredictFn = Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]
-
-
-def reverse_complement_onehot(onehot: np.ndarray) -> np.ndarray:
-    """Reverse complement of one-hot sequences (B, L, 4): positions reversed; A<->T, C<->G is the reversed
-    channel axis in A, C, G, T order (N rows stay all-zero)."""
-    return np.asarray(onehot)[:, ::-1, ::-1]
 
 
 def reverse_complement_bias(bias_inputs: Mapping[str, np.ndarray], store_layout: StoreLayout) -> dict[str, np.ndarray]:

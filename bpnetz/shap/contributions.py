@@ -11,10 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 
 from bpnetz.errors import InputError
-from bpnetz.store.schema import KIND_PEAK, StoreLayout, one_hot
+from bpnetz.genome.sequence import one_hot
+from bpnetz.store.schema import KIND_PEAK, StoreLayout
 
 DEFAULT_SEED = 20210304
 
@@ -89,8 +91,8 @@ def bed_loci(bed_file: str | Path, reference_genome: str | Path, layout: StoreLa
              chroms: list[str] | None, sample: int | None, seed: int, presort: bool) -> tuple[ScoredLoci, int]:
     """Summit-centred windows of a BED/narrowPeak file read from the FASTA (and controls); and how many loci were
     skipped because their window crosses a chromosome end."""
-    from bpnetz.build.bedfiles import read_narrowpeak
-    from bpnetz.build.readers import fasta_lengths, open_fasta
+    from bpnetz.genome.fasta import fasta_lengths, open_fasta
+    from bpnetz.genome.intervals import read_narrowpeak
     from bpnetz.predict.predict import open_controls, region_bias
     from bpnetz.predict.regions import Windows, read_sequences
 
@@ -146,7 +148,7 @@ def _bigwig_sizes(chrom_sizes: str | Path | None, reference_genome: str | Path |
     """Chromosome sizes for the score bigWigs: the file given, else the FASTA's (as the reference's command line
     in its README passes none), else the store's genome record."""
     if chrom_sizes is None and reference_genome is not None:
-        from bpnetz.build.readers import fasta_lengths, open_fasta
+        from bpnetz.genome.fasta import fasta_lengths, open_fasta
 
         with open_fasta(reference_genome) as genome:
             return dict(fasta_lengths(genome))

@@ -37,7 +37,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from bpnetz.shap.shuffle import onehot_to_codes, reference_shuffles
+from bpnetz.genome.sequence import onehot_to_codes
+from bpnetz.shap.shuffle import reference_shuffles
 from bpnetz.store.schema import StoreLayout
 
 TARGETS = ("counts", "profile")

@@ -13,7 +13,7 @@ cuts its window around their centre)::
 The scored loci go to ``peaks_valid_scores.bed`` (the reference's name) as narrowPeak rows over the scored
 windows with the summit at the window centre, so the file can be fed back as ``--bed-file``. BigWigs hold, per base,
 the projected contribution summed over the four bases; where windows overlap, each base takes the value of the
-nearest window centre (:func:`bpnetz.predict.bigwig.write_track_bigwigs`).
+nearest window centre (:func:`bpnetz.genome.bigwig.write_track_bigwigs`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bpnetz.build.bedfiles import atomic_output
-from bpnetz.predict.bigwig import write_track_bigwigs
+from bpnetz.files.atomic import atomic_output
+from bpnetz.genome.bigwig import write_track_bigwigs
 
 SCORE_FILES = {"counts": "counts_scores.h5", "profile": "profile_scores.h5"}
 BIGWIG_FILES = {"counts": "counts_scores.bw", "profile": "profile_scores.bw"}

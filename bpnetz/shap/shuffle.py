@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-from bpnetz.store.schema import N_CODE, decode, encode, one_hot
+from bpnetz.genome.sequence import N_CODE, decode, encode, one_hot, onehot_to_codes
 
 N_LETTERS = N_CODE + 1
 
@@ -72,12 +72,6 @@ def dinucleotide_shuffles(codes: np.ndarray, num_shuffles: int, rngs: Sequence[n
                   np.repeat(block_starts, num_shuffles, axis=0),
                   np.repeat(codes[:, 0], num_shuffles))
     return walks.reshape(n_seq, num_shuffles, length)
-
-
-def onehot_to_codes(onehot: np.ndarray) -> np.ndarray:
-    """Base codes of one-hot rows (…, L, 4); all-zero rows become N."""
-    onehot = np.asarray(onehot)
-    return np.where(onehot.any(axis=-1), onehot.argmax(axis=-1), N_CODE).astype(np.uint8)
 
 
 def _edge_lists(seq: np.ndarray, num_shuffles: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

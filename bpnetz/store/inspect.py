@@ -150,7 +150,7 @@ def _check_totals(group: Any, meta: dict[str, Any], store_layout: schema.StoreLa
 
 
 def _check_loci(group: Any, meta: dict[str, Any], store_layout: schema.StoreLayout) -> list[str]:
-    from bpnetz.build.checksum import content_id
+    from bpnetz.store.checksum import content_id
 
     problems = []
     columns = {name: group[name][:] for name in schema.LOCUS_COORDS}
@@ -169,7 +169,7 @@ def _check_loci(group: Any, meta: dict[str, Any], store_layout: schema.StoreLayo
 
 
 def _check_sources(meta: dict[str, Any], result: Verification) -> None:
-    from bpnetz.build.checksum import file_checksum
+    from bpnetz.store.checksum import file_checksum
 
     for source in meta.get("sources", []):
         path = Path(source["path"])
@@ -184,7 +184,7 @@ def _check_sources(meta: dict[str, Any], result: Verification) -> None:
 
 def verify_store(path: str | Path, *, check_sources: bool = True) -> Verification:
     """Check a store against its schema and recorded metadata; see the module docstring."""
-    from bpnetz.build.loci import REJECTED_BED
+    from bpnetz.store.schema import REJECTED_BED
 
     group = schema.open_group(path)
     meta = schema.metadata(group)

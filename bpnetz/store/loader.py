@@ -35,6 +35,7 @@ import pandas as pd
 
 from bpnetz.config import Split
 from bpnetz.errors import InputError
+from bpnetz.genome import sequence
 from bpnetz.store import schema
 from bpnetz.store.shards import ShardDecoder
 
@@ -611,8 +612,8 @@ def _stacked(arrays: dict[str, np.ndarray], shape: tuple[int, int]) -> dict[str,
 
 
 #: one-hot rows (4 uint8 each, read as one uint32) of the codes A C G T N, then of their complements
-_ONE_HOT_ROWS = np.concatenate([schema.one_hot(np.arange(schema.N_CODE + 1), np.uint8),
-                                schema.one_hot(schema.COMPLEMENT_CODE, np.uint8)]).view(np.uint32).ravel()
+_ONE_HOT_ROWS = np.concatenate([sequence.one_hot(np.arange(sequence.N_CODE + 1), np.uint8),
+                                sequence.one_hot(sequence.COMPLEMENT_CODE, np.uint8)]).view(np.uint32).ravel()
 
 
 def one_hot_oriented(codes: np.ndarray, flip: np.ndarray) -> np.ndarray:
@@ -622,7 +623,7 @@ def one_hot_oriented(codes: np.ndarray, flip: np.ndarray) -> np.ndarray:
     table), ~4x cheaper than TensorFlow's gather of float rows. uint8 keeps host memory traffic and host-to-GPU
     copies 4x smaller; Keras casts the input to the model's dtype on the device.
     """
-    shifted = codes + (schema.N_CODE + 1) * np.asarray(flip, dtype=np.uint8)[:, None]
+    shifted = codes + (sequence.N_CODE + 1) * np.asarray(flip, dtype=np.uint8)[:, None]
     out = aligned_empty(codes.shape, np.uint32)
     np.take(_ONE_HOT_ROWS, shifted, out=out, mode="clip")
     return out.view(np.uint8).reshape(*codes.shape, 4)

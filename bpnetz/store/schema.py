@@ -34,20 +34,9 @@ from bpnetz.errors import InputError
 SCHEMA_VERSION = 1
 ATTR_KEY = "bpnetz"
 
-BASES = "ACGT"
-N_CODE = 4
 KIND_PEAK = 0
 KIND_BACKGROUND = 1
 KIND_NAMES = ("peak", "background")
-
-#: ASCII byte -> base code; every letter other than A/C/G/T (IUPAC codes, N, gaps) maps to N.
-CODE_TABLE = np.full(256, N_CODE, dtype=np.uint8)
-for _code, _base in enumerate(BASES):
-    CODE_TABLE[ord(_base)] = _code
-    CODE_TABLE[ord(_base.lower())] = _code
-
-#: base code -> complement code (N stays N), used for reverse complement of code arrays.
-COMPLEMENT_CODE = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
 
 #: dtypes a signal or bias array may have
 TRACK_DTYPES = ("uint8", "uint16", "int32", "float32")
@@ -72,25 +61,10 @@ LOCUS_COORDS: dict[str, Any] = {
 
 #: loci per chunk along ``locus`` (whole rows along the other axes), and chunks per shard.
 CHUNK_LOCI = 256
+#: file inside a store listing the loci that could not be stored, with the reason
+REJECTED_BED = "rejected_loci.bed"
 CHUNKS_PER_SHARD = 16
 SHARD_LOCI = CHUNK_LOCI * CHUNKS_PER_SHARD
-
-
-def encode(sequence: str | bytes) -> np.ndarray:
-    """Base codes (uint8) of a DNA string; any letter other than ACGT (case-insensitive) becomes N=4."""
-    raw = sequence.encode("ascii", "replace") if isinstance(sequence, str) else sequence
-    return CODE_TABLE[np.frombuffer(raw, dtype=np.uint8)]
-
-
-def decode(codes: np.ndarray) -> str:
-    """DNA string of base codes (4 -> 'N')."""
-    return "".join("ACGTN"[int(c)] for c in np.asarray(codes).ravel())
-
-
-def one_hot(codes: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-    """One-hot (…, 4) in order A, C, G, T; N rows are all zero."""
-    eye = np.vstack([np.eye(4, dtype=dtype), np.zeros((1, 4), dtype=dtype)])
-    return eye[np.asarray(codes)]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,13 @@ from bpnetz.cli import main as cli_main
 from bpnetz.errors import InputError
 from bpnetz.store import schema
 from bpnetz.store.inspect import verify_store
-from tests.build.tiny_inputs import INPUT_LEN, MAX_JITTER, OUTPUT_LEN, write_bigwig, write_tiny_experiment
+from tests.build.tiny_inputs import (
+    INPUT_LEN,
+    MAX_JITTER,
+    OUTPUT_LEN,
+    write_bigwig,
+    write_tiny_experiment,
+)
 
 SEQ_LEN = INPUT_LEN + 2 * MAX_JITTER
 PROFILE_LEN = OUTPUT_LEN + 2 * MAX_JITTER

@@ -13,7 +13,12 @@ from scipy.stats import multinomial
 from bpnetz.config import BpnetParams
 from bpnetz.errors import InputError
 from bpnetz.model import attribution_prior
-from bpnetz.model.bpnet import build_model, compile_model, model_lengths, task_track_indices
+from bpnetz.model.bpnet import (
+    build_model,
+    compile_model,
+    model_lengths,
+    task_track_indices,
+)
 from bpnetz.model.registry import CUSTOM_OBJECTS, load_model
 from bpnetz.store.schema import StoreLayout, Track
 

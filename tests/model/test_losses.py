@@ -8,8 +8,14 @@ import pytest
 from scipy.special import softmax
 from scipy.stats import multinomial, poisson
 
-from bpnetz.model.losses import (CountsMSELoss, CountsPoissonLoss, ProfileMultinomialLoss, counts_loss,
-                                 counts_pseudocounts, multinomial_nll)
+from bpnetz.model.losses import (
+    CountsMSELoss,
+    CountsPoissonLoss,
+    ProfileMultinomialLoss,
+    counts_loss,
+    counts_pseudocounts,
+    multinomial_nll,
+)
 
 RNG = np.random.default_rng(11)
 B, L = 4, 6

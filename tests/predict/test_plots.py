@@ -9,7 +9,12 @@ import pytest
 from matplotlib.image import imread
 from scipy.stats import pearsonr
 
-from bpnetz.predict.plots import logcounts_figure, plot_logcounts_scatter, plot_top_profiles, top_profiles_figure
+from bpnetz.predict.plots import (
+    logcounts_figure,
+    plot_logcounts_scatter,
+    plot_top_profiles,
+    top_profiles_figure,
+)
 
 
 def test_logcounts_scatter_title_has_scipy_pearson(tmp_path):

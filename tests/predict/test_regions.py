@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from bpnetz.errors import InputError
-from bpnetz.predict.regions import chromosome_regions, read_regions_bed, read_sequences, tile_regions
-from bpnetz.store.schema import decode
+from bpnetz.genome.sequence import decode
+from bpnetz.predict.regions import (
+    chromosome_regions,
+    read_regions_bed,
+    read_sequences,
+    tile_regions,
+)
 
 
 @pytest.fixture()

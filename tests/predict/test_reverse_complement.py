@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bpnetz.genome.sequence import COMPLEMENT_CODE, one_hot
 from bpnetz.predict.reverse_complement import rc_average
-from bpnetz.store.schema import COMPLEMENT_CODE, StoreLayout, Track, one_hot
+from bpnetz.store.schema import StoreLayout, Track
 
 IN_LEN, OUT_LEN, K = 40, 20, 5
 

@@ -11,9 +11,9 @@ import pyBigWig
 import pysam
 import pytest
 
-from bpnetz.build.bam2bw import reads_to_bigwigs
 from bpnetz.cli.bam2bw import main as bam2bw_main
 from bpnetz.errors import InputError
+from bpnetz.preprocess.bam2bw import reads_to_bigwigs
 
 SIZES = {"chrA": 400, "chrB": 250}
 CONSUMES_REFERENCE = set("MDN=X")

@@ -7,10 +7,10 @@ import pyfaidx
 import pytest
 from scipy.stats import ks_2samp
 
-from bpnetz.build.gc import gc_background, gc_reference
 from bpnetz.cli.gc_background import main as gc_background_main
 from bpnetz.cli.gc_reference import main as gc_reference_main
 from bpnetz.errors import InputError
+from bpnetz.preprocess.gc import gc_background, gc_reference
 
 SIZES = {"chr1": 120_000, "chr2": 80_000}
 FLANK = 250

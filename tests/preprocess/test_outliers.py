@@ -9,9 +9,9 @@ import numpy as np
 import pyBigWig
 import pytest
 
-from bpnetz.build.outliers import remove_outliers
 from bpnetz.cli.outliers import main as outliers_main
 from bpnetz.errors import InputError
+from bpnetz.preprocess.outliers import remove_outliers
 
 SIZES = {"chr1": 6000, "chr2": 4000, "chr3": 3000}
 SEQ_LEN = 400

@@ -11,10 +11,11 @@ from keras import layers
 from scipy import special, stats
 
 from bpnetz.config import BpnetParams
+from bpnetz.genome.sequence import onehot_to_codes
 from bpnetz.model.bpnet import build_model
 from bpnetz.model.registry import load_model
 from bpnetz.shap.deeplift import DeepLiftExplainer, deepshap
-from bpnetz.shap.shuffle import onehot_to_codes, reference_shuffles
+from bpnetz.shap.shuffle import reference_shuffles
 from bpnetz.store.schema import StoreLayout, Track
 
 L_IN, L_OUT = 64, 20

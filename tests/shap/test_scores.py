@@ -7,7 +7,12 @@ import numpy as np
 import pyBigWig
 import pytest
 
-from bpnetz.shap.scores import write_score_bigwig, write_score_files, write_score_h5, write_scored_bed
+from bpnetz.shap.scores import (
+    write_score_bigwig,
+    write_score_files,
+    write_score_h5,
+    write_scored_bed,
+)
 
 LONG = "chrUn_KI270742v1_a_rather_long_contig_name"
 CHROMS = ["chr1", LONG, "chr2_random_alt", "chr1"]

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bpnetz.shap.shuffle import dinucleotide_shuffle, dinucleotide_shuffles, reference_shuffles
+from bpnetz.shap.shuffle import (
+    dinucleotide_shuffle,
+    dinucleotide_shuffles,
+    reference_shuffles,
+)
 
 
 def dinucleotides(seq: str) -> Counter:

@@ -11,7 +11,12 @@ from bpnetz.build.builder import build_store
 from bpnetz.errors import InputError
 from bpnetz.store import schema
 from bpnetz.store.dataset import open_dataset
-from tests.build.tiny_inputs import INPUT_LEN, MAX_JITTER, OUTPUT_LEN, write_tiny_experiment
+from tests.build.tiny_inputs import (
+    INPUT_LEN,
+    MAX_JITTER,
+    OUTPUT_LEN,
+    write_tiny_experiment,
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,15 @@ import pytest
 from bpnetz.config import Split
 from bpnetz.errors import InputError
 from bpnetz.store import loader
-from tests.store.tiny_store import (BACKGROUND_RATIO, BIASES, INPUT_LEN, MAX_JITTER, OUTPUT_LEN, SIGNALS,
-                                    make_tiny_store)
+from tests.store.tiny_store import (
+    BACKGROUND_RATIO,
+    BIASES,
+    INPUT_LEN,
+    MAX_JITTER,
+    OUTPUT_LEN,
+    SIGNALS,
+    make_tiny_store,
+)
 
 SPLIT = Split(val=["chr2"], test=["chr3"])  # train: chr1, chr4
 BATCH = 5

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyBigWig
 
+from bpnetz.genome import sequence
 from bpnetz.store import schema
 
 CHROM_SIZES = {"chr1": 1400, "chr2": 1100, "chr3": 1000, "chr4": 900}
@@ -90,7 +91,7 @@ def make_tiny_store(tmp: Path, *, seed: int = 7, with_bias: bool = True) -> Tiny
     bias = np.zeros((n, lay.profile_len, lay.n_bias), np.float32)
     for i, locus in enumerate(loci):
         s0, s1 = lay.seq_window(locus["summit"])
-        seq[i] = schema.encode(genome[locus["chrom"]][s0:s1])
+        seq[i] = sequence.encode(genome[locus["chrom"]][s0:s1])
         p0, p1 = lay.profile_window(locus["summit"])
         for k, (name, _, _) in enumerate(SIGNALS):
             signal[i, :, k] = tracks[name][locus["chrom"]][p0:p1]

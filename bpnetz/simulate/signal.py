@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyBigWig
 
-from bpnetz.build.motifs import Motif
+from bpnetz.genome.motif import Motif
 
 CHIP_BACKGROUND = 0.008  # ChIP reads per base per strand at GC 0.475; proportional to GC
 CONTROL_BACKGROUND = 0.02  # control reads per base per strand

@@ -7,7 +7,7 @@ import pyBigWig
 import pytest
 
 from bpnetz.errors import InputError
-from bpnetz.predict.bigwig import write_track_bigwigs
+from bpnetz.genome.bigwig import write_track_bigwigs
 
 SIZES = {"chrB": 300, "chrA": 250, "chrEmpty": 50}  # deliberately not alphabetical
 L = 40

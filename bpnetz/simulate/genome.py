@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bpnetz.store.schema import N_CODE
+from bpnetz.genome.sequence import N_CODE
 
 LONG_CHROM_NAME = "chrUn_KI270742v1"
 FASTA_LINE = 60

@@ -9,14 +9,15 @@ sharply, the 5' ends of reads pile up. Scores are log2 odds against a uniform ba
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bpnetz.errors import InputError
-from bpnetz.store.schema import BASES, COMPLEMENT_CODE
+from bpnetz.genome.sequence import BASES
 
 #: smallest probability kept in a matrix, so that every base has a finite log-odds score.
 MIN_PROBABILITY = 0.01
@@ -142,11 +143,6 @@ def builtin(names: Iterable[str] | None = None) -> list[Motif]:
     return [BUILTIN[n] for n in chosen]
 
 
-def reverse_complement(codes: np.ndarray) -> np.ndarray:
-    """Reverse complement of base-code arrays along the last axis (N stays N)."""
-    return COMPLEMENT_CODE[np.asarray(codes)][..., ::-1]
-
-
 def score(motif: Motif, codes: np.ndarray) -> np.ndarray:
     """Log2-odds score of each row of ``codes`` (n, motif.length) read on the forward strand; N scores 0."""
     codes = np.atleast_2d(codes)
@@ -167,19 +163,61 @@ def sample(motif: Motif, n: int, rng: np.random.Generator, *, weakening: np.ndar
     return np.minimum((draws > cumulative).sum(axis=2), 3).astype(np.uint8)
 
 
-def write_meme(path: Path, motifs: Sequence[Motif]) -> None:
-    """Write the motifs' probability matrices in MEME minimal motif format."""
-    lines = ["MEME version 4", "", f"ALPHABET= {BASES}", "", "strands: + -", "",
-             "Background letter frequencies", " ".join(f"{b} {BACKGROUND:.2f}" for b in BASES), ""]
-    for motif in motifs:
-        lines += [f"MOTIF {motif.name}",
-                  f"letter-probability matrix: alength= 4 w= {motif.length} nsites= 100 E= 0"]
-        lines += [" ".join(f"{p:.6f}" for p in row) for row in motif.pwm]
-        lines.append("")
-    path.write_text("\n".join(lines))
-
-
 def write_json(path: Path, motifs: Sequence[Motif]) -> None:
     """Write {name: probability matrix as a list of [A, C, G, T] rows}."""
     data = {m.name: [[round(float(p), 6) for p in row] for row in m.pwm] for m in motifs}
     path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+#: added to every probability before the information content is computed
+IC_PSEUDOCOUNT = 1e-3
+
+
+def information_content(pfm: np.ndarray) -> np.ndarray:
+    """Per-column information content in bits of an (L, 4) PFM against a uniform background."""
+    p = (np.asarray(pfm, dtype=np.float64) + IC_PSEUDOCOUNT)
+    p /= p.sum(axis=1, keepdims=True)
+    return 2.0 + np.sum(p * np.log2(p), axis=1)
+
+
+def ic_scaled(pfm: np.ndarray) -> np.ndarray:
+    """The PFM with each column multiplied by its information content (the letter heights of an IC logo)."""
+    pfm = np.asarray(pfm, dtype=np.float64)
+    return pfm * information_content(pfm)[:, None]
+
+
+def read_meme_motifs(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Motifs of a MEME-format file as name -> (L, 4) probability matrix (ACGT columns)."""
+    from memelite.io import read_meme
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("motif database not found.", path=path, fix="Pass a MEME-format motif file.")
+    try:
+        motifs = read_meme(str(path))
+    except (ValueError, IndexError, AttributeError) as err:
+        raise InputError(f"cannot parse as MEME ({err}).", path=path,
+                         fix="Each MOTIF needs a 'letter-probability matrix: alength= 4 w= W' line and W rows "
+                             "of 4 probabilities.") from err
+    if not motifs:
+        raise InputError("no motifs found (no MOTIF with a letter-probability matrix).", path=path,
+                         fix="Pass a MEME-format motif file, e.g. a JASPAR export in MEME format.")
+    return {name: np.asarray(pwm, dtype=np.float64).T for name, pwm in motifs.items()}
+
+
+def format_meme(motifs: Mapping[str, np.ndarray], nsites: Mapping[str, int] | None = None) -> str:
+    """MEME (version 4) text for name -> (L, 4) probability matrices, uniform background."""
+    lines = ["MEME version 4", "", "ALPHABET= ACGT", "", "strands: + -", "",
+             "Background letter frequencies", "A 0.25 C 0.25 G 0.25 T 0.25", ""]
+    for name, pfm in motifs.items():
+        n = (nsites or {}).get(name, 1)
+        lines.append(f"MOTIF {name}")
+        lines.append(f"letter-probability matrix: alength= 4 w= {len(pfm)} nsites= {n} E= 0")
+        lines += [" ".join(f"{p:.6f}" for p in row) for row in pfm]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_meme(path: Path, motifs: Sequence[Motif]) -> None:
+    """Write the motifs' probability matrices in MEME minimal motif format."""
+    path.write_text(format_meme({m.name: m.pwm for m in motifs}, {m.name: 100 for m in motifs}))

@@ -26,9 +26,9 @@ from types import ModuleType
 
 import numpy as np
 
-from bpnetz.build.bedfiles import write_text
 from bpnetz.errors import InputError
-from bpnetz.shap.modisco import ScoreWindow, load_patterns, load_score_window
+from bpnetz.files.atomic import write_text
+from bpnetz.motifs.modisco import ScoreWindow, load_patterns, load_score_window
 
 FINEMO_FILES = ("hits.tsv", "hits_unique.tsv", "hits.bed", "peaks_qc.tsv", "motif_data.tsv")
 MODES = ("pp", "ph", "hp", "hh")

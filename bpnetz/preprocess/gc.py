@@ -35,9 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from bpnetz.build.bedfiles import (
-    Peaks,
-    atomic_output,
+from bpnetz.errors import InputError
+from bpnetz.files.atomic import atomic_output
+from bpnetz.genome.fasta import fasta_lengths, open_fasta
+from bpnetz.genome.intervals import (
+    BedRecords,
     merge_intervals,
     open_text,
     overlaps_any,
@@ -45,9 +47,7 @@ from bpnetz.build.bedfiles import (
     read_narrowpeak,
     sort_by_position,
 )
-from bpnetz.build.readers import fasta_lengths, open_fasta
-from bpnetz.errors import InputError
-from bpnetz.store.schema import N_CODE, encode
+from bpnetz.genome.sequence import N_CODE, encode
 
 #: GC histogram bins: bin k = round(100 × GC), k = 0 … 100.
 N_BINS = 101
@@ -219,7 +219,7 @@ def gc_reference(ref_fasta: str | Path, output_prefix: str | Path, *, chrom_size
 # ------------------------------------------------------------------------------------------------ matching
 
 
-def peak_gc(fasta: Any, peaks: Peaks, names: list[str], lengths: dict[str, int], flank: int) -> GCWindows:
+def peak_gc(fasta: Any, peaks: BedRecords, names: list[str], lengths: dict[str, int], flank: int) -> GCWindows:
     """GC of each peak's summit ± flank window, clipped to its chromosome (NaN when it has no A/C/G/T)."""
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(peaks.chrom) - set(index))
@@ -240,7 +240,7 @@ def peak_gc(fasta: Any, peaks: Peaks, names: list[str], lengths: dict[str, int],
     return GCWindows(names, chrom, start, end, gc)
 
 
-def candidate_negatives(reference: GCWindows, peaks: Peaks, lengths: dict[str, int],
+def candidate_negatives(reference: GCWindows, peaks: BedRecords, lengths: dict[str, int],
                         flank: int) -> tuple[GCWindows, int]:
     """Reference windows inside their chromosome that overlap no peak interval and no summit ± flank window.
 

@@ -11,9 +11,13 @@ from scipy.special import softmax
 from scipy.stats import gmean
 
 from bpnetz.cli import main as bpnetz_main
+from bpnetz.ensemble import average as folds_module
+from bpnetz.ensemble.average import (
+    average_predictions,
+    average_scores,
+    track_bigwig_template,
+)
 from bpnetz.errors import InputError
-from bpnetz.predict import folds as folds_module
-from bpnetz.predict.folds import average_predictions, average_scores, track_bigwig_template
 
 SIZES = {"chr1": 2000, "chr2": 1500}
 OUT_LEN, WIDTH, TRACKS, SEQ_LEN = 20, 16, 2, 24  # profile width < output window: a cropped prediction window
@@ -239,7 +243,7 @@ def score_folds(tmp_path):
 
 
 def test_scores_average_is_the_mean_aligned_by_coordinates(tmp_path, score_folds):
-    from bpnetz.shap.modisco import load_score_window
+    from bpnetz.motifs.modisco import load_score_window
 
     paths, folds, seqs = score_folds
     sizes = dict(SIZES)

@@ -11,8 +11,9 @@ import pytest
 
 from bpnetz.cli import main as cli_main
 from bpnetz.errors import InputError
-from bpnetz.shap.modisco import load_patterns, load_score_window, read_meme_motifs, run_modisco
-from bpnetz.shap.motif_compare import align_motifs, match_motifs
+from bpnetz.genome.motif import read_meme_motifs
+from bpnetz.motifs.compare import align_motifs, match_motifs
+from bpnetz.motifs.modisco import load_patterns, load_score_window, run_modisco
 from tests.shap.synthetic_motifs import KNOWN_MOTIFS, make_scores, reverse_complement
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "2")

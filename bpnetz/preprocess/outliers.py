@@ -24,19 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bpnetz.build.bedfiles import (
+from bpnetz.config import InputData, TaskSpec
+from bpnetz.errors import InputError
+from bpnetz.files.atomic import write_text
+from bpnetz.genome.intervals import (
     SCORE_COLUMN,
-    Peaks,
+    BedRecords,
     merge_intervals,
     overlaps_any,
     read_chrom_sizes,
     read_intervals,
     read_narrowpeak,
     sort_by_position,
-    write_text,
 )
-from bpnetz.config import InputData, TaskSpec
-from bpnetz.errors import InputError
 
 LOG_NAME = "outliers.log"
 
@@ -62,7 +62,7 @@ class QuantileThreshold:
 class OutlierResult:
     """The kept peaks (sorted by position), every removed peak with its reason, and the threshold used."""
 
-    kept: Peaks
+    kept: BedRecords
     kept_totals: np.ndarray
     removed: list[tuple[str, str, str]] = field(default_factory=list)  # (file:line, locus, reason)
     threshold: QuantileThreshold | None = None
@@ -133,7 +133,7 @@ def _task(input_data: InputData, task: str) -> TaskSpec:
     return spec
 
 
-def _duplicates(peaks: Peaks) -> np.ndarray:
+def _duplicates(peaks: BedRecords) -> np.ndarray:
     """Index of the first identical row for each row that repeats an earlier one, else -1."""
     first: dict[tuple[str, ...], int] = {}
     dup = np.full(len(peaks), -1, dtype=np.int64)

@@ -11,8 +11,11 @@ import pytest
 from bpnetz.cli.counts_loss_weight import main
 from bpnetz.config import InputData
 from bpnetz.errors import InputError
-from bpnetz.model.counts_loss_weight import (counts_loss_weight, counts_loss_weight_from_bigwigs,
-                                             counts_loss_weight_from_store)
+from bpnetz.preprocess.counts_loss_weight import (
+    counts_loss_weight,
+    counts_loss_weight_from_bigwigs,
+    counts_loss_weight_from_store,
+)
 from tests.store.tiny_store import SIGNALS, make_tiny_store
 
 SIZES = {"chr1": 3000, "chr2": 2000}

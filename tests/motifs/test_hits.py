@@ -16,7 +16,7 @@ import pytest
 
 from bpnetz.cli import main as cli_main
 from bpnetz.errors import InputError
-from bpnetz.shap.hits import call_hits
+from bpnetz.motifs.hits import call_hits
 from tests.shap.synthetic_motifs import KNOWN_MOTIFS, make_scores
 
 N_LOCI, LENGTH, SPACING, CHROM = 200, 200, 1000, "chrSynthetic_long_name"

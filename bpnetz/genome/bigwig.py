@@ -1,4 +1,5 @@
-"""Per-track bigWigs of per-locus values (predicted counts, or any (N, L, T) array over output windows).
+"""bigWig files (pyBigWig): reading many windows at once, and writing per-track bigWigs of per-locus values
+(predicted counts, or any (N, L, T) array over output windows).
 
 Loci are sorted by chromosome (in the order of the chromosome sizes) and position. Where output windows overlap,
 each base takes the value of the locus whose window centre (summit) is nearest, ties going to the right-hand
@@ -10,12 +11,60 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from bpnetz.build.bedfiles import atomic_output
 from bpnetz.errors import InputError
+from bpnetz.files.atomic import atomic_output
+from bpnetz.genome.intervals import require_file
+from bpnetz.genome.windows import gather, windows_by_span
+
+
+def open_bigwig(path: str | Path) -> Any:
+    """An open pyBigWig file, with an InputError when the file is not a bigWig."""
+    import pyBigWig
+
+    path = require_file(path, "bigWig file")
+    try:
+        handle = pyBigWig.open(str(path))
+    except RuntimeError:
+        handle = None
+    if handle is None or not handle.isBigWig():
+        raise InputError("is not a readable bigWig file.", path=path,
+                         fix="Convert bedGraph with 'bedGraphToBigWig' or counts with 'bpnetz bam2bw'.")
+    return handle
+
+
+def bigwig_windows(bigwig: Any, chroms: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """Values (float32, shape (n, length), NaN where the bigWig has no value) of windows [start, start+length).
+
+    Windows may extend past the chromosome ends; positions outside the chromosome read as NaN.
+    """
+    out = np.empty((len(starts), length), dtype=np.float32)  # every row belongs to exactly one span
+    chrom_lengths = bigwig.chroms()
+    for chrom, span_start, span_end, rows in windows_by_span(chroms, starts, length):
+        lo, hi = max(span_start, 0), min(span_end, chrom_lengths[chrom])
+        if (lo, hi) == (span_start, span_end):
+            span = bigwig.values(chrom, lo, hi, numpy=True)
+        else:
+            span = np.full(span_end - span_start, np.nan, dtype=np.float32)
+            if hi > lo:
+                span[lo - span_start:hi - span_start] = bigwig.values(chrom, lo, hi, numpy=True)
+        out[rows] = gather(span, starts[rows] - span_start, length)
+    return out
+
+
+def bigwig_has_data(bigwig: Any, chroms: list[str]) -> bool:
+    """Whether the bigWig holds any value on any of these chromosomes (from its summary, without a full read)."""
+    if not bigwig.header().get("nBasesCovered"):
+        return False
+    present = bigwig.chroms()
+    for chrom in chroms:
+        if chrom in present and bigwig.stats(chrom, type="coverage")[0]:
+            return True
+    return False
 
 
 def locus_segments(chroms: Sequence[str], starts: np.ndarray, length: int,

@@ -17,9 +17,10 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.stats import poisson
 
-from bpnetz.build import motifs as motif_lib
-from bpnetz.build.simulate_genome import Chromosome, gc_fraction, n_count
 from bpnetz.errors import InputError
+from bpnetz.genome import motif as motif_lib
+from bpnetz.genome.sequence import reverse_complement
+from bpnetz.simulate.genome import Chromosome, gc_fraction, n_count
 
 #: number of sites per region (1, 2, 3) and their probabilities.
 SITES_PER_REGION = (np.array([1, 2, 3]), np.array([0.30, 0.45, 0.25]))
@@ -214,7 +215,7 @@ def plant_sites(chroms: list[Chromosome], regions: Regions, motifs: list[motif_l
             redo = (weak == 0) & (scores < mot.threshold)
         score[idx] = scores
         for k, i in enumerate(idx):
-            codes_of[int(i)] = seqs[k] if strand[i] == 1 else motif_lib.reverse_complement(seqs[k])
+            codes_of[int(i)] = seqs[k] if strand[i] == 1 else reverse_complement(seqs[k])
     for i in range(n):
         chroms[chrom[i]].codes[start[i]:start[i] + motifs[motif[i]].length] = codes_of[i]
     best = np.array([m.best_score for m in motifs])[motif]

@@ -8,14 +8,14 @@ import pyfaidx
 import pytest
 
 from bpnetz.build import loci as loci_mod
-from bpnetz.build import readers
 from bpnetz.errors import InputError
+from bpnetz.genome import bigwig, fasta, intervals, sequence, windows
 from bpnetz.store import schema
 from tests.build.tiny_inputs import GENOME_SIZES, write_bigwig, write_fasta
 
 
 def _codes(text: str) -> np.ndarray:
-    """Base codes computed without schema.encode: A/C/G/T in either case, everything else 4."""
+    """Base codes computed without sequence.encode: A/C/G/T in either case, everything else 4."""
     return np.array([{"A": 0, "C": 1, "G": 2, "T": 3}.get(ch, 4) for ch in text.upper()], dtype=np.uint8)
 
 
@@ -31,7 +31,7 @@ def genome(tmp_path_factory):
 def test_read_bed_narrowpeak_and_plain(tmp_path):
     path = tmp_path / "x.bed"
     path.write_text("track name=x\n# comment\nchr1\t10\t50\tp1\t0\t.\t0\t0\t0\t7\n\nchr2 5 9\n")
-    bed = readers.read_bed(path)
+    bed = intervals.read_bed(path)
     assert bed.chrom.tolist() == ["chr1", "chr2"]
     assert bed.start.tolist() == [10, 5] and bed.end.tolist() == [50, 9]
     assert bed.summit_offset.tolist() == [7, -1]
@@ -45,7 +45,7 @@ def test_read_bed_malformed_names_file_and_line(tmp_path, text, where):
     path = tmp_path / "bad.bed"
     path.write_text(text)
     with pytest.raises(InputError, match=where) as err:
-        readers.read_bed(path)
+        intervals.read_bed(path)
     assert "bad.bed" in str(err.value)
 
 
@@ -77,8 +77,8 @@ def test_fasta_windows_equal_pyfaidx_reads(genome):
     starts = np.array([rng.integers(0, GENOME_SIZES[c] - length) for c in chroms])
     starts[:20] = starts[0]  # identical windows in one span
     chroms[:20] = chroms[0]
-    fasta = readers.open_fasta(path)
-    got = readers.fasta_windows(fasta, chroms.astype(object), starts, length)
+    handle = fasta.open_fasta(path)
+    got = fasta.fasta_windows(handle, chroms.astype(object), starts, length)
     direct = pyfaidx.Fasta(str(path))
     for i, (c, s) in enumerate(zip(chroms, starts, strict=True)):
         text = direct[c][int(s):int(s) + length].seq
@@ -86,7 +86,7 @@ def test_fasta_windows_equal_pyfaidx_reads(genome):
         assert text == seqs[c][s:s + length]
     iupac = np.array([ch in "RYKMRYKM" for c, s in zip(chroms, starts, strict=True)
                       for ch in seqs[c][s:s + length]]).reshape(len(starts), length)
-    assert iupac.any() and (got[iupac] == schema.N_CODE).all()
+    assert iupac.any() and (got[iupac] == sequence.N_CODE).all()
 
 
 def test_bigwig_windows_equal_pybigwig_values(tmp_path, monkeypatch):
@@ -95,12 +95,12 @@ def test_bigwig_windows_equal_pybigwig_values(tmp_path, monkeypatch):
     values = {c: np.where(rng.random(n) < 0.3, rng.poisson(3, n), np.nan).astype(float) for c, n in sizes.items()}
     path = tmp_path / "x.bw"
     write_bigwig(path, values, sizes)
-    monkeypatch.setattr(readers, "MERGE_GAP", 50)  # exercise both merged and separate reads
-    monkeypatch.setattr(readers, "MAX_SPAN", 400)
+    monkeypatch.setattr(windows, "MERGE_GAP", 50)  # exercise both merged and separate reads
+    monkeypatch.setattr(windows, "MAX_SPAN", 400)
     length = 120
     chroms = rng.choice(list(sizes), 200)
     starts = np.array([rng.integers(-30, sizes[c] - length + 30) for c in chroms])  # some cross the ends
-    got = readers.bigwig_windows(readers.open_bigwig(path), chroms.astype(object), starts, length)
+    got = bigwig.bigwig_windows(bigwig.open_bigwig(path), chroms.astype(object), starts, length)
     bw = pyBigWig.open(str(path))
     for i, (c, s) in enumerate(zip(chroms, starts, strict=True)):
         lo, hi = max(int(s), 0), min(int(s) + length, sizes[c])
@@ -113,16 +113,16 @@ def test_bigwig_has_data(tmp_path):
     sizes = {"chr1": 1000, "chr2": 1000}
     path = tmp_path / "x.bw"
     write_bigwig(path, {"chr1": np.r_[np.full(500, np.nan), np.ones(500)]}, sizes)
-    handle = readers.open_bigwig(path)
-    assert readers.bigwig_has_data(handle, ["chr1"])
-    assert not readers.bigwig_has_data(handle, ["chr2", "chrX"])
+    handle = bigwig.open_bigwig(path)
+    assert bigwig.bigwig_has_data(handle, ["chr1"])
+    assert not bigwig.bigwig_has_data(handle, ["chr2", "chrX"])
 
 
 def test_not_a_bigwig_is_an_input_error(tmp_path):
     path = tmp_path / "fake.bw"
     path.write_text("not a bigwig\n")
     with pytest.raises(InputError, match="fake.bw"):
-        readers.open_bigwig(path)
+        bigwig.open_bigwig(path)
 
 
 def _table(chrom, summit, task=None, kind=None):
@@ -144,7 +144,7 @@ def test_select_loci_edges_duplicates_blacklist_and_order(tmp_path):
     blacklist_bed.write_text("c2\t70\t75\nc2\t72\t80\n")  # overlaps the window of summit 60 (47..73) only
     lengths = {"c1": 100, "c2": 100}
     sel = loci_mod.select_loci(_table(chrom, summit, task), layout, lengths, {"c9": "chrom_not_in_fasta"},
-                               blacklist=readers.read_blacklist(blacklist_bed))
+                               blacklist=intervals.read_blacklist(blacklist_bed))
     reasons = dict(zip(sel.rejected.source_line.tolist(), sel.reasons.tolist(), strict=True))
     assert reasons == {2: "window_past_chrom_end", 5: "window_past_chrom_end", 6: "duplicate",
                        8: "blacklist_overlap", 9: "chrom_not_in_fasta"}

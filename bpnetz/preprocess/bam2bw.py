@@ -32,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bpnetz.build.bedfiles import atomic_output, open_text, read_chrom_sizes
 from bpnetz.errors import InputError
+from bpnetz.files.atomic import atomic_output
+from bpnetz.genome.intervals import open_text, read_chrom_sizes
 
 FORMATS = ("auto", "bam", "tagalign", "fragments")
 _ALIGNMENT_SUFFIXES = (".bam", ".sam", ".cram")

@@ -49,10 +49,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from bpnetz.build.bedfiles import read_chrom_sizes
 from bpnetz.errors import InputError
-from bpnetz.h5files import open_h5
-from bpnetz.predict.bigwig import write_track_bigwigs
+from bpnetz.files.h5 import open_h5
+from bpnetz.genome.bigwig import write_track_bigwigs
+from bpnetz.genome.intervals import read_chrom_sizes
 from bpnetz.predict.outputs import write_predictions_h5
 from bpnetz.shap.scores import write_score_bigwig, write_score_h5
 

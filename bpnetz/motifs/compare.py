@@ -19,29 +19,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bpnetz.genome.motif import information_content
+from bpnetz.genome.sequence import reverse_complement_onehot
+
 if TYPE_CHECKING:
-    from bpnetz.shap.modisco import Pattern
-
-PSEUDOCOUNT = 1e-3
-
-
-def information_content(pfm: np.ndarray) -> np.ndarray:
-    """Per-column information content in bits of an (L, 4) PFM against a uniform background."""
-    p = (np.asarray(pfm, dtype=np.float64) + PSEUDOCOUNT)
-    p /= p.sum(axis=1, keepdims=True)
-    return 2.0 + np.sum(p * np.log2(p), axis=1)
-
-
-def ic_scaled(pfm: np.ndarray) -> np.ndarray:
-    """The PFM with each column multiplied by its information content (the letter heights of an IC logo)."""
-    pfm = np.asarray(pfm, dtype=np.float64)
-    return pfm * information_content(pfm)[:, None]
-
-
-def reverse_complement(matrix: np.ndarray) -> np.ndarray:
-    """Reverse complement of an (L, 4) matrix in A, C, G, T column order."""
-    return np.asarray(matrix)[::-1, ::-1]
-
+    from bpnetz.motifs.modisco import Pattern
 
 @dataclass(frozen=True)
 class Alignment:
@@ -68,7 +50,7 @@ def align_motifs(target: np.ndarray, query: np.ndarray, *, min_overlap: int = 5)
     t = _centred(target)
     t_norm = np.linalg.norm(t)
     best = Alignment(0.0, 0, "+", 0)
-    for strand, q in (("+", _centred(query)), ("-", _centred(reverse_complement(query)))):
+    for strand, q in (("+", _centred(query)), ("-", _centred(reverse_complement_onehot(query)))):
         norm = t_norm * np.linalg.norm(q)
         if norm == 0:
             continue
@@ -109,7 +91,7 @@ def match_motifs(discovered: Sequence[Pattern], known: Mapping[str, np.ndarray],
 
     Patterns with similarity >= ``similar_threshold`` count as the same motif in ``n_seqlets_similar``.
     ``discovered`` holds objects with ``name``, ``pfm`` ((L, 4)) and ``n_seqlets`` (e.g.
-    :class:`bpnetz.shap.modisco.Pattern`). A known motif with no discovered pattern gets ``pattern=None``.
+    :class:`bpnetz.motifs.modisco.Pattern`). A known motif with no discovered pattern gets ``pattern=None``.
     """
     table = []
     for known_name, pfm in known.items():

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from bpnetz.build import motifs as motif_lib
-from bpnetz.build import simulate_genome as genome_lib
-from bpnetz.build import simulate_loci as loci_lib
-from bpnetz.build import simulate_signal as signal_lib
 from bpnetz.errors import InputError
-from bpnetz.model.counts_loss_weight import counts_loss_weight
+from bpnetz.genome import motif as motif_lib
+from bpnetz.preprocess.counts_loss_weight import counts_loss_weight
+from bpnetz.simulate import genome as genome_lib
+from bpnetz.simulate import loci as loci_lib
+from bpnetz.simulate import signal as signal_lib
 
 BACKGROUND_RATIO = 0.25
 LOSS_WEIGHT_WIDTH = 1000  # the reference's --peak-width default for the counts loss weight

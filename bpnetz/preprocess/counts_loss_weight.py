@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bpnetz.build.bedfiles import read_narrowpeak
-from bpnetz.build.readers import open_bigwig
 from bpnetz.config import InputData
 from bpnetz.errors import InputError
+from bpnetz.genome.bigwig import open_bigwig
+from bpnetz.genome.intervals import read_narrowpeak
 from bpnetz.store import schema
 
 

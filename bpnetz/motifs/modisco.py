@@ -31,10 +31,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from bpnetz.build.bedfiles import atomic_output, write_text
 from bpnetz.errors import InputError
-from bpnetz.h5files import open_h5
-from bpnetz.shap.motif_compare import ic_scaled, reverse_complement
+from bpnetz.files.atomic import atomic_output, write_text
+from bpnetz.files.h5 import open_h5
+from bpnetz.genome.motif import format_meme, ic_scaled, read_meme_motifs
+from bpnetz.genome.sequence import reverse_complement_onehot
 
 SEQUENCE_KEY = "input_seqs"
 COORD_KEYS = ("coords_chrom", "coords_start", "coords_end")
@@ -205,38 +206,6 @@ def load_patterns(modisco_h5: str | os.PathLike) -> list[Pattern]:
 
 # ------------------------------------------------------------------------------------------ motif databases
 
-def read_meme_motifs(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Motifs of a MEME-format file as name -> (L, 4) probability matrix (ACGT columns)."""
-    from memelite.io import read_meme
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("motif database not found.", path=path, fix="Pass a MEME-format motif file.")
-    try:
-        motifs = read_meme(str(path))
-    except (ValueError, IndexError, AttributeError) as err:
-        raise InputError(f"cannot parse as MEME ({err}).", path=path,
-                         fix="Each MOTIF needs a 'letter-probability matrix: alength= 4 w= W' line and W rows "
-                             "of 4 probabilities.") from err
-    if not motifs:
-        raise InputError("no motifs found (no MOTIF with a letter-probability matrix).", path=path,
-                         fix="Pass a MEME-format motif file, e.g. a JASPAR export in MEME format.")
-    return {name: np.asarray(pwm, dtype=np.float64).T for name, pwm in motifs.items()}
-
-
-def format_meme(motifs: Mapping[str, np.ndarray], nsites: Mapping[str, int] | None = None) -> str:
-    """MEME (version 4) text for name -> (L, 4) probability matrices, uniform background."""
-    lines = ["MEME version 4", "", "ALPHABET= ACGT", "", "strands: + -", "",
-             "Background letter frequencies", "A 0.25 C 0.25 G 0.25 T 0.25", ""]
-    for name, pfm in motifs.items():
-        n = (nsites or {}).get(name, 1)
-        lines.append(f"MOTIF {name}")
-        lines.append(f"letter-probability matrix: alength= 4 w= {len(pfm)} nsites= {n} E= 0")
-        lines += [" ".join(f"{p:.6f}" for p in row) for row in pfm]
-        lines.append("")
-    return "\n".join(lines)
-
-
 @dataclass(frozen=True)
 class TomtomMatch:
     """One database motif matched to a pattern by TOMTOM (memelite); q-value over the database, per pattern."""
@@ -297,7 +266,7 @@ def pattern_logos(pattern: Pattern) -> dict[str, bytes]:
     cwm = pattern.cwm[lo:hi]
     return {
         "cwm_fwd": _logo_png(cwm, f"{pattern.name} CWM (+)"),
-        "cwm_rev": _logo_png(reverse_complement(cwm), f"{pattern.name} CWM (-)"),
+        "cwm_rev": _logo_png(reverse_complement_onehot(cwm), f"{pattern.name} CWM (-)"),
         "ic": _logo_png(ic_scaled(pattern.pfm[lo:hi]), f"{pattern.name} PFM (bits)"),
     }
 

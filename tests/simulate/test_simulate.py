@@ -15,10 +15,10 @@ import pyfaidx
 import pytest
 from scipy.stats import spearmanr
 
-from bpnetz.build.simulate import simulate
 from bpnetz.cli import run_guarded
 from bpnetz.cli.simulate import main as cli_main
 from bpnetz.config import BpnetParams, InputData, Splits
+from bpnetz.simulate.experiment import simulate
 from tests.conftest import TINY_OPTIONS
 
 WINDOW_HALF = TINY_OPTIONS["input_len"] // 2 + TINY_OPTIONS["max_jitter"]

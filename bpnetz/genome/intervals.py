@@ -1,0 +1,234 @@
+"""The one parser of genome interval files: chrom.sizes, BED / narrowPeak, and interval arithmetic.
+
+One set of rules for every BED-like input (loci, backgrounds, blacklists, regions, the preprocessing commands'
+peaks): data lines are split on tabs (on runs of whitespace when a line has no tab); comment, ``track`` and
+``browser`` lines and blank lines are skipped; coordinates must be plain non-negative decimal integers (``9_491``,
+``1e3`` or ``+5`` are refused, where Python's ``int`` would take some of them) with ``0 <= start < end``; the
+summit offset (narrowPeak column 10) is -1 (absent) or lies inside the interval, ``0 <= offset < end - start``.
+Every reader names the file and the 1-based line of a malformed record, so that a bad input ends in one
+:class:`~bpnetz.errors.InputError` paragraph instead of a traceback. Gzipped files (``.gz``) are read
+transparently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from bpnetz.errors import InputError
+
+#: narrowPeak column holding the summit offset from the start (0-based index 9 = the 10th column).
+SUMMIT_COLUMN = 9
+#: narrowPeak column holding the score (used by the reference as the sample weight).
+SCORE_COLUMN = 4
+_DECIMAL = re.compile(r"[0-9]+\Z")
+_BED_FIX = "Check that the file is tab-separated BED/narrowPeak with 0 <= start < end on every line."
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """The path as a :class:`Path`, or an InputError saying which input is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} does not exist.", path=path,
+                         fix="Check the path (relative paths are taken from the current directory).")
+    return path
+
+
+def open_text(path: str | Path, what: str = "file") -> IO[str]:
+    """Open a text file for reading, gunzipping ``.gz`` files; a missing file is an InputError."""
+    path = require_file(path, what)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt")
+    return open(path)
+
+
+def data_lines(path: str | Path, what: str = "file") -> Iterator[tuple[int, list[str]]]:
+    """(1-based line number, fields) of every data line (see the module docstring for the splitting rule)."""
+    try:
+        with open_text(path, what) as handle:
+            for number, text in enumerate(handle, start=1):
+                text = text.rstrip("\r\n")
+                if not text.strip() or text.startswith(("#", "track", "browser")):
+                    continue
+                yield number, (text.split("\t") if "\t" in text else text.split())
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot be read as text ({err}).", path=path,
+                         fix="Check that the file is a (optionally gzipped) text file.") from None
+
+
+def parse_int(text: str, *, path: str | Path, line: int, column: int, what: str, allow_minus_one: bool = False
+              ) -> int:
+    """A plain non-negative decimal integer (or -1 when allowed), else an InputError naming file, line, column."""
+    if _DECIMAL.match(text) or (allow_minus_one and text == "-1"):
+        return int(text)
+    raise InputError(f"line {line}: column {column} ({what}) is {text!r}, not a plain non-negative integer.",
+                     path=path, fix=_BED_FIX)
+
+
+def read_chrom_sizes(path: str | Path) -> dict[str, int]:
+    """Chromosome -> length from a two-column chrom.sizes file, in file order."""
+    sizes: dict[str, int] = {}
+    for number, fields in data_lines(path, "chromosome sizes file"):
+        if len(fields) < 2 or not _DECIMAL.match(fields[1]):
+            raise InputError(f"line {number} is not '<chrom> <length>': {' '.join(fields)!r}.", path=path,
+                             fix="Use a chrom.sizes file (tab-separated name and length).")
+        chrom, size = fields[0], int(fields[1])
+        if size <= 0 or chrom in sizes:
+            raise InputError(f"line {number}: chromosome {chrom!r} has length {size} or is listed twice.",
+                             path=path, fix="Fix the chrom.sizes file.")
+        sizes[chrom] = size
+    if not sizes:
+        raise InputError("no chromosomes listed.", path=path, fix="Use a non-empty chrom.sizes file.")
+    return sizes
+
+
+@dataclass
+class BedRecords:
+    """Rows of one or more BED / narrowPeak files as columns, with every original field kept as text."""
+
+    chrom: np.ndarray  # object (str)
+    start: np.ndarray  # int64, 0-based
+    end: np.ndarray  # int64
+    summit_offset: np.ndarray  # int64, -1 where column 10 is absent or -1
+    fields: list[list[str]]  # every original column, as text
+    source: list[str]  # file of each row
+    line: np.ndarray  # int64, 1-based line of each row in its file
+    paths: list[Path] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def path(self) -> Path:
+        """The file (the first one, when several were read together)."""
+        return self.paths[0]
+
+    @property
+    def name(self) -> np.ndarray:
+        """Column 4, ``"."`` when absent or empty."""
+        return np.array([f[3] if len(f) > 3 and f[3] else "." for f in self.fields], dtype=object)
+
+    @property
+    def summit(self) -> np.ndarray:
+        """Absolute summits ``start + offset`` (every row must have an offset: see :func:`read_narrowpeak`)."""
+        return self.start + self.summit_offset
+
+    def subset(self, keep: np.ndarray) -> BedRecords:
+        """The rows selected by a boolean mask or an index array, in that order."""
+        index = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, dtype=np.int64)
+        return BedRecords(chrom=self.chrom[index], start=self.start[index], end=self.end[index],
+                          summit_offset=self.summit_offset[index], fields=[self.fields[i] for i in index],
+                          source=[self.source[i] for i in index], line=self.line[index], paths=self.paths)
+
+    def where(self, i: int) -> str:
+        """'file:line' of row i, for messages and logs."""
+        return f"{self.source[i]}:{self.line[i]}"
+
+
+def _record(fields: list[str], path: Path, number: int) -> tuple[int, int, int]:
+    """(start, end, summit offset) of one data line, checked."""
+    if len(fields) < 3:
+        raise InputError(f"line {number} has {len(fields)} column(s); BED needs at least chrom, start, end.",
+                         path=path, fix=_BED_FIX)
+    start = parse_int(fields[1], path=path, line=number, column=2, what="start")
+    end = parse_int(fields[2], path=path, line=number, column=3, what="end")
+    if end <= start:
+        raise InputError(f"line {number}: interval {fields[0]}:{start}-{end} is empty or ends before it starts.",
+                         path=path, fix="Fix or remove that line (BED needs start < end).")
+    offset = -1
+    if len(fields) > SUMMIT_COLUMN:
+        offset = parse_int(fields[SUMMIT_COLUMN], path=path, line=number, column=SUMMIT_COLUMN + 1,
+                           what="summit offset", allow_minus_one=True)
+        if offset >= end - start:
+            raise InputError(f"line {number}: the summit offset {offset} (column 10) lies outside the peak "
+                             f"{fields[0]}:{start}-{end} (it must be below end - start = {end - start}).",
+                             path=path, fix="Fix the summit offset (it counts from the start), or remove the line.")
+    return start, end, offset
+
+
+def read_bed(paths: str | Path | Sequence[str | Path], what: str = "BED file") -> BedRecords:
+    """Parse BED (≥ 3 columns) or narrowPeak (summit offset in column 10) files, in order, by the module's rules."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    chrom, start, end, offset, fields, source, line = [], [], [], [], [], [], []
+    for path in paths:
+        path = require_file(path, what)
+        for number, row in data_lines(path, what):
+            s, e, o = _record(row, path, number)
+            chrom.append(row[0])
+            start.append(s)
+            end.append(e)
+            offset.append(o)
+            fields.append(row)
+            source.append(str(path))
+            line.append(number)
+    return BedRecords(chrom=np.asarray(chrom, dtype=object), start=np.asarray(start, dtype=np.int64),
+                      end=np.asarray(end, dtype=np.int64), summit_offset=np.asarray(offset, dtype=np.int64),
+                      fields=fields, source=source, line=np.asarray(line, dtype=np.int64),
+                      paths=[Path(p) for p in paths])
+
+
+def read_narrowpeak(paths: str | Path | Sequence[str | Path]) -> BedRecords:
+    """narrowPeak files: :func:`read_bed` where every row must carry a summit offset (column 10, not -1)."""
+    peaks = read_bed(paths, "narrowPeak file")
+    missing = np.flatnonzero(peaks.summit_offset < 0)
+    if len(missing):
+        i = int(missing[0])
+        raise InputError(f"line {peaks.line[i]} has no summit offset: narrowPeak needs 10 columns, the 10th the "
+                         "summit offset from the start (not -1).", path=peaks.source[i],
+                         fix="Use narrowPeak files, or add a 10th column with (end - start) // 2.")
+    return peaks
+
+
+def read_intervals(path: str | Path, what: str = "BED file") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Chromosome -> (starts, ends) of a BED file's intervals (e.g. a blacklist), in file order."""
+    bed = read_bed(path, what)
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for chrom in dict.fromkeys(bed.chrom.tolist()):
+        rows = bed.chrom == chrom
+        found[chrom] = (bed.start[rows], bed.end[rows])
+    return found
+
+
+def read_blacklist(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A blacklist BED file as merged intervals per chromosome (for :func:`overlaps_any`)."""
+    return {chrom: merge_intervals(s, e) for chrom, (s, e) in read_intervals(path, "blacklist BED file").items()}
+
+
+def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted, disjoint union of half-open intervals [start, end) (touching intervals stay separate)."""
+    if len(starts) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.argsort(starts, kind="stable")
+    s, e = np.asarray(starts, np.int64)[order], np.asarray(ends, np.int64)[order]
+    reach = np.maximum.accumulate(e)
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] >= reach[:-1]
+    group = np.cumsum(new) - 1
+    merged_end = np.zeros(group[-1] + 1, dtype=np.int64)
+    np.maximum.at(merged_end, group, e)
+    return s[new], merged_end
+
+
+def overlaps_any(starts: np.ndarray, ends: np.ndarray,
+                 merged: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Whether each half-open window [start, end) shares at least one base with the merged intervals."""
+    m_starts, m_ends = merged
+    if len(m_starts) == 0:
+        return np.zeros(len(starts), dtype=bool)
+    last = np.searchsorted(m_starts, ends, side="left") - 1  # last interval starting before the window ends
+    return (last >= 0) & (m_ends[np.maximum(last, 0)] > starts)
+
+
+def sort_by_position(chrom: np.ndarray, start: np.ndarray, chrom_order: Sequence[str]) -> np.ndarray:
+    """Row order by chromosome (in ``chrom_order``; others after, by name) then start; stable for ties."""
+    rank = {c: i for i, c in enumerate(chrom_order)}
+    extra = sorted(set(chrom) - set(rank))
+    rank.update({c: len(chrom_order) + i for i, c in enumerate(extra)})
+    chrom_rank = np.fromiter((rank[c] for c in chrom), dtype=np.int64, count=len(chrom))
+    return np.lexsort((start, chrom_rank))
