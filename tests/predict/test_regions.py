@@ -72,7 +72,7 @@ def test_bad_inputs_are_input_errors(tmp_path, genome):
     bed.write_text("# header\nchr1\t10\t20\tpeak\n\nchr2 5 9\n")
     assert read_regions_bed(bed) == [("chr1", 10, 20), ("chr2", 5, 9)]
     bed.write_text("chr1\t10\t20\nchr1\t30\t30\n")
-    with pytest.raises(InputError, match="line 2 has an empty interval"):
+    with pytest.raises(InputError, match="line 2: interval chr1:30-30 is empty"):
         read_regions_bed(bed)
     with pytest.raises(InputError, match="chrM"):
         tile_regions([("chrM", 0, 10)], {"chr1": 251}, 31, 20)
