@@ -265,8 +265,10 @@ def _check_sample(group: Any, meta: dict[str, Any], store_layout: schema.StoreLa
             fasta.close()
         stored = group["seq"].get_orthogonal_selection((rows,))
         result.problems += _row_mismatches("seq", rows, ~_equal_rows(stored, derived), chrom, summit, genome)
-    else:
+    elif genome:
         result.notes.append(f"genome FASTA not reachable here, sampled 'seq' rows not re-derived: {genome}")
+    else:
+        result.notes.append("the store records no genome FASTA: sampled 'seq' rows not re-derived")
     start = store_layout.profile_window(summit)[0]
     for name, tracks in (("signal", store_layout.tracks), ("bias", store_layout.bias_tracks)):
         if not tracks:
