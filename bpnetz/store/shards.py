@@ -189,15 +189,21 @@ def absent_blocks(array: Any, lo: int = 0, hi: int | None = None) -> list[tuple[
     return absent
 
 
+def require_blocks(array: Any, lo: int, hi: int) -> None:
+    """InputError naming the first absent shard (or chunk) file covering rows [lo, hi) of an array whose store
+    wrote every chunk."""
+    for first, last, path in absent_blocks(array, lo, hi):
+        raise InputError(f"the store is damaged: array '{array_name(array)}': the shard file of rows {first}-"
+                         f"{last - 1} is missing.", path=path, fix=FIX)
+
+
 def read_checked(array: Any, lo: int, hi: int, *, all_written: bool) -> np.ndarray:
     """Rows [lo, hi) of an array read through zarr-python, with the decoder's guarantees: an absent shard or chunk
     (when the store wrote them all) and any read error (zarr's CRC32C codec, a damaged index) are InputErrors naming
     the file."""
     name = array_name(array)
     if all_written:
-        for first, last, path in absent_blocks(array, lo, hi):
-            raise InputError(f"the store is damaged: array '{name}': the shard file of rows {first}-{last - 1} is "
-                             "missing.", path=path, fix=FIX)
+        require_blocks(array, lo, hi)
     try:
         return np.asarray(array[lo:hi])
     except Exception as err:  # noqa: BLE001 (zarr names no file: a CRC mismatch is a ValueError, bad streams others)

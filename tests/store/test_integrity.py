@@ -239,3 +239,13 @@ def test_shap_exits_2_naming_the_shard(built, model_dir, tmp_path, capsys, array
             "--num-shuffles", "2", "--quiet"]
     assert bpnetz_main(argv) == 2
     one_paragraph_naming(capsys, targets)
+
+
+def test_the_xarray_view_refuses_a_store_with_a_missing_shard(built, tmp_path):
+    from bpnetz.store.dataset import open_dataset
+
+    assert int(open_dataset(built[1])["seq"].isel(locus=0).sum()) >= 0  # the intact store opens and computes
+    store, targets = damaged_copy(built, tmp_path, "signal", "delete")
+    with pytest.raises(InputError, match="array 'signal': the shard file of rows .* is missing") as info:
+        open_dataset(store)
+    assert str(targets[0]) in str(info.value)
