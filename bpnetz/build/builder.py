@@ -437,10 +437,16 @@ def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], d
 # ------------------------------------------------------------------------------------------- the partial store
 
 
-def _compressor(shuffle: str) -> Any:
-    from zarr.codecs import BloscCodec
+def _compressors(shuffle: str | None) -> list[Any]:
+    """The bytes-to-bytes codecs of a chunk: Blosc/zstd (none for ``shuffle=None``), then the chunk's CRC32C.
 
-    return BloscCodec(cname="zstd", clevel=CLEVEL, shuffle=shuffle)
+    The checksum is what lets every reader tell a damaged chunk from data (see ``schema.CHUNK_GUARANTEES``); it
+    costs 4 bytes per chunk and a CRC32C pass (several GB/s) per read.
+    """
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    blosc = [] if shuffle is None else [BloscCodec(cname="zstd", clevel=CLEVEL, shuffle=shuffle)]
+    return [*blosc, Crc32cCodec()]
 
 
 def _create_partial(path: Path, inputs: BuildInputs, dtypes: dict[str, str], block_loci: int,
@@ -453,11 +459,12 @@ def _create_partial(path: Path, inputs: BuildInputs, dtypes: dict[str, str], blo
     root = zarr.open_group(str(path), mode="w", zarr_format=3)
     store_layout, kept = inputs.layout, inputs.selection.kept
     n = len(kept)
-    config = {"write_empty_chunks": True}  # every chunk exists on disk, so verify can tell missing from zero
+    # every chunk exists on disk (schema.CHUNK_GUARANTEES), so readers and verify tell a missing chunk from zeros
+    config = {"write_empty_chunks": True}
 
     def data_array(name: str, tail: tuple[int, ...], dtype: str, dims: tuple[str, ...], shuffle: str) -> None:
         root.create_array(name, shape=(n, *tail), chunks=(chunk_loci, *tail), shards=(block_loci, *tail),
-                          dtype=dtype, compressors=_compressor(shuffle), dimension_names=dims, fill_value=0,
+                          dtype=dtype, compressors=_compressors(shuffle), dimension_names=dims, fill_value=0,
                           config=config)
 
     # bit-shuffling suits integer-valued data (codes, counts: 2-3x smaller and faster than byte shuffling);
@@ -475,7 +482,7 @@ def _create_partial(path: Path, inputs: BuildInputs, dtypes: dict[str, str], blo
         dtype = schema.LOCUS_COORDS[name]
         array = root.create_array(name, shape=(n,), chunks=(min(n, COORD_CHUNK),), dtype=dtype,
                                   dimension_names=(schema.LOCUS_DIM,), config=config,
-                                  compressors=None if dtype is str else _compressor("shuffle"))
+                                  compressors=_compressors(None if dtype is str else "shuffle"))
         array[:] = values.astype(str) if dtype is str else values.astype(dtype)
     loci_mod.write_rejected_bed(path / schema.REJECTED_BED, inputs.selection, [s.path for s in inputs.sources],
                                 store_layout.tasks)
@@ -699,6 +706,7 @@ def _metadata(inputs: BuildInputs, totals: dict[str, Any], dtypes: dict[str, str
         "build_key": inputs.key,
         "checksum": content_id([c["checksum"] for c in inputs.checksums], store_layout.to_dict(), kept.columns()),
         "totals": totals,
+        schema.CHUNKS_KEY: dict(schema.CHUNK_GUARANTEES),
     }
 
 

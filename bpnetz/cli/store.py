@@ -1,10 +1,16 @@
-"""``bpnetz store info PATH`` and ``bpnetz store verify PATH`` (see bpnetz.store.inspect)."""
+"""``bpnetz store info PATH`` and ``bpnetz store verify PATH`` (see bpnetz.store.inspect).
+
+``verify`` exits 0 when the store is as recorded, 1 when it found problems (listed on stderr, one line each, every
+damaged shard named by its file) and 2 when it could not run (not a store, unreadable metadata: one paragraph).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+
+from bpnetz.store.inspect import SAMPLE_ROWS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -13,9 +19,16 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print what the build recorded (reads no array)")
     info.add_argument("path", help="store path")
     info.add_argument("--json", action="store_true", help="print the metadata as JSON")
-    verify = commands.add_parser("verify", help="check arrays, totals, ids and sources; exit 1 on any problem")
+    verify = commands.add_parser(
+        "verify", help="read and check every chunk, totals, ids, sources and a sample of rows; exit 1 on problems",
+        description="Read and check every shard of every array (chunk CRC32C checksums, missing or truncated "
+                    "shards), the totals, the content id and the source files, and re-derive a seeded sample of "
+                    f"{SAMPLE_ROWS} rows (plus the first and last) from the FASTA and bigWigs recorded in the store.",
+        epilog="exit status: 0 the store is as recorded; 1 problems found (listed on stderr, one line each); "
+               "2 the check could not run (e.g. not a store), with one paragraph saying why.")
     verify.add_argument("path", help="store path")
-    verify.add_argument("--no-sources", action="store_true", help="do not re-checksum the source files")
+    verify.add_argument("--no-sources", action="store_true",
+                        help="do not re-checksum the source files nor re-derive sampled rows from them")
     return parser
 
 

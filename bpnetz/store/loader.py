@@ -37,7 +37,7 @@ from bpnetz.config import Split
 from bpnetz.errors import InputError
 from bpnetz.genome import sequence
 from bpnetz.store import schema
-from bpnetz.store.shards import ShardDecoder
+from bpnetz.store.shards import ShardDecoder, read_checked
 
 Subset = Literal["train", "val", "test", "all"]
 SUBSETS = ("train", "val", "test", "all")
@@ -184,14 +184,16 @@ class StoreReader:
         #: 1.5x slower for 256-locus chunks).
         shards = getattr(self.seq, "shards", None)
         self.block_loci = int((shards or self.seq.chunks)[0])
-        self._decoders = {name: ShardDecoder.for_array(self.group[name]) for name in ("seq", "signal", "bias")
-                          if name in self.group}
+        #: the store wrote every chunk: an absent shard or chunk is damage (see schema.CHUNK_GUARANTEES)
+        self.all_written = schema.chunk_guarantees(self.meta)["all_written"]
+        self._decoders = {name: ShardDecoder.for_array(self.group[name], all_written=self.all_written)
+                          for name in ("seq", "signal", "bias") if name in self.group}
         self.loci = self._read_loci()
 
     def _read_loci(self) -> pd.DataFrame:
         columns = {}
         for name, dtype in schema.LOCUS_COORDS.items():
-            values = np.asarray(self.group[name][:])
+            values = read_checked(self.group[name], 0, int(self.group[name].shape[0]), all_written=self.all_written)
             columns[name] = values.astype(object) if dtype is str else values.astype(dtype)
         table = pd.DataFrame(columns)
         if len(table) != self.n_loci:
@@ -230,7 +232,7 @@ class StoreReader:
             if decoder is not None and self.block_loci == decoder.shard_rows:
                 decoder.read_into(block, target[at:at + n])
             else:
-                target[at:at + n] = self.group[name][lo:lo + n]
+                target[at:at + n] = read_checked(self.group[name], lo, lo + n, all_written=self.all_written)
 
     def read_block(self, block: int, rows: np.ndarray | None = None) -> RawRows:
         """Rows of one block (``rows``: sorted store rows inside it; all of them when None)."""

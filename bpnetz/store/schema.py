@@ -19,6 +19,12 @@ Window convention: a locus with summit ``s`` has ``seq`` over
 ``start``/``end`` are the source BED interval; ``kind`` is 0 for peaks and 1 for background loci; ``task`` is
 the task index; ``source_file`` indexes ``attrs["bpnetz"]["sources"]``; ``source_line`` is 1-based.
 All metadata lives under the group attribute ``bpnetz`` (see :class:`StoreLayout` and :func:`metadata`).
+
+Chunk integrity (``attrs["bpnetz"]["chunks"]``, see :func:`chunk_guarantees`): a store written by ``bpnetz build``
+records ``{"checksum": "crc32c", "all_written": true}``: every inner chunk of every array ends with its CRC32C
+(the Zarr v3 ``crc32c`` codec, checked on every read) and every chunk exists on disk (written even when it holds
+only the fill value), so a missing shard or chunk is damage, never zeros. Stores built before this record lack the
+key: they stay readable, without chunk checksums, and an absent chunk there reads as the fill value.
 """
 
 from __future__ import annotations
@@ -65,6 +71,10 @@ CHUNK_LOCI = 256
 REJECTED_BED = "rejected_loci.bed"
 CHUNKS_PER_SHARD = 16
 SHARD_LOCI = CHUNK_LOCI * CHUNKS_PER_SHARD
+
+#: key of the chunk-integrity record in the store metadata, and what ``bpnetz build`` writes there
+CHUNKS_KEY = "chunks"
+CHUNK_GUARANTEES: dict[str, Any] = {"checksum": "crc32c", "all_written": True}
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,12 @@ def metadata(group: Any) -> dict[str, Any]:
     return meta
 
 
+def chunk_guarantees(meta: dict[str, Any]) -> dict[str, Any]:
+    """``{"checksum": "crc32c" | None, "all_written": bool}`` of a store's metadata (an older store: neither)."""
+    recorded = meta.get(CHUNKS_KEY) or {}
+    return {"checksum": recorded.get("checksum"), "all_written": bool(recorded.get("all_written", False))}
+
+
 def layout(group: Any) -> StoreLayout:
     """The :class:`StoreLayout` of an open store group."""
     return StoreLayout.from_dict(metadata(group)["layout"])
@@ -188,7 +204,7 @@ def open_group(path: str | Path, mode: str = "r") -> Any:
         raise InputError("store does not exist." + hint, path=path_s)
     try:
         group = zarr.open_group(path_s, mode=mode, zarr_format=3)
-    except Exception as err:  # zarr raises several types for "not a group"
+    except Exception as err:  # noqa: BLE001 (zarr raises several types for "not a group")
         raise InputError(f"cannot open as a Zarr v3 group ({type(err).__name__}: {err}).", path=path_s,
                          fix="Point to a store written by 'bpnetz build'.") from None
     metadata(group)

@@ -50,7 +50,8 @@ def test_missing_shard_is_a_problem_and_info_still_works(store):
     _, path = store
     shutil.rmtree(path / "signal" / "c" / "1")
     problems = verify_store(path).problems
-    assert problems == ["array 'signal': rows 32-63 were never written or are missing"]
+    assert problems == ["array 'signal': rows 32-63 were never written or are missing (shard file "
+                        f"{path / 'signal' / 'c' / '1' / '0' / '0'})"]
     assert "content id" in store_info(path)  # info reads no array
 
 
