@@ -16,6 +16,7 @@ import numpy as np
 
 from bpnetz.errors import InputError
 from bpnetz.genome.sequence import one_hot
+from bpnetz.model.contract import ModelDir, ModelShape, check_lengths, counts_per_track
 from bpnetz.store.schema import KIND_PEAK, StoreLayout
 
 DEFAULT_SEED = 20210304
@@ -60,11 +61,8 @@ def store_loci(store: str | Path, layout_check: StoreLayout | None, *, task: int
     from bpnetz.store.loader import LocusStream, StoreReader
 
     reader = StoreReader(store)
-    if layout_check is not None and (layout_check.input_len, layout_check.output_len) != (
-            reader.layout.input_len, reader.layout.output_len):
-        raise InputError(f"the model takes {layout_check.input_len} bp and predicts {layout_check.output_len} "
-                         f"bp, but the store was built for {reader.layout.input_len}/{reader.layout.output_len}.",
-                         path=store, fix="Use the store the model was trained on, or rebuild with its lengths.")
+    if layout_check is not None:
+        check_lengths(reader.layout, layout_check.input_len, layout_check.output_len, who="the model", where=store)
     stream = LocusStream(reader, None, "all", batch_size=batch_size, all_chroms=chroms or reader.chromosomes,
                          backgrounds="none", jitter=False, shuffle=False)
     loci = reader.loci
@@ -171,7 +169,6 @@ def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store:
     with ``generate_bigwigs``, ``counts_scores.bw`` / ``profile_scores.bw`` (needs ``chrom_sizes``).
     """
     from bpnetz.model.registry import load_model
-    from bpnetz.predict.predict import ModelDir
     from bpnetz.shap.deeplift import DeepLiftExplainer
     from bpnetz.shap.scores import write_score_files
 
@@ -196,7 +193,7 @@ def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store:
         if store is None:
             raise InputError("no loci to score: pass --store or --bed-file with --reference-genome.")
         loci = store_loci(store, layout, task=task, chroms=chroms, sample=sample, seed=seed)
-    orig_multi_loss = int(model.output["logcounts"].shape[-1]) != len(layout.tasks)
+    orig_multi_loss = counts_per_track(ModelShape.of(model).n_logcounts, layout, model_dir.model_file)
     try:
         explainer = DeepLiftExplainer(model, task=task, store_layout=layout, orig_multi_loss=orig_multi_loss)
         scores = explainer.explain(loci.sequences, loci.bias or None, num_shuffles=num_shuffles, seed=seed,
