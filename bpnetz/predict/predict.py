@@ -3,7 +3,7 @@ in; predictions, metrics, pictures and bigWigs out.
 
 **Peaks** (default): the loci of one subset of the store — the model's split (``test``, ``val``, ``train``) read
 from the model directory's ``splits.json``, every chromosome (``all``), or explicit chromosomes — are streamed
-through the tf.data loader without jitter or shuffling, in store (genome) order, peaks only unless backgrounds
+through the store stream without jitter or shuffling, in store (genome) order, peaks only unless backgrounds
 are asked for. Each batch is predicted (optionally averaged with its reverse complement, mapped back), and the
 predictions are compared with the observed counts (:mod:`bpnetz.predict.metrics`) beside two reference points:
 a position-independent baseline (the average profile of the training split's peaks when the store holds them,
@@ -235,7 +235,9 @@ def predict_loci(stream: Any, predict_fn: PredictFn, groups: M.TaskTracks, windo
     layout = stream.layout
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("rows", "probs", "logcounts", "observed")}
     seen = 0
-    bar = tqdm(stream.dataset(with_index=True), total=stream.n_batches, desc="predicting", unit="batch",
+    from bpnetz.model.data import iterate
+
+    bar = tqdm(iterate(stream, with_index=True), total=stream.n_batches, desc="predicting", unit="batch",
                disable=not progress)
     for inputs, targets, _, index in bar:
         n = int(index["row"].shape[0])
@@ -531,7 +533,7 @@ class PredictionRun:
 
     def open_store(self, store: str | Path | None, store_args: dict[str, Any]) -> Any:
         """The store reader, checked against the model; a notice when it is not the model's training store."""
-        from bpnetz.store.loader import StoreReader
+        from bpnetz.store.reader import StoreReader
 
         path = resolve_store(self.model_dir, store, input_len=self.shape.input_len,
                              output_len=self.shape.output_len, progress=self.progress, **store_args)
@@ -612,7 +614,7 @@ def predict(model_dir: str | Path, *, store: str | Path | None = None, input_dat
 def _predict_peaks_run(run: PredictionRun, store: str | Path | None, store_args: dict[str, Any], split: str,
                        chroms: Sequence[str] | None, test_indices: Any, peaks_only: bool,
                        generate_bigwigs: bool) -> PredictSummary:
-    from bpnetz.store.loader import LocusStream
+    from bpnetz.store.stream import LocusStream
 
     reader = run.open_store(store, store_args)
     layout, mdir, window = reader.layout, run.model_dir, run.window

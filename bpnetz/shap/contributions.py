@@ -58,7 +58,9 @@ def _sample(n: int, sample: int | None, seed: int) -> np.ndarray:
 def store_loci(store: str | Path, layout_check: StoreLayout | None, *, task: int, chroms: list[str] | None,
                sample: int | None, seed: int, batch_size: int = 256) -> ScoredLoci:
     """The peaks of ``task`` on ``chroms`` (all when None) of a store, as the model inputs of prediction."""
-    from bpnetz.store.loader import LocusStream, StoreReader
+    from bpnetz.model.data import iterate
+    from bpnetz.store.reader import StoreReader
+    from bpnetz.store.stream import LocusStream
 
     reader = StoreReader(store)
     if layout_check is not None:
@@ -73,7 +75,7 @@ def store_loci(store: str | Path, layout_check: StoreLayout | None, *, task: int
         raise InputError(f"the store has no peaks of task {task} on {', '.join(chroms or reader.chromosomes)}.",
                          path=store, fix="Check --task-id and --chroms.")
     parts: dict[str, list[np.ndarray]] = {}
-    for inputs, _, _, index in stream.dataset(with_index=True):
+    for inputs, _, _, index in iterate(stream, with_index=True):
         mask = np.isin(np.asarray(index["row"]), keep_rows)
         for name, values in inputs.items():
             parts.setdefault(name, []).append(np.asarray(values)[mask])
@@ -151,7 +153,7 @@ def _bigwig_sizes(chrom_sizes: str | Path | None, reference_genome: str | Path |
         with open_fasta(reference_genome) as genome:
             return dict(fasta_lengths(genome))
     from bpnetz.predict.predict import chromosome_sizes
-    from bpnetz.store.loader import StoreReader
+    from bpnetz.store.reader import StoreReader
 
     return chromosome_sizes(chrom_sizes, StoreReader(store) if store is not None else None, "score bigWigs")
 
