@@ -91,10 +91,9 @@ def bed_loci(bed_file: str | Path, reference_genome: str | Path, layout: StoreLa
              chroms: list[str] | None, sample: int | None, seed: int, presort: bool) -> tuple[ScoredLoci, int]:
     """Summit-centred windows of a BED/narrowPeak file read from the FASTA (and controls); and how many loci were
     skipped because their window crosses a chromosome end."""
-    from bpnetz.genome.fasta import fasta_lengths, open_fasta
+    from bpnetz.build.controls import open_controls, region_bias
+    from bpnetz.genome.fasta import fasta_lengths, fasta_windows, open_fasta
     from bpnetz.genome.intervals import read_narrowpeak
-    from bpnetz.predict.predict import open_controls, region_bias
-    from bpnetz.predict.regions import Windows, read_sequences
 
     peaks = read_narrowpeak([bed_file])
     keep = np.ones(len(peaks), dtype=bool) if not chroms else np.isin(peaks.chrom.astype(str), chroms)
@@ -114,15 +113,15 @@ def bed_loci(bed_file: str | Path, reference_genome: str | Path, layout: StoreLa
                          "inside the chromosome.", path=bed_file, fix="Check --chroms and the chromosome names.")
     chrom = peaks.chrom[order].astype(object)
     summit = peaks.summit[order]
-    windows = Windows(chrom, summit - layout.output_len // 2, summit - layout.input_len // 2,
-                      layout.input_len, layout.output_len)
-    sequences = one_hot(read_sequences(reference_genome, windows))
+    start = summit - layout.input_len // 2
+    with open_fasta(reference_genome) as genome:
+        sequences = one_hot(fasta_windows(genome, chrom, start, layout.input_len))
     bias: dict[str, np.ndarray] = {}
     if layout.n_bias:
         with open_controls(layout, sorted(set(chrom))) as controls:
-            bias = region_bias(layout, controls, windows)
+            bias = region_bias(layout, controls, chrom, summit - layout.output_len // 2)
     names = [peaks.fields[i][3] if len(peaks.fields[i]) > 3 else "." for i in order]
-    return ScoredLoci(chrom=chrom.astype(str), start=windows.in_start, end=windows.in_start + layout.input_len,
+    return ScoredLoci(chrom=chrom.astype(str), start=start, end=start + layout.input_len,
                       names=names, sequences=sequences, bias=bias), skipped
 
 
@@ -152,10 +151,11 @@ def _bigwig_sizes(chrom_sizes: str | Path | None, reference_genome: str | Path |
 
         with open_fasta(reference_genome) as genome:
             return dict(fasta_lengths(genome))
-    from bpnetz.predict.predict import chromosome_sizes
+    from bpnetz.genome.intervals import chromosome_sizes
     from bpnetz.store.reader import StoreReader
 
-    return chromosome_sizes(chrom_sizes, StoreReader(store) if store is not None else None, "score bigWigs")
+    genome_record = StoreReader(store).meta.get("genome") if store is not None else None
+    return chromosome_sizes(chrom_sizes, genome_record, "score bigWigs")
 
 
 def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store: str | Path | None = None,
