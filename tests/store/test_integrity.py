@@ -145,7 +145,7 @@ def test_sampled_rows_equal_direct_reads_and_a_rewritten_row_is_found(built, tmp
 
 
 def test_a_store_without_chunk_checksums_is_read_and_noted(tmp_path):
-    from bpnetz.store.loader import StoreReader
+    from bpnetz.store.reader import StoreReader
     from tests.store.tiny_store import make_tiny_store
 
     tiny = make_tiny_store(tmp_path)  # written directly with zarr: no CRC32C per chunk, no chunk record
