@@ -104,6 +104,7 @@ def _automated_output_dir(output_dir: str, tag_length: int, time_zone: str | Non
 
 def _run_bpnet_train(argv: Sequence[str] | None) -> int:
     from bpnetz.build.builder import find_or_build_store
+    from bpnetz.build.options import BuildOptions
     from bpnetz.cli.train import training_options
     from bpnetz.config import BpnetParams, Splits
     from bpnetz.model.train import train
@@ -127,13 +128,12 @@ def _run_bpnet_train(argv: Sequence[str] | None) -> int:
     output_dir = (_automated_output_dir(args.output_dir, args.tag_length, args.time_zone)
                   if args.automate_filenames else Path(args.output_dir))
     cache_dir = Path(os.environ.get(STORE_CACHE_ENV) or output_dir / ".bpnetz-stores")
-    store = find_or_build_store(cache_dir, args.input_data, args.reference_genome, args.chrom_sizes,
-                                input_len=input_len, output_len=output_len, max_jitter=args.max_jitter,
-                                chroms=args.chroms, progress=not args.quiet)
-    options = training_options(args)
-    options["params_path"] = args.params or "(default BPNet parameters)"
-    train(store, params, Splits.load(args.splits), output_dir, input_len=input_len, output_len=output_len,
-          **options)
+    build = BuildOptions(input_len=input_len, output_len=output_len, max_jitter=args.max_jitter,
+                         chroms=args.chroms, progress=not args.quiet)
+    store = find_or_build_store(cache_dir, args.input_data, args.reference_genome, args.chrom_sizes, build)
+    options = training_options(args, input_len=input_len, output_len=output_len,
+                               params_path=args.params or "(default BPNet parameters)")
+    train(store, params, Splits.load(args.splits), output_dir, options)
     return 0
 
 
