@@ -62,6 +62,7 @@ TRAIN_IGNORED = ("exclude_chroms", "bias_input_data", "bias_model_arch_params_js
 
 def _train_parser() -> argparse.ArgumentParser:
     """bpnet-train's flags: the training flags of ``bpnetz train`` plus the raw inputs and the reference's extras."""
+    from bpnetz.build.options import BuildOptions
     from bpnetz.cli.train import add_training_arguments
 
     parser = argparse.ArgumentParser(prog="bpnet-train", description="Train BPNet models from raw inputs (the "
@@ -73,7 +74,7 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="input length (default: the params' input_len; the reference's default 3088 is "
                              "only used when the params file is not given)")
     parser.add_argument("--output-len", type=int, default=None, help="output length (default: the params')")
-    parser.add_argument("--max-jitter", type=int, default=128, help="maximum jitter (128)")
+    parser.add_argument("--max-jitter", type=int, default=BuildOptions.max_jitter, help="maximum jitter (%(default)s)")
     parser.add_argument("--model-arch-name", default="BPNet", help="must be BPNet")
     parser.add_argument("--sequence-generator-name", default="BPNet", help="must be BPNet")
     parser.add_argument("--automate-filenames", action="store_true",

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bpnetz.errors import InputError
+
 DEFAULT_SEED = 1234
 CACHE_CHOICES = ("auto", "ram", "disk")
 REVERSE_COMPLEMENT_CHOICES = ("random", "double", "none")
@@ -60,6 +62,12 @@ class TrainOptions:
     output_len: int | None = None
     params_path: str = "bpnet_params.json"
     verbose: int = 1
+
+    def __post_init__(self) -> None:
+        for name, choices in (("cache", CACHE_CHOICES), ("reverse_complement", REVERSE_COMPLEMENT_CHOICES)):
+            if getattr(self, name) not in choices:
+                raise InputError(f"{name} {getattr(self, name)!r} is not one of {', '.join(choices)}.",
+                                 fix=f"Use one of {', '.join(choices)}.")
 
     @property
     def stream_cache(self) -> bool | str:
