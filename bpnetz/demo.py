@@ -87,13 +87,17 @@ class _Steps:
 def run_demo(out: str | Path, *, size: DemoSize | None = None, seed: int = 0, hits: bool = True) -> DemoResult:
     """Run the whole workflow into ``out`` (must be new or empty) and return its summary."""
     from bpnetz.build.builder import build_store
+    from bpnetz.build.options import BuildOptions
     from bpnetz.config import BpnetParams, Splits
     from bpnetz.genome.motif import read_meme_motifs
+    from bpnetz.model.options import TrainOptions
     from bpnetz.model.train import train
     from bpnetz.motifs.compare import format_matches, match_motifs
     from bpnetz.motifs.modisco import load_patterns, run_modisco
+    from bpnetz.predict.options import PredictOptions
     from bpnetz.predict.predict import predict
     from bpnetz.shap.contributions import contribution_scores
+    from bpnetz.shap.options import ShapOptions
     from bpnetz.simulate.experiment import simulate
 
     size = size or DemoSize()
@@ -109,19 +113,21 @@ def run_demo(out: str | Path, *, size: DemoSize | None = None, seed: int = 0, hi
     cwd = Path.cwd()
     os.chdir(experiment)  # input_data.json's paths are relative to the experiment, as in the reference
     try:
-        step("build", build_store, "input_data.json", "genome.fa", "chrom.sizes", input_len=size.input_len,
-             output_len=size.output_len, max_jitter=size.max_jitter, output=store)
+        step("build", build_store, "input_data.json", "genome.fa", "chrom.sizes", store,
+             BuildOptions(input_len=size.input_len, output_len=size.output_len, max_jitter=size.max_jitter))
     finally:
         os.chdir(cwd)
     params = BpnetParams.load(_params(experiment, size))
     model_dirs = step("train", train, store, params, Splits.load(experiment / "splits.json"), out / "models",
-                      epochs=size.epochs, seed=seed, verbose=2)
-    prediction = step("predict", predict, model_dirs[0], store=store, split="test", output_dir=out / "predictions",
-                      chrom_sizes=experiment / "chrom.sizes", generate_bigwigs=True)
+                      TrainOptions(epochs=size.epochs, seed=seed, verbose=2))
+    prediction = step("predict", predict, model_dirs[0], out / "predictions",
+                      PredictOptions(store=store, split="test", chrom_sizes=experiment / "chrom.sizes",
+                                     generate_bigwigs=True))
     result.metrics_table = prediction.table or ""
     shap_dir = out / "shap"
-    step("shap", contribution_scores, model_dirs[0], output_dir=shap_dir, store=store, sample=size.shap_loci,
-         num_shuffles=size.num_shuffles, generate_bigwigs=True, chrom_sizes=experiment / "chrom.sizes")
+    step("shap", contribution_scores, model_dirs[0], shap_dir,
+         ShapOptions(store=store, sample=size.shap_loci, num_shuffles=size.num_shuffles, generate_bigwigs=True,
+                     chrom_sizes=experiment / "chrom.sizes"))
     modisco_dir = out / "modisco"
     step("modisco", run_modisco, shap_dir / "counts_scores.h5", modisco_dir, window=min(400, size.input_len))
     planted = read_meme_motifs(experiment / "truth" / "motifs.meme")

@@ -93,6 +93,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from bpnetz.build.builder import build_store
+    from bpnetz.build.options import BuildOptions
     from bpnetz.store import schema
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_build_"))
@@ -114,8 +115,8 @@ def main() -> None:
     for workers in args.workers:
         output = root / f"store_w{workers}.zarr"
         shutil.rmtree(output, ignore_errors=True)
-        summary = build_store("input_data.json", "genome.fa", "chrom.sizes", output=output, workers=workers,
-                              progress=False)
+        summary = build_store("input_data.json", "genome.fa", "chrom.sizes", output,
+                              BuildOptions(workers=workers, progress=False))
         results.append((workers, summary))
         print(f"workers={workers}: {summary.loci_built:,} loci, {summary.loci_per_second:,.0f} loci/s wall in the "
               f"block tasks ({summary.block_seconds:.1f} s; {summary.loci_per_cpu_second:,.0f} loci per CPU-second), "

@@ -1,1 +1,1 @@
-"""Readers of raw inputs, locus resolution, the Dask build of a store, preprocessing and simulation."""
+"""The build of a store from raw inputs: input cross-checks, locus resolution, the Dask block build, options."""

@@ -27,7 +27,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ import numpy as np
 
 from bpnetz import __version__
 from bpnetz.build import loci as loci_mod
+from bpnetz.build.options import BuildOptions
 from bpnetz.config import InputData, read_json
 from bpnetz.errors import InputError
 from bpnetz.files.atomic import write_text
@@ -256,25 +257,17 @@ def _check_loci_names(loci: loci_mod.LocusTable, sources: list[SourceFile], fast
             _check_names("loci file", sources[file_index].path, sorted(chroms), fasta_len, fasta_path)
 
 
-def _build_args(input_len: int, output_len: int, max_jitter: int, chroms: Sequence[str] | None,
-                blacklist: str | Path | None) -> dict[str, Any]:
-    """The build arguments that shape a store's content (recorded in its configs)."""
-    return {"input_len": input_len, "output_len": output_len, "max_jitter": max_jitter,
-            "chroms": list(chroms) if chroms is not None else None,
-            "blacklist": str(Path(blacklist).resolve()) if blacklist else None}
-
-
 def _build_key(sources: list[SourceFile], source_checksums: list[str], build_args: dict[str, Any]) -> str:
     return build_key(source_checksums, {**build_args, "schema_version": schema.SCHEMA_VERSION,
                                         "paths": [s.path for s in sources]})
 
 
-def prepare_inputs(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, *,
-                   input_len: int, output_len: int, max_jitter: int, chroms: Sequence[str] | None,
-                   blacklist: str | Path | None, checksums: ChecksumCache) -> BuildInputs:
+def prepare_inputs(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path,
+                   options: BuildOptions, checksums: ChecksumCache) -> BuildInputs:
     """Load, cross-check and checksum every input; resolve and select the loci."""
+    chroms, blacklist = options.chroms, options.blacklist
     spec = InputData.load(input_data)
-    layout = make_layout(spec, input_len, output_len, max_jitter)
+    layout = make_layout(spec, options.input_len, options.output_len, options.max_jitter)
     fasta_path = Path(reference_genome)
     fasta = open_fasta(fasta_path)
     fasta_len = fasta_lengths(fasta)
@@ -299,7 +292,7 @@ def prepare_inputs(input_data: str | Path, reference_genome: str | Path, chrom_s
                          path=input_data, fix="Check --chroms, the chromosome names and the window lengths.")
     _check_bigwigs_have_data(layout, sorted(set(selection.kept.chrom.tolist())))
     sums = [checksums.checksum(s.path, md5=s.role == "genome") for s in sources]
-    build_args = _build_args(input_len, output_len, max_jitter, chroms, blacklist)
+    build_args = options.content_args()
     genome = {"path": str(fasta_path.resolve()), "md5": sums[0]["md5"], "checksum": sums[0]["checksum"],
               "chroms": fasta_len, "length": int(sum(fasta_len.values()))}
     key = _build_key(sources, [s["checksum"] for s in sums], build_args)
@@ -731,28 +724,23 @@ def _finish(partial: Path, output: Path, meta: dict[str, Any], overwrite: bool) 
     shutil.rmtree(output / BLOCKS_DIR, ignore_errors=True)
 
 
-def build_store(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, *,
-                input_len: int = 2114, output_len: int = 1000, max_jitter: int = 128, output: str | Path,
-                chroms: Sequence[str] | None = None, blacklist: str | Path | None = None,
-                workers: int | None = None, scheduler: str | None = None, progress: bool = True,
-                overwrite: bool = False) -> BuildSummary:
-    """Build (or resume building) the store of an experiment at ``output``; see the module docstring."""
-    return _build(input_data, reference_genome, chrom_sizes, input_len=input_len, output_len=output_len,
-                  max_jitter=max_jitter, output=output, chroms=chroms, blacklist=blacklist, workers=workers,
-                  scheduler=scheduler, progress=progress, overwrite=overwrite, checksums=ChecksumCache(None))
+def build_store(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, output: str | Path,
+                options: BuildOptions | None = None) -> BuildSummary:
+    """Build (or resume building) the store of an experiment at ``output``; see the module docstring.
+
+    ``options``: see :class:`~bpnetz.build.options.BuildOptions` (None: its defaults)."""
+    return _build(input_data, reference_genome, chrom_sizes, output, options or BuildOptions(), ChecksumCache(None))
 
 
-def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, *, input_len: int,
-           output_len: int, max_jitter: int, output: str | Path, chroms: Sequence[str] | None,
-           blacklist: str | Path | None, workers: int | None, scheduler: str | None, progress: bool,
-           overwrite: bool, checksums: ChecksumCache) -> BuildSummary:
+def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, output: str | Path,
+           options: BuildOptions, checksums: ChecksumCache) -> BuildSummary:
     began = time.perf_counter()
     output = Path(output)
+    workers, scheduler, progress, overwrite = options.workers, options.scheduler, options.progress, options.overwrite
     if output.exists() and not overwrite:
         raise InputError("already exists.", path=output,
                          fix="Choose another --output, delete it, or pass --overwrite to replace it.")
-    inputs = prepare_inputs(input_data, reference_genome, chrom_sizes, input_len=input_len, output_len=output_len,
-                            max_jitter=max_jitter, chroms=chroms, blacklist=blacklist, checksums=checksums)
+    inputs = prepare_inputs(input_data, reference_genome, chrom_sizes, options, checksums)
     partial = Path(str(output.absolute()) + PARTIAL_SUFFIX)  # absolute: cluster workers open it too
     notices: list[str] = []
     dtypes, block_loci = _open_partial(partial, inputs, notices)
@@ -793,33 +781,30 @@ def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: st
 
 
 def find_or_build_store(cache_dir: str | Path, input_data: str | Path, reference_genome: str | Path,
-                        chrom_sizes: str | Path, *, input_len: int = 2114, output_len: int = 1000,
-                        max_jitter: int = 128, chroms: Sequence[str] | None = None,
-                        blacklist: str | Path | None = None, workers: int | None = None,
-                        scheduler: str | None = None, progress: bool = True) -> Path:
+                        chrom_sizes: str | Path, options: BuildOptions | None = None) -> Path:
     """The cached store of these inputs and arguments under ``cache_dir``, built first when absent.
 
     The cache key is the build key (source files' checksums — remembered per unchanged file in
     ``cache_dir/checksums.json`` — lengths, chroms and blacklist), so the ``bpnet-*`` compatibility commands
-    reuse one store across train, predict and shap instead of rebuilding it each time.
+    reuse one store across train, predict and shap instead of rebuilding it each time. ``options.overwrite`` is
+    ignored: a cached store is never replaced.
     """
+    options = replace(options or BuildOptions(), overwrite=False)
     cache_dir = Path(cache_dir)
     checksums = ChecksumCache(cache_dir / "checksums.json")
     spec = InputData.load(input_data)
     sources = _collect_sources(spec, Path(reference_genome), Path(chrom_sizes),
-                               Path(blacklist) if blacklist else None)
+                               Path(options.blacklist) if options.blacklist else None)
     for source in sources:
         if not Path(source.path).is_file():
             raise InputError("does not exist.", path=source.path)
     sums = [checksums.checksum(s.path, md5=s.role == "genome")["checksum"] for s in sources]
-    key = _build_key(sources, sums, _build_args(input_len, output_len, max_jitter, chroms, blacklist))
+    key = _build_key(sources, sums, options.content_args())
     path = cache_dir / f"store-{key[:20]}.zarr"
     if path.exists():
-        if progress:
+        if options.progress:
             print(f"using cached store {path}", file=sys.stderr)
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _build(input_data, reference_genome, chrom_sizes, input_len=input_len, output_len=output_len,
-           max_jitter=max_jitter, output=path, chroms=chroms, blacklist=blacklist, workers=workers,
-           scheduler=scheduler, progress=progress, overwrite=False, checksums=checksums)
+    _build(input_data, reference_genome, chrom_sizes, path, options, checksums)
     return path

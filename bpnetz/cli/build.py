@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from bpnetz.build.options import BuildOptions
+from bpnetz.cli.options import from_args
+
+DEFAULTS = BuildOptions()
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -15,9 +20,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-data", required=True, help="input_data.json (tasks, bigWigs, loci)")
     parser.add_argument("--reference-genome", required=True, help="genome FASTA (indexed on first use)")
     parser.add_argument("--chrom-sizes", required=True, help="chrom.sizes of the genome")
-    parser.add_argument("--input-seq-len", type=int, default=2114, help="model input length (default 2114)")
-    parser.add_argument("--output-len", type=int, default=1000, help="model output length (default 1000)")
-    parser.add_argument("--max-jitter", type=int, default=128, help="largest jitter to store room for (128)")
+    parser.add_argument("--input-seq-len", dest="input_len", type=int, default=DEFAULTS.input_len,
+                        help="model input length (default %(default)s)")
+    parser.add_argument("--output-len", dest="output_len", type=int, default=DEFAULTS.output_len,
+                        help="model output length (default %(default)s)")
+    parser.add_argument("--max-jitter", type=int, default=DEFAULTS.max_jitter,
+                        help="largest jitter to store room for (%(default)s)")
     parser.add_argument("--output", required=True, help="store path, e.g. store.zarr")
     parser.add_argument("--chroms", nargs="+", default=None, help="keep only loci on these chromosomes")
     parser.add_argument("--blacklist", default=None, help="BED of regions; loci whose windows overlap are rejected")
@@ -34,8 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from bpnetz.build.builder import build_store
 
-    build_store(args.input_data, args.reference_genome, args.chrom_sizes, input_len=args.input_seq_len,
-                output_len=args.output_len, max_jitter=args.max_jitter, output=args.output, chroms=args.chroms,
-                blacklist=args.blacklist, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet,
-                overwrite=args.overwrite)
+    build_store(args.input_data, args.reference_genome, args.chrom_sizes, args.output,
+                from_args(BuildOptions, args, progress=not args.quiet))
     return 0

@@ -62,6 +62,7 @@ TRAIN_IGNORED = ("exclude_chroms", "bias_input_data", "bias_model_arch_params_js
 
 def _train_parser() -> argparse.ArgumentParser:
     """bpnet-train's flags: the training flags of ``bpnetz train`` plus the raw inputs and the reference's extras."""
+    from bpnetz.build.options import BuildOptions
     from bpnetz.cli.train import add_training_arguments
 
     parser = argparse.ArgumentParser(prog="bpnet-train", description="Train BPNet models from raw inputs (the "
@@ -73,7 +74,7 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="input length (default: the params' input_len; the reference's default 3088 is "
                              "only used when the params file is not given)")
     parser.add_argument("--output-len", type=int, default=None, help="output length (default: the params')")
-    parser.add_argument("--max-jitter", type=int, default=128, help="maximum jitter (128)")
+    parser.add_argument("--max-jitter", type=int, default=BuildOptions.max_jitter, help="maximum jitter (%(default)s)")
     parser.add_argument("--model-arch-name", default="BPNet", help="must be BPNet")
     parser.add_argument("--sequence-generator-name", default="BPNet", help="must be BPNet")
     parser.add_argument("--automate-filenames", action="store_true",
@@ -104,6 +105,7 @@ def _automated_output_dir(output_dir: str, tag_length: int, time_zone: str | Non
 
 def _run_bpnet_train(argv: Sequence[str] | None) -> int:
     from bpnetz.build.builder import find_or_build_store
+    from bpnetz.build.options import BuildOptions
     from bpnetz.cli.train import training_options
     from bpnetz.config import BpnetParams, Splits
     from bpnetz.model.train import train
@@ -127,13 +129,12 @@ def _run_bpnet_train(argv: Sequence[str] | None) -> int:
     output_dir = (_automated_output_dir(args.output_dir, args.tag_length, args.time_zone)
                   if args.automate_filenames else Path(args.output_dir))
     cache_dir = Path(os.environ.get(STORE_CACHE_ENV) or output_dir / ".bpnetz-stores")
-    store = find_or_build_store(cache_dir, args.input_data, args.reference_genome, args.chrom_sizes,
-                                input_len=input_len, output_len=output_len, max_jitter=args.max_jitter,
-                                chroms=args.chroms, progress=not args.quiet)
-    options = training_options(args)
-    options["params_path"] = args.params or "(default BPNet parameters)"
-    train(store, params, Splits.load(args.splits), output_dir, input_len=input_len, output_len=output_len,
-          **options)
+    build = BuildOptions(input_len=input_len, output_len=output_len, max_jitter=args.max_jitter,
+                         chroms=args.chroms, progress=not args.quiet)
+    store = find_or_build_store(cache_dir, args.input_data, args.reference_genome, args.chrom_sizes, build)
+    options = training_options(args, input_len=input_len, output_len=output_len,
+                               params_path=args.params or "(default BPNet parameters)")
+    train(store, params, Splits.load(args.splits), output_dir, options)
     return 0
 
 

@@ -1,7 +1,7 @@
 """``bpnetz predict`` and the reference-compatible ``bpnet-predict``: predictions, metrics, pictures and bigWigs.
 
 :func:`add_prediction_arguments` defines the flags both share; :func:`prediction_options` turns parsed flags into
-keyword arguments of :func:`bpnetz.predict.predict.predict`. ``bpnet-predict`` (:func:`bpnet_predict_main`) adds
+a :class:`~bpnetz.predict.options.PredictOptions` for :func:`bpnetz.predict.predict.predict`. ``bpnet-predict`` (:func:`bpnet_predict_main`) adds
 the reference's remaining flags: ``--sequence-generator-name``, ``--input-seq-len``, ``--output-len`` (checked
 against the model), ``--threads``, ``--automate-filenames``, ``--time-zone``; ``--chroms None`` and
 ``--test-indices-file None`` mean "not given", as in the reference.
@@ -16,7 +16,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bpnetz.cli.options import from_args
 from bpnetz.errors import InputError
+from bpnetz.predict.options import SUBSETS, PredictOptions
+
+DEFAULTS = PredictOptions()
 
 DESCRIPTION = """\
 Predict with a trained model (a model directory written by 'bpnetz train') on the peaks of a store: by default
@@ -41,44 +45,39 @@ def add_prediction_arguments(parser: argparse.ArgumentParser, *, window_required
     source.add_argument("--input-data", help="input_data.json: the store is found in (or built into) the cache")
     parser.add_argument("--reference-genome", "-g", help="genome FASTA (raw inputs, --regions/--tile)")
     parser.add_argument("--chrom-sizes", "-s", help="chrom.sizes (raw inputs, bigWigs, --tile)")
-    parser.add_argument("--store-cache", help="directory of stores built from raw inputs "
+    parser.add_argument("--store-cache", dest="cache_dir", help="directory of stores built from raw inputs "
                                               "(default: $BPNETZ_STORE_CACHE, else beside the model directory)")
     which = parser.add_argument_group("loci")
-    which.add_argument("--split", choices=("test", "val", "train", "all"), default="test",
-                       help="chromosomes of the model's split to predict (default test)")
+    which.add_argument("--split", choices=SUBSETS, default=DEFAULTS.split,
+                       help="chromosomes of the model's split to predict (default %(default)s)")
     which.add_argument("--chroms", nargs="+", type=_none_word, default=None,
                        help="predict these chromosomes instead of the split's (the word None: not given)")
     which.add_argument("--include-background", action="store_true", help="predict background loci too")
-    which.add_argument("--test-indices-file", type=_none_word, default=None,
+    which.add_argument("--test-indices-file", dest="test_indices", type=_none_word, default=None,
                        help="file of 0-based positions (one per line) among the selected loci in genome order")
     which.add_argument("--regions", help="BED of regions to tile and predict from the FASTA (no metrics)")
     which.add_argument("--tile", nargs="+", metavar="CHROM", help="tile and predict whole chromosomes")
     parser.add_argument("--output-dir", "-o", required=True, help="directory for every output (created)")
-    parser.add_argument("--batch-size", type=int, default=64, help="loci per batch (64)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="loci per batch (%(default)s)")
     parser.add_argument("--reverse-complement-average", action="store_true",
                         help="average each prediction with that of the reverse complement, mapped back")
     parser.add_argument("--output-window-size", type=int, required=window_required, default=None,
                         help="centre crop of the output window to evaluate and write (default: all of it)")
     parser.add_argument("--set-bias-as-zero", action="store_true", help="zero the bias (control) inputs")
-    parser.add_argument("--generate-predicted-profile-bigWigs", action="store_true",
+    parser.add_argument("--generate-predicted-profile-bigWigs", dest="generate_bigwigs", action="store_true",
                         help="one bigWig of predicted counts per track")
     parser.add_argument("--orig-multi-loss", action="store_true", default=None,
                         help="the model predicts one log count per track (read from the model when absent)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def prediction_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of :func:`bpnetz.predict.predict.predict` from parsed prediction flags."""
+def prediction_options(args: argparse.Namespace, **overrides: Any) -> PredictOptions:
+    """:class:`PredictOptions` from parsed prediction flags (``overrides`` win)."""
     chroms = args.chroms
     if chroms is not None:
         chroms = [c for c in chroms if c is not None] or None
-    return {"store": args.store, "input_data": args.input_data, "reference_genome": args.reference_genome,
-            "chrom_sizes": args.chrom_sizes, "split": args.split, "chroms": chroms, "output_dir": args.output_dir,
-            "batch_size": args.batch_size, "reverse_complement_average": args.reverse_complement_average,
-            "output_window_size": args.output_window_size, "set_bias_as_zero": args.set_bias_as_zero,
-            "generate_bigwigs": args.generate_predicted_profile_bigWigs, "regions": args.regions,
-            "tile": args.tile, "test_indices": args.test_indices_file, "orig_multi_loss": args.orig_multi_loss,
-            "peaks_only": not args.include_background, "cache_dir": args.store_cache, "progress": not args.quiet}
+    return from_args(PredictOptions, args, chroms=chroms, peaks_only=not args.include_background,
+                     progress=not args.quiet, **overrides)
 
 
 def _check_choices(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -88,11 +87,11 @@ def _check_choices(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error("give --regions or --tile, not both")
 
 
-def run_prediction(options: dict[str, Any], model: str) -> int:
+def run_prediction(model: str, output_dir: str, options: PredictOptions) -> int:
     """Run :func:`predict` and print the metrics table (peaks) and the summary line."""
     from bpnetz.predict.predict import predict
 
-    summary = predict(model, **options)
+    summary = predict(model, output_dir, options)
     if summary.table:
         print(summary.table)
         print(f"baseline: {summary.baseline_source}")
@@ -105,7 +104,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "bpnetz predict") -> int
     add_prediction_arguments(parser)
     args = parser.parse_args(argv)
     _check_choices(parser, args)
-    return run_prediction(prediction_options(args), args.model)
+    return run_prediction(args.model, args.output_dir, prediction_options(args))
 
 
 # ------------------------------------------------------------------------------------------ bpnet-predict
@@ -153,8 +152,6 @@ def bpnet_predict_main(argv: Sequence[str] | None = None, prog: str = "bpnet-pre
         print(f"notice: --sequence-generator-name {args.sequence_generator_name} ignored (the store loader is "
               "used).", file=sys.stderr)
     _set_threads(args.threads)
-    options = prediction_options(args)
-    if args.automate_filenames:
-        options["output_dir"] = _automated_dir(args.output_dir, args.time_zone)
-    options["expected_lengths"] = (args.input_seq_len, args.output_len)
-    return run_prediction(options, args.model)
+    output_dir = _automated_dir(args.output_dir, args.time_zone) if args.automate_filenames else args.output_dir
+    options = prediction_options(args, expected_lengths=(args.input_seq_len, args.output_len))
+    return run_prediction(args.model, output_dir, options)

@@ -12,7 +12,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bpnetz.shap.contributions import DEFAULT_SEED, contribution_scores
+from bpnetz.cli.options import from_args
+from bpnetz.shap.contributions import contribution_scores
+from bpnetz.shap.options import ShapOptions
+
+DEFAULTS = ShapOptions()
 
 IGNORED = ("gen_null_dist", "control_len", "control_smoothing", "automate_filenames", "time_zone")
 
@@ -27,17 +31,20 @@ def add_shap_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", "--output-directory", "-o", dest="output_dir", required=True,
                         help="output directory")
     parser.add_argument("--chroms", nargs="+", help="only loci on these chromosomes")
-    parser.add_argument("--task-id", "-t", type=int, default=0, help="task to explain (0)")
+    parser.add_argument("--task-id", "-t", dest="task", type=int, default=DEFAULTS.task,
+                        help="task to explain (%(default)s)")
     parser.add_argument("--sample", type=int, help="score a seeded random sample of this many loci")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of shuffles and sample ({DEFAULT_SEED})")
-    parser.add_argument("--presort-bed-file", action="store_true",
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of shuffles and sample (%(default)s)")
+    parser.add_argument("--presort-bed-file", dest="presort", action="store_true",
                         help="score the strongest loci (narrowPeak column 7) first")
-    parser.add_argument("--num-shuffles", type=int, default=20, help="dinucleotide-shuffled references (20)")
+    parser.add_argument("--num-shuffles", type=int, default=DEFAULTS.num_shuffles,
+                        help="dinucleotide-shuffled references (%(default)s)")
     parser.add_argument("--generate-shap-bigWigs", action="store_true", dest="generate_bigwigs",
                         help="also write the projected scores as bigWigs (needs --chrom-sizes)")
     parser.add_argument("--chrom-sizes", "-s", help="chromosome sizes, for the bigWigs")
-    parser.add_argument("--batch-size", type=int, default=8, help="sequences per DeepLIFT step (8)")
-    parser.add_argument("--input-seq-len", type=int, help="checked against the model's input length")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                        help="sequences per DeepLIFT step (%(default)s)")
+    parser.add_argument("--input-seq-len", dest="expected_input_len", type=int, help="checked against the model's input length")
     parser.add_argument("--orig-multi-loss", action="store_true", help="accepted; read from the model itself")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -56,12 +63,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name, None) not in (None, False):
             print(f"note: --{name.replace('_', '-')} is accepted for compatibility and ignored "
                   "(control length and smoothing come from the model's training store).", file=sys.stderr)
-    summary = contribution_scores(
-        args.model, output_dir=args.output_dir, store=args.store, bed_file=args.bed_file,
-        reference_genome=args.reference_genome, input_data=args.input_data, chrom_sizes=args.chrom_sizes,
-        chroms=args.chroms, task=args.task_id, sample=args.sample, seed=args.seed, presort=args.presort_bed_file,
-        num_shuffles=args.num_shuffles, generate_bigwigs=args.generate_bigwigs, batch_size=args.batch_size,
-        expected_input_len=args.input_seq_len, progress=not args.quiet)
+    summary = contribution_scores(args.model, args.output_dir,
+                                  from_args(ShapOptions, args, progress=not args.quiet))
     print(summary.format())
     return 0
 

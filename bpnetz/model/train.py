@@ -16,7 +16,7 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,11 @@ from bpnetz.model.contract import (
     write_training_record,
 )
 from bpnetz.model.data import iterate, raise_stream_failures, stream_dataset
+from bpnetz.model.options import TrainOptions
 from bpnetz.store import schema
 from bpnetz.store.reader import StoreReader
 from bpnetz.store.stream import LocusStream
 
-DEFAULT_SEED = 1234
 #: training loci the counts head is calibrated on before training (see bpnet.calibrate_counts_head)
 CALIBRATION_LOCI = 2048
 
@@ -89,85 +89,6 @@ def check_model_lengths(params: BpnetParams, store_layout: schema.StoreLayout, *
                              fix=f"Drop {name} or set it to {wanted}.")
 
 
-# ------------------------------------------------------------------------------------------------ callbacks
-
-
-def _callbacks_module() -> Any:
-    import keras
-
-    class KeepBestWeights(keras.callbacks.Callback):
-        """Remember the weights of the epoch with the lowest ``monitor`` and put them back at the end."""
-
-        def __init__(self, monitor: str = "val_loss"):
-            super().__init__()
-            self.monitor = monitor
-            self.best = math.inf
-            self.best_epoch = -1
-            self.best_weights: list[np.ndarray] | None = None
-
-        def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-            value = (logs or {}).get(self.monitor)
-            if value is not None and value < self.best:
-                self.best, self.best_epoch, self.best_weights = float(value), epoch, self.model.get_weights()
-
-        def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
-            if self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
-
-    return (KeepBestWeights, *_logging_callbacks())
-
-
-def _logging_callbacks() -> tuple[Any, Any]:
-    import keras
-
-    class TrainingTime(keras.callbacks.Callback):
-        """Seconds spent in training batches (validation excluded), for examples/s."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.seconds = 0.0
-            self._began = 0.0
-            self._last = 0.0
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self._began = self._last = time.perf_counter()
-
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            self._last = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self.seconds += self._last - self._began
-
-    class EpochScalars(keras.callbacks.Callback):
-        """TensorBoard scalars per epoch under ``logs/train`` and ``logs/validation`` (tags ``epoch_<metric>``).
-
-        Written with TensorFlow's own summary ops, so the tensorboard package is not needed to write them.
-        """
-
-        def __init__(self, log_dir: Path):
-            super().__init__()
-            import tensorflow as tf
-
-            self._tf = tf
-            self._metadata = tf.compat.v1.SummaryMetadata(
-                plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
-            self._writers = {name: tf.summary.create_file_writer(str(log_dir / name))
-                             for name in ("train", "validation")}
-
-        def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-            for key, value in (logs or {}).items():
-                writer = self._writers["validation" if key.startswith("val_") else "train"]
-                with writer.as_default():
-                    self._tf.summary.write(f"epoch_{key.removeprefix('val_')}", float(value), step=epoch,
-                                           metadata=self._metadata)
-
-        def on_train_end(self, logs: Any = None) -> None:
-            for writer in self._writers.values():
-                writer.close()
-
-    return TrainingTime, EpochScalars
-
-
 # ------------------------------------------------------------------------------------------------- training
 
 
@@ -190,68 +111,43 @@ def _set_threads(threads: int | None) -> None:
             pass
 
 
-def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: str | Path, *,
-          model_name: str = "model", chroms: Sequence[str] | None = None, epochs: int = 100, batch_size: int = 64,
-          learning_rate: float = 0.004, min_learning_rate: float = 1e-4, early_stopping_patience: int = 5,
-          early_stopping_min_delta: float = 1e-3, reduce_lr_on_plateau_patience: int = 2,
-          lr_reduction_factor: float = 0.5, reverse_complement: str = "random", shuffle: bool = True,
-          mnll_loss_sample_weight: float = 1.0, mnll_loss_background_sample_weight: float = 0.0,
-          orig_multi_loss: bool = False, refit_counts_head: bool = True, mixed_precision: bool = False,
-          xla: bool = False, seed: int = DEFAULT_SEED, cache: bool | str = "auto", threads: int | None = None,
-          input_len: int | None = None, output_len: int | None = None, folds: Sequence[str] | None = None,
-          params_path: str = "bpnet_params.json", verbose: int = 1, callbacks: Sequence[Any] = ()) -> list[Path]:
-    """Train one model per fold of ``splits`` (or the given ``folds`` keys); returns the model directories.
+def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: str | Path,
+          options: TrainOptions | None = None, *, callbacks: Sequence[Any] = ()) -> list[Path]:
+    """Train one model per fold of ``splits`` (or ``options.folds``); returns the model directories.
 
-    ``chroms`` are all chromosomes considered (training = chroms minus val and test when a fold has no "train";
-    default: the store's). ``reverse_complement``: "random" (flip each example with p = 0.5), "double" (the
-    reference's doubled batches) or "none". ``cache``: "auto", True (RAM) or False (stream from disk).
-    ``refit_counts_head``: after training, replace the last counts layer by its least-squares fit on one epoch of
-    training examples when that lowers the validation log-count MSE (MSE counts loss only; see
-    :func:`~bpnetz.model.bpnet.refit_counts_head`).
-    ``input_len``/``output_len``, when given (command line), must match the params and the store. ``callbacks``
-    are extra Keras callbacks. ``verbose``: 0 silent, 1 Keras progress bars and summaries, 2 one line per epoch.
+    ``options``: see :class:`~bpnetz.model.options.TrainOptions` (None: its defaults). ``callbacks`` are extra
+    Keras callbacks.
     """
-    _set_threads(threads)
+    options = options or TrainOptions()
+    _set_threads(options.threads)
     reader = StoreReader(store)
-    check_model_lengths(params, reader.layout, input_len=input_len, output_len=output_len, params_path=params_path)
-    keys = list(folds) if folds is not None else list(splits.folds)
+    check_model_lengths(params, reader.layout, input_len=options.input_len, output_len=options.output_len,
+                        params_path=options.params_path)
+    keys = list(options.folds) if options.folds is not None else list(splits.folds)
     missing = [k for k in keys if k not in splits.folds]
     if missing:
         raise InputError(f"no fold {', '.join(missing)} in splits.json (folds: {', '.join(splits.folds)}).")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    options = dict(model_name=model_name, chroms=list(chroms) if chroms else None, epochs=epochs,
-                   batch_size=batch_size, learning_rate=learning_rate, min_learning_rate=min_learning_rate,
-                   early_stopping_patience=early_stopping_patience, early_stopping_min_delta=early_stopping_min_delta,
-                   reduce_lr_on_plateau_patience=reduce_lr_on_plateau_patience,
-                   lr_reduction_factor=lr_reduction_factor, reverse_complement=reverse_complement, shuffle=shuffle,
-                   mnll_loss_sample_weight=mnll_loss_sample_weight,
-                   mnll_loss_background_sample_weight=mnll_loss_background_sample_weight,
-                   orig_multi_loss=orig_multi_loss, refit_counts_head=refit_counts_head,
-                   mixed_precision=mixed_precision, xla=xla, seed=seed, cache=cache)
-    made = []
-    summaries = []
-    for key in keys:
-        summary = _train_fold(reader, params, key, splits.folds[key], output_dir, options, verbose=verbose,
-                              callbacks=callbacks)
-        summaries.append(summary)
-        made.append(Path(summary.model_dir))
-    if verbose and len(summaries) > 1:
+    summaries = [_train_fold(reader, params, key, splits.folds[key], output_dir, options, callbacks=callbacks)
+                 for key in keys]
+    if options.verbose and len(summaries) > 1:
         print("\n".join(summary.line() for summary in summaries), file=sys.stderr)
-    return made
+    return [Path(summary.model_dir) for summary in summaries]
 
 
-def _fold_streams(reader: StoreReader, key: str, fold: Split, options: dict[str, Any],
-                  verbose: int) -> tuple[LocusStream, LocusStream]:
+def _fold_streams(reader: StoreReader, key: str, fold: Split,
+                  options: TrainOptions) -> tuple[LocusStream, LocusStream]:
     """The training stream (augmented, shuffled, backgrounds redrawn per epoch) and the fixed validation one."""
-    common = dict(batch_size=options["batch_size"], all_chroms=options["chroms"], seed=options["seed"],
-                  mnll_loss_sample_weight=options["mnll_loss_sample_weight"],
-                  mnll_background_weight=options["mnll_loss_background_sample_weight"],
-                  orig_multi_loss=options["orig_multi_loss"], cache=options["cache"], progress=bool(verbose))
-    train_stream = LocusStream(reader, fold, "train", reverse_complement=options["reverse_complement"],
-                               shuffle=options["shuffle"], **common)
+    common = {"batch_size": options.batch_size, "all_chroms": options.chroms, "seed": options.seed,
+              "mnll_loss_sample_weight": options.mnll_loss_sample_weight,
+              "mnll_background_weight": options.mnll_loss_background_sample_weight,
+              "orig_multi_loss": options.orig_multi_loss, "cache": options.stream_cache,
+              "progress": bool(options.verbose)}
+    train_stream = LocusStream(reader, fold, "train", reverse_complement=options.reverse_complement,
+                               shuffle=options.shuffle, **common)
     val_stream = LocusStream(reader, fold, "val", **common)
-    if verbose:
+    if options.verbose:
         print(f"fold {key}: training on {', '.join(train_stream.selection.chroms)} "
               f"({train_stream.n_loci:,} loci per epoch, {len(train_stream.selection.peak_positions):,} peaks), "
               f"validating on {', '.join(val_stream.selection.chroms)} ({val_stream.n_loci:,} loci); "
@@ -259,8 +155,19 @@ def _fold_streams(reader: StoreReader, key: str, fold: Split, options: dict[str,
     return train_stream, val_stream
 
 
+def _schedule_callbacks(options: TrainOptions) -> list[Any]:
+    """Early stopping on the validation loss, and the learning rate reduced on plateau down to the minimum."""
+    import keras
+
+    verbose = int(bool(options.verbose))
+    return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.early_stopping_patience,
+                                          min_delta=options.early_stopping_min_delta, verbose=verbose),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=options.lr_reduction_factor,
+                                              patience=options.reduce_lr_on_plateau_patience,
+                                              min_lr=options.min_learning_rate, verbose=verbose)]
+
 def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout, train_stream: LocusStream,
-         val_stream: LocusStream, options: dict[str, Any], *, verbose: int,
+         val_stream: LocusStream, options: TrainOptions, *,
          callbacks: Sequence[Any]) -> tuple[dict[str, list[float]], int, float, dict[str, Any] | None]:
     """Build, compile and fit a model; save the best epoch's weights as ``directory/model.keras``.
 
@@ -271,58 +178,52 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
 
     from bpnetz.model import registry  # noqa: F401  (registers the custom objects for saving/loading)
     from bpnetz.model.bpnet import build_model, compile_model
+    from bpnetz.model.callbacks import EpochScalars, KeepBestWeights, TrainingTime
 
-    keras.utils.set_random_seed(options["seed"])
+    keras.utils.set_random_seed(options.seed)
     previous_policy = keras.config.dtype_policy()
-    if options["mixed_precision"]:
+    if options.mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
     try:
         with _strategy().scope():
-            model = build_model(params, store_layout, orig_multi_loss=options["orig_multi_loss"])
-            compile_model(model, params, learning_rate=options["learning_rate"],
+            model = build_model(params, store_layout, orig_multi_loss=options.orig_multi_loss)
+            compile_model(model, params, learning_rate=options.learning_rate,
                           task_tracks=TrackGroups.of(store_layout).task_lists(),
-                          orig_multi_loss=options["orig_multi_loss"], jit_compile=bool(options["xla"]))
+                          orig_multi_loss=options.orig_multi_loss, jit_compile=bool(options.xla))
             _calibrate(model, store_layout, train_stream, options)
-        keep_best_cls, timer_cls, scalars_cls = _callbacks_module()
-        keep_best, timer = keep_best_cls("val_loss"), timer_cls()
-        fit_callbacks = [
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=options["early_stopping_patience"],
-                                          min_delta=options["early_stopping_min_delta"], verbose=int(bool(verbose))),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=options["lr_reduction_factor"],
-                                              patience=options["reduce_lr_on_plateau_patience"],
-                                              min_lr=options["min_learning_rate"], verbose=int(bool(verbose))),
-            scalars_cls(directory / "logs"), keep_best, timer, *callbacks,
-        ]
+        keep_best, timer = KeepBestWeights("val_loss"), TrainingTime()
+        fit_callbacks = [*_schedule_callbacks(options), EpochScalars(directory / "logs"), keep_best, timer,
+                         *callbacks]
         with raise_stream_failures(train_stream, val_stream):
             history = model.fit(stream_dataset(train_stream), validation_data=stream_dataset(val_stream),
-                                epochs=options["epochs"], callbacks=fit_callbacks, verbose=verbose,
+                                epochs=options.epochs, callbacks=fit_callbacks, verbose=options.verbose,
                                 shuffle=False).history  # the stream shuffles itself
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    if options["mixed_precision"]:
+    if options.mixed_precision:
         # Save a float32 twin (same weights, which mixed precision keeps in float32): it predicts and attributes
         # in full precision anywhere and loads without the loss-scaling optimizer's extra state.
-        twin = build_model(params, store_layout, orig_multi_loss=options["orig_multi_loss"])
+        twin = build_model(params, store_layout, orig_multi_loss=options.orig_multi_loss)
         twin.set_weights(model.get_weights())
-        model = compile_model(twin, params, learning_rate=options["learning_rate"],
+        model = compile_model(twin, params, learning_rate=options.learning_rate,
                               task_tracks=TrackGroups.of(store_layout).task_lists(),
-                              orig_multi_loss=options["orig_multi_loss"])
+                              orig_multi_loss=options.orig_multi_loss)
         model.optimizer.build(model.trainable_variables)  # saved with (fresh) state, so it loads without warnings
     refit = None
-    if options["refit_counts_head"] and params.counts_loss == "MSE":
-        refit = _refit_counts_head(model, store_layout, train_stream, val_stream, options["orig_multi_loss"])
+    if options.refit_counts_head and params.counts_loss == "MSE":
+        refit = _refit_counts_head(model, store_layout, train_stream, val_stream, options.orig_multi_loss)
     model.save(directory / MODEL_FILE)
     return history, keep_best.best_epoch, timer.seconds, refit
 
 
 def _calibrate(model: Any, store_layout: schema.StoreLayout, train_stream: LocusStream,
-               options: dict[str, Any]) -> None:
+               options: TrainOptions) -> None:
     """Start the counts head at the mean log count of the first training batches."""
     from bpnetz.model.bpnet import calibrate_counts_head
 
     with raise_stream_failures(train_stream):
-        calibration = itertools.islice(stream_dataset(train_stream), max(1, CALIBRATION_LOCI // options["batch_size"]))
-        calibrate_counts_head(model, store_layout, calibration, orig_multi_loss=options["orig_multi_loss"])
+        calibration = itertools.islice(stream_dataset(train_stream), max(1, CALIBRATION_LOCI // options.batch_size))
+        calibrate_counts_head(model, store_layout, calibration, orig_multi_loss=options.orig_multi_loss)
         del calibration  # ends the half-read epoch now (its generator holds a pair of streamed-block buffers)
 
 
@@ -364,14 +265,14 @@ def _write_records(directory: Path, key: str, fold: Split, params: BpnetParams, 
 
 
 def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split, output_dir: Path,
-                options: dict[str, Any], *, verbose: int, callbacks: Sequence[Any]) -> TrainingSummary:
+                options: TrainOptions, *, callbacks: Sequence[Any]) -> TrainingSummary:
     """Train, save and describe one fold's model in ``<dir>.partial``, then move it into place."""
     began = time.perf_counter()
-    final = output_dir / model_dir_name(options["model_name"], key)
+    final = output_dir / model_dir_name(options.model_name, key)
     partial = start_partial(final)
-    train_stream, val_stream = _fold_streams(reader, key, fold, options, verbose)
+    train_stream, val_stream = _fold_streams(reader, key, fold, options)
     history, best, train_seconds, refit = _fit(partial, params, reader.layout, train_stream, val_stream, options,
-                                               verbose=verbose, callbacks=callbacks)
+                                               callbacks=callbacks)
     _write_records(partial, key, fold, params, reader, train_stream, history, best)
 
     def at_best(name: str) -> float | None:
@@ -387,8 +288,8 @@ def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split,
         val_loci=val_stream.n_examples, seconds=time.perf_counter() - began,
         train_examples_per_second=train_stream.n_examples * epochs_run / max(train_seconds, 1e-9),
         counts_refit=refit)
-    write_training_record(partial, options, asdict(summary))
+    write_training_record(partial, options.record(), asdict(summary))
     finish_partial(partial, final)
-    if verbose:
+    if options.verbose:
         print(summary.line(), file=sys.stderr)
     return summary

@@ -23,6 +23,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -134,24 +135,9 @@ def call_hits(modisco_h5: str | os.PathLike, scores_h5: str | os.PathLike, outpu
     ``--alpha``). ``mode``: FiNeMo's contribution types for motifs and scores ('p' projected, 'h' hypothetical).
     """
     t0 = time.perf_counter()
-    if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r}.", fix=f"Use one of {', '.join(MODES)}.")
-    if not 0 < lambda_ < 1:
-        raise InputError(f"lambda must lie in (0, 1), got {lambda_}.", fix="FiNeMo's default is 0.7.")
-    if not 0 <= trim_threshold < 1:
-        raise InputError(f"the CWM trim threshold must lie in [0, 1), got {trim_threshold}.")
+    _check_settings(mode, lambda_, trim_threshold)
     data_io, hitcaller = import_finemo()
-    patterns = load_patterns(modisco_h5)  # validates the file before FiNeMo reads it
-    if not patterns:
-        raise InputError("the modisco results hold no patterns, so there is nothing to map.", path=modisco_h5,
-                         fix="Rerun `bpnetz modisco` with more loci or seqlets.")
-    scores = load_score_window(scores_h5, key=scores_key, window=window)
-    if scores.width % 2:
-        scores = load_score_window(scores_h5, key=scores_key, window=scores.width - 1)
-    regions = regions_from_peaks(peaks, scores) if peaks is not None else regions_from_scores(scores)
-    if scores.width < patterns[0].cwm.shape[0]:
-        raise InputError(f"the window of {scores.width} bp is shorter than the motifs "
-                         f"({patterns[0].cwm.shape[0]} bp).", fix="Use a larger --window.")
+    patterns, scores, regions = _load_inputs(modisco_h5, scores_h5, scores_key, window, peaks)
 
     import polars as pl
 
@@ -173,16 +159,8 @@ def call_hits(modisco_h5: str | os.PathLike, scores_h5: str | os.PathLike, outpu
             cwms, contribs, sequences, trim_masks, mode[1] == "h",
             motifs_df.get_column("lambda").to_numpy(writable=True), max_steps=max_steps,
             batch_size=max(1, min(batch_size, scores.n_loci)), post_filter=True)
-
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".hits") as tmp:
-        data_io.write_hits(hits_df, peaks_df, motifs_df, qc_df, tmp, cwms.shape[2])
-        data_io.write_qc(qc_df, peaks_df, os.path.join(tmp, "peaks_qc.tsv"))
-        data_io.write_motifs_df(motifs_df, os.path.join(tmp, "motif_data.tsv"))
-        for name in FINEMO_FILES:
-            shutil.move(os.path.join(tmp, name), out / name)
-
+    _write_finemo_files(data_io, out, hits_df, peaks_df, motifs_df, qc_df, cwms.shape[2])
     hits = pl.read_csv(out / "hits.tsv", separator="\t", columns=["motif_name", "peak_id"])
     counts = dict(hits.group_by("motif_name").len().iter_rows())
     summary = HitsSummary(
@@ -194,3 +172,42 @@ def call_hits(modisco_h5: str | os.PathLike, scores_h5: str | os.PathLike, outpu
         runtime_s=round(time.perf_counter() - t0, 2))
     write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
+
+
+def _check_settings(mode: str, lambda_: float, trim_threshold: float) -> None:
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}.", fix=f"Use one of {', '.join(MODES)}.")
+    if not 0 < lambda_ < 1:
+        raise InputError(f"lambda must lie in (0, 1), got {lambda_}.", fix="FiNeMo's default is 0.7.")
+    if not 0 <= trim_threshold < 1:
+        raise InputError(f"the CWM trim threshold must lie in [0, 1), got {trim_threshold}.")
+
+
+def _load_inputs(modisco_h5: str | os.PathLike, scores_h5: str | os.PathLike, scores_key: str, window: int,
+                 peaks: str | os.PathLike | None) -> tuple[list[Any], Any, Any]:
+    """The patterns (the file checked before FiNeMo reads it), the scores' central window of an even width
+    (FiNeMo's requirement) and the loci's regions."""
+    patterns = load_patterns(modisco_h5)
+    if not patterns:
+        raise InputError("the modisco results hold no patterns, so there is nothing to map.", path=modisco_h5,
+                         fix="Rerun `bpnetz modisco` with more loci or seqlets.")
+    scores = load_score_window(scores_h5, key=scores_key, window=window)
+    if scores.width % 2:
+        scores = load_score_window(scores_h5, key=scores_key, window=scores.width - 1)
+    regions = regions_from_peaks(peaks, scores) if peaks is not None else regions_from_scores(scores)
+    if scores.width < patterns[0].cwm.shape[0]:
+        raise InputError(f"the window of {scores.width} bp is shorter than the motifs "
+                         f"({patterns[0].cwm.shape[0]} bp).", fix="Use a larger --window.")
+    return patterns, scores, regions
+
+
+def _write_finemo_files(data_io: Any, out: Path, hits_df: Any, peaks_df: Any, motifs_df: Any, qc_df: Any,
+                        motif_width: int) -> None:
+    """FiNeMo's output files, written in a temporary directory and moved into ``out`` one by one."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".hits") as tmp:
+        data_io.write_hits(hits_df, peaks_df, motifs_df, qc_df, tmp, motif_width)
+        data_io.write_qc(qc_df, peaks_df, os.path.join(tmp, "peaks_qc.tsv"))
+        data_io.write_motifs_df(motifs_df, os.path.join(tmp, "motif_data.tsv"))
+        for name in FINEMO_FILES:
+            shutil.move(os.path.join(tmp, name), out / name)

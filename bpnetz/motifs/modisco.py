@@ -370,8 +370,6 @@ def run_modisco(scores_h5: str | os.PathLike, output_dir: str | os.PathLike, *, 
     ``n_leiden_runs``, ``sliding_window`` (seqlet core size), ``seqlet_flank``, ``trim_size``,
     ``initial_flank`` and ``final_flank``.
     """
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     for label, value in (("--max-seqlets", max_seqlets), ("--n-leiden-runs", n_leiden_runs),
                          ("--sliding-window", sliding_window), ("--trim-size", trim_size)):
@@ -400,7 +398,22 @@ def run_modisco(scores_h5: str | os.PathLike, output_dir: str | os.PathLike, *, 
     with atomic_output(results) as tmp:
         modiscolite.io.save_hdf5(str(tmp), pos, neg, scores.width)
     patterns = load_patterns(results)
+    matches, notes = _matches_and_notes(patterns, database, n_matches)
+    logos, summaries = _write_logos(out, patterns, matches)
+    files = _write_motif_files(out, results, patterns, scores)
+    summary = ModiscoSummary(
+        scores=str(scores.path), scores_key=scores_key, output_dir=str(out), n_loci=scores.n_loci,
+        window=scores.width, n_seqlets_in_patterns=sum(p.n_seqlets for p in patterns), patterns=summaries,
+        files=files, runtime_s=round(time.perf_counter() - t0, 2),
+        motif_db=str(motif_db) if motif_db is not None else None, notes=notes)
+    write_text(out / "report.html", _report_html(summary, logos))
+    write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+    return summary
 
+
+def _matches_and_notes(patterns: list[Pattern], database: Mapping[str, np.ndarray] | None, n_matches: int
+                       ) -> tuple[dict[str, list[TomtomMatch]], list[str]]:
+    """TOMTOM matches of each pattern in the motif database (when given) and the report's notes."""
     notes = []
     matches: dict[str, list[TomtomMatch]] = {}
     if database is not None:
@@ -411,6 +424,13 @@ def run_modisco(scores_h5: str | os.PathLike, output_dir: str | os.PathLike, *, 
     if not patterns:
         notes.append("tfmodisco-lite found no patterns (too few seqlets above its null, or fewer than 100 in "
                      "a metacluster).")
+    return matches, notes
+
+
+def _write_logos(out: Path, patterns: list[Pattern], matches: dict[str, list[TomtomMatch]]
+                 ) -> tuple[dict[str, dict[str, bytes]], list[PatternSummary]]:
+    """Each pattern's logo PNGs under ``out/logos`` and its summary."""
+    from tqdm.auto import tqdm
 
     logos, summaries = {}, []
     for p in tqdm(patterns, desc="logos", unit="pattern", disable=None):
@@ -422,7 +442,11 @@ def run_modisco(scores_h5: str | os.PathLike, output_dir: str | os.PathLike, *, 
             files[kind] = rel
         summaries.append(PatternSummary(p.name, p.n_seqlets, len(p.pfm), p.consensus, files,
                                         matches.get(p.name, [])))
+    return logos, summaries
 
+
+def _write_motif_files(out: Path, results: Path, patterns: list[Pattern], scores: ScoreWindow) -> dict[str, str]:
+    """patterns.meme (each pattern's core PFM) and, with coordinates, seqlets.bed; returns every output's path."""
     files = {"results": str(results), "report": str(out / "report.html"), "meme": str(out / "patterns.meme"),
              "summary": str(out / "summary.json")}
     write_text(out / "patterns.meme", format_meme({p.name: p.pfm[slice(*p.core())] for p in patterns},
@@ -430,11 +454,4 @@ def run_modisco(scores_h5: str | os.PathLike, output_dir: str | os.PathLike, *, 
     if scores.chroms is not None:
         files["seqlets_bed"] = str(out / "seqlets.bed")
         write_text(out / "seqlets.bed", _seqlet_bed(patterns, scores))
-    summary = ModiscoSummary(
-        scores=str(scores.path), scores_key=scores_key, output_dir=str(out), n_loci=scores.n_loci,
-        window=scores.width, n_seqlets_in_patterns=sum(p.n_seqlets for p in patterns), patterns=summaries,
-        files=files, runtime_s=round(time.perf_counter() - t0, 2),
-        motif_db=str(motif_db) if motif_db is not None else None, notes=notes)
-    write_text(out / "report.html", _report_html(summary, logos))
-    write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
-    return summary
+    return files

@@ -38,12 +38,12 @@ from bpnetz.model.contract import SPLITS_FILE, STORE_RECORD, ModelDir, ModelShap
 from bpnetz.predict import metrics as M
 from bpnetz.predict.evaluation import UPPER_BOUND_SEED, baseline_reference, evaluate
 from bpnetz.predict.inference import Window, model_predict_fn, predict_loci, window_of
+from bpnetz.predict.options import SUBSETS, PredictOptions
 from bpnetz.predict.peaks import bigwig_template, write_peak_outputs
 from bpnetz.predict.regions import chromosome_regions, predict_regions, read_regions_bed, tile_regions
 from bpnetz.store import schema
 from bpnetz.store.schema import StoreLayout
 
-SUBSETS = ("test", "val", "train", "all")
 #: environment variable naming the directory of stores built from raw inputs (``--input-data …``).
 STORE_CACHE_ENV = "BPNETZ_STORE_CACHE"
 
@@ -86,11 +86,12 @@ def resolve_store(model_dir: ModelDir, store: str | Path | None, *, input_data: 
             raise InputError(f"--input-data needs {' and '.join(missing)} to build (or find) the store.",
                              fix="Pass them, or pass --store.")
         from bpnetz.build.builder import find_or_build_store
+        from bpnetz.build.options import BuildOptions
 
-        build = {"max_jitter": 0, **_recorded_build_args(model_dir)}
+        build = BuildOptions(input_len=input_len, output_len=output_len, progress=progress,
+                             **{"max_jitter": 0, **_recorded_build_args(model_dir)})
         return find_or_build_store(cache_dir or default_store_cache(model_dir), input_data, reference_genome,
-                                   chrom_sizes, input_len=input_len, output_len=output_len, progress=progress,
-                                   **build)
+                                   chrom_sizes, build)
     recorded = model_dir.recorded_store()
     if recorded is None:
         raise InputError(f"no store given and the model directory has no {STORE_RECORD} naming one.",
@@ -212,53 +213,41 @@ class PredictionRun:
                 "output_window_size": self.window.size, "set_bias_as_zero": self.set_bias_as_zero}
 
 
-def predict(model_dir: str | Path, *, store: str | Path | None = None, input_data: str | Path | None = None,
-            reference_genome: str | Path | None = None, chrom_sizes: str | Path | None = None,
-            split: str = "test", chroms: Sequence[str] | None = None, output_dir: str | Path,
-            batch_size: int = 64, reverse_complement_average: bool = False, output_window_size: int | None = None,
-            set_bias_as_zero: bool = False, generate_bigwigs: bool = False,
-            regions: str | Path | None = None, tile: Sequence[str] | str | None = None,
-            test_indices: str | Path | Sequence[int] | None = None, orig_multi_loss: bool | None = None,
-            peaks_only: bool = True, cache_dir: str | Path | None = None,
-            expected_lengths: tuple[int, int] | None = None, progress: bool = True) -> PredictSummary:
-    """Predict with a trained model; see the module docstring. Returns what was written.
-
-    ``store`` (a built store) or raw inputs (``input_data`` + ``reference_genome`` + ``chrom_sizes``: the store is
-    found or built under ``cache_dir``) or, with neither, the model's training store. ``split`` picks the model's
-    test/val/train chromosomes or ``all``; ``chroms`` overrides it. ``regions`` (BED) / ``tile`` (chromosome
-    names) switch to regions mode. ``orig_multi_loss`` None reads it from the model's log-count outputs.
-    ``expected_lengths`` (input, output), when given, must be the model's (``bpnet-predict``'s
-    ``--input-seq-len`` / ``--output-len``).
-    """
+def predict(model_dir: str | Path, output_dir: str | Path, options: PredictOptions | None = None) -> PredictSummary:
+    """Predict with a trained model into ``output_dir``; see the module docstring and
+    :class:`~bpnetz.predict.options.PredictOptions` (None: its defaults). Returns what was written."""
     began = time.perf_counter()
-    if split not in SUBSETS:
-        raise InputError(f"--split must be one of {', '.join(SUBSETS)}, got {split!r}.")
-    if batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {batch_size}.")
-    if regions is not None and tile is not None:
+    o = options or PredictOptions()
+    if o.split not in SUBSETS:
+        raise InputError(f"--split must be one of {', '.join(SUBSETS)}, got {o.split!r}.")
+    if o.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {o.batch_size}.")
+    if o.regions is not None and o.tile is not None:
         raise InputError("give either --regions or --tile, not both.")
     mdir = ModelDir.open(model_dir)
     from bpnetz.model.registry import load_model
 
     model = load_model(mdir.model_file, compile=False)
     shape = ModelShape.of(model)
-    if expected_lengths is not None and tuple(expected_lengths) != (shape.input_len, shape.output_len):
-        raise InputError(f"--input-seq-len {expected_lengths[0]} and --output-len {expected_lengths[1]} do not match "
+    expected = o.expected_lengths
+    if expected is not None and tuple(expected) != (shape.input_len, shape.output_len):
+        raise InputError(f"--input-seq-len {expected[0]} and --output-len {expected[1]} do not match "
                          f"the model, which takes {shape.input_len} bases and predicts {shape.output_len}.",
                          path=mdir.model_file, fix=f"Pass --input-seq-len {shape.input_len} --output-len "
                                                    f"{shape.output_len}.")
     run = PredictionRun(model_dir=mdir, model=model, shape=shape, out_dir=Path(output_dir),
-                        window=window_of(shape.output_len, output_window_size), batch_size=batch_size,
-                        reverse_complement_average=reverse_complement_average, set_bias_as_zero=set_bias_as_zero,
-                        orig_multi_loss=orig_multi_loss, progress=progress)
+                        window=window_of(shape.output_len, o.output_window_size), batch_size=o.batch_size,
+                        reverse_complement_average=o.reverse_complement_average, set_bias_as_zero=o.set_bias_as_zero,
+                        orig_multi_loss=o.orig_multi_loss, progress=o.progress)
     run.out_dir.mkdir(parents=True, exist_ok=True)
-    store_args = {"input_data": input_data, "reference_genome": reference_genome, "chrom_sizes": chrom_sizes,
-                  "cache_dir": cache_dir}
-    if regions is not None or tile is not None:
-        summary = _predict_regions_run(run, store, store_args, regions, [tile] if isinstance(tile, str) else tile)
+    store_args = {"input_data": o.input_data, "reference_genome": o.reference_genome, "chrom_sizes": o.chrom_sizes,
+                  "cache_dir": o.cache_dir}
+    if o.regions is not None or o.tile is not None:
+        tile = [o.tile] if isinstance(o.tile, str) else o.tile
+        summary = _predict_regions_run(run, o.store, store_args, o.regions, tile)
     else:
-        summary = _predict_peaks_run(run, store, store_args, split, chroms, test_indices, peaks_only,
-                                     generate_bigwigs)
+        summary = _predict_peaks_run(run, o.store, store_args, o.split, o.chroms, o.test_indices, o.peaks_only,
+                                     o.generate_bigwigs)
     summary.seconds = time.perf_counter() - began
     return summary
 

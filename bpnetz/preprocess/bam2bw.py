@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,7 +143,6 @@ def read_alignment_ends(path: str | Path, *, min_mapq: int = 0, keep_duplicates:
                         chrom_sizes: dict[str, int] | None = None, threads: int = 1) -> ReadEnds:
     """5' ends of the counted reads of a BAM/SAM/CRAM file (indexed or not), per strand and chromosome."""
     import pysam
-    from tqdm import tqdm
 
     path = Path(path)
     if not path.is_file():
@@ -156,40 +156,7 @@ def read_alignment_ends(path: str | Path, *, min_mapq: int = 0, keep_duplicates:
         sizes = _alignment_sizes(bam, path, chrom_sizes)
         names = list(bam.references)
         known = np.array([name in sizes for name in names] + [False], dtype=bool)
-        skip_mask = FLAG_UNMAPPED | FLAG_SECONDARY | FLAG_SUPPLEMENTARY | FLAG_QCFAIL
-        tids = {False: array("i"), True: array("i")}  # key: is reverse
-        positions = {False: array("q"), True: array("q")}
-        skipped: Counter = Counter()
-        flagged = 0
-        total = None
-        if bam.has_index() and path.suffix != ".sam":
-            total = sum(s.total for s in bam.get_index_statistics()) + bam.unmapped
-        bar = tqdm(total=total, unit="reads", unit_scale=True, desc=f"reading {path.name}", leave=False)
-        try:
-            for n, read in enumerate(bam.fetch(until_eof=True), start=1):
-                if n % PROGRESS_EVERY == 0:
-                    bar.update(PROGRESS_EVERY)
-                flag = read.flag
-                if flag & skip_mask:
-                    skipped[next(reason for bit, reason in SKIPPED_FLAGS if flag & bit)] += 1
-                    continue
-                if flag & FLAG_PAIRED and flag & FLAG_READ2:
-                    skipped["mate 2"] += 1
-                    continue
-                if flag & FLAG_DUPLICATE and not keep_duplicates:
-                    flagged += 1
-                    continue
-                if read.mapping_quality < min_mapq:
-                    skipped[f"MAPQ < {min_mapq}"] += 1
-                    continue
-                reverse = bool(flag & FLAG_REVERSE)
-                tids[reverse].append(read.reference_id)
-                positions[reverse].append(read.reference_end - 1 if reverse else read.reference_start)
-        except (ValueError, OSError) as err:
-            raise InputError(f"corrupt or truncated alignment file ({err}).", path=path,
-                             fix="Re-create the file (samtools quickcheck tells whether it is complete).") from None
-        finally:
-            bar.close()
+        tids, positions, skipped, flagged = _scan_reads(bam, path, min_mapq, keep_duplicates)
     ends = ReadEnds(sizes=sizes, skipped=skipped, flagged_duplicates=flagged)
     for reverse, target in ((False, ends.plus), (True, ends.minus)):
         tid = np.frombuffer(tids[reverse], dtype=np.int32) if len(tids[reverse]) else np.zeros(0, np.int32)
@@ -199,6 +166,49 @@ def read_alignment_ends(path: str | Path, *, min_mapq: int = 0, keep_duplicates:
             ends.skipped["chromosome not in chrom sizes"] += int(off_genome.sum())
         target.update(_group_by_chrom(tid[~off_genome], pos[~off_genome], names))
     return ends
+
+
+def _scan_reads(bam: Any, path: Path, min_mapq: int, keep_duplicates: bool
+                ) -> tuple[dict[bool, array], dict[bool, array], Counter, int]:
+    """One pass over the reads: reference ids and 5' positions of the counted reads keyed by "is reverse", the
+    skipped reads by reason and the number of flagged duplicates left out."""
+    from tqdm import tqdm
+
+    skip_mask = FLAG_UNMAPPED | FLAG_SECONDARY | FLAG_SUPPLEMENTARY | FLAG_QCFAIL
+    tids = {False: array("i"), True: array("i")}  # key: is reverse
+    positions = {False: array("q"), True: array("q")}
+    skipped: Counter = Counter()
+    flagged = 0
+    total = None
+    if bam.has_index() and path.suffix != ".sam":
+        total = sum(s.total for s in bam.get_index_statistics()) + bam.unmapped
+    bar = tqdm(total=total, unit="reads", unit_scale=True, desc=f"reading {path.name}", leave=False)
+    try:
+        for n, read in enumerate(bam.fetch(until_eof=True), start=1):
+            if n % PROGRESS_EVERY == 0:
+                bar.update(PROGRESS_EVERY)
+            flag = read.flag
+            if flag & skip_mask:
+                skipped[next(reason for bit, reason in SKIPPED_FLAGS if flag & bit)] += 1
+                continue
+            if flag & FLAG_PAIRED and flag & FLAG_READ2:
+                skipped["mate 2"] += 1
+                continue
+            if flag & FLAG_DUPLICATE and not keep_duplicates:
+                flagged += 1
+                continue
+            if read.mapping_quality < min_mapq:
+                skipped[f"MAPQ < {min_mapq}"] += 1
+                continue
+            reverse = bool(flag & FLAG_REVERSE)
+            tids[reverse].append(read.reference_id)
+            positions[reverse].append(read.reference_end - 1 if reverse else read.reference_start)
+    except (ValueError, OSError) as err:
+        raise InputError(f"corrupt or truncated alignment file ({err}).", path=path,
+                         fix="Re-create the file (samtools quickcheck tells whether it is complete).") from None
+    finally:
+        bar.close()
+    return tids, positions, skipped, flagged
 
 
 def read_bed_ends(path: str | Path, input_format: str, chrom_sizes: dict[str, int], *,

@@ -162,22 +162,7 @@ def remove_outliers(input_data: str | Path, output_bed: str | Path, chrom_sizes:
         raise InputError(f"no peak lies on a chromosome of the chrom sizes file (peaks are on "
                          f"{', '.join(sorted(set(peaks.chrom))[:5])}).", path=chrom_sizes,
                          fix="Use the chrom sizes of the genome the peaks were called on (names must match).")
-    half = sequence_len // 2
-    win_start, win_end = peaks.summit - half, peaks.summit + half
-    length = np.fromiter((sizes.get(c, 0) for c in peaks.chrom), dtype=np.int64, count=len(peaks))
-    reason = np.full(len(peaks), "", dtype=object)
-    reason[~np.isin(peaks.chrom, chroms)] = REASON_CHROM
-    reason[(reason == "") & ((win_start < 0) | (win_end > length))] = REASON_EDGE
-    dup = _duplicates(peaks)
-    for i in np.flatnonzero((reason == "") & (dup >= 0)):
-        if reason[dup[i]] == "":
-            reason[i] = f"{REASON_DUPLICATE}: same as {peaks.where(dup[i])}"
-    if blacklist is not None:
-        regions = read_intervals(blacklist)
-        for chrom, (s, e) in regions.items():
-            on_chrom = (peaks.chrom == chrom) & (reason == "")
-            hit = overlaps_any(win_start[on_chrom], win_end[on_chrom], merge_intervals(s, e))
-            reason[np.flatnonzero(on_chrom)[hit]] = REASON_BLACKLIST
+    win_start, win_end, reason = _filter_reasons(peaks, sizes, chroms, sequence_len, blacklist)
     candidates = np.flatnonzero(reason == "")
     if len(candidates) == 0:
         raise InputError(f"no peak of task {task} is left after the chromosome, edge, duplicate and blacklist "
@@ -200,11 +185,35 @@ def remove_outliers(input_data: str | Path, output_bed: str | Path, chrom_sizes:
     result = OutlierResult(kept=kept, kept_totals=totals[keep], removed=removed, threshold=cut,
                            n_input=len(peaks), output=output, log=output.parent / LOG_NAME)
     result.seconds = time.perf_counter() - began
-    params = dict(input_data=str(input_data), task=task, chrom_sizes=str(chrom_sizes), chroms=" ".join(chroms),
-                  sequence_len=sequence_len, quantile=quantile, quantile_value_scale_factor=scale_factor,
-                  blacklist=str(blacklist), global_sample_weight=global_sample_weight, output_bed=str(output))
+    params = {"input_data": str(input_data), "task": task, "chrom_sizes": str(chrom_sizes),
+              "chroms": " ".join(chroms), "sequence_len": sequence_len, "quantile": quantile,
+              "quantile_value_scale_factor": scale_factor, "blacklist": str(blacklist),
+              "global_sample_weight": global_sample_weight, "output_bed": str(output)}
     write_text(result.log, _log_text(result, params))
     return result
+
+
+def _filter_reasons(peaks: BedRecords, sizes: dict[str, int], chroms: list[str], sequence_len: int,
+                    blacklist: str | Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each peak's window (start, end) and why it is left out before the quantile rule ("" when it is not):
+    chromosome not selected, window past a chromosome end, duplicate of an earlier line, blacklist overlap."""
+    half = sequence_len // 2
+    win_start, win_end = peaks.summit - half, peaks.summit + half
+    length = np.fromiter((sizes.get(c, 0) for c in peaks.chrom), dtype=np.int64, count=len(peaks))
+    reason = np.full(len(peaks), "", dtype=object)
+    reason[~np.isin(peaks.chrom, chroms)] = REASON_CHROM
+    reason[(reason == "") & ((win_start < 0) | (win_end > length))] = REASON_EDGE
+    dup = _duplicates(peaks)
+    for i in np.flatnonzero((reason == "") & (dup >= 0)):
+        if reason[dup[i]] == "":
+            reason[i] = f"{REASON_DUPLICATE}: same as {peaks.where(dup[i])}"
+    if blacklist is not None:
+        regions = read_intervals(blacklist)
+        for chrom, (s, e) in regions.items():
+            on_chrom = (peaks.chrom == chrom) & (reason == "")
+            hit = overlaps_any(win_start[on_chrom], win_end[on_chrom], merge_intervals(s, e))
+            reason[np.flatnonzero(on_chrom)[hit]] = REASON_BLACKLIST
+    return win_start, win_end, reason
 
 
 def _log_text(result: OutlierResult, params: dict) -> str:

@@ -17,9 +17,8 @@ import numpy as np
 from bpnetz.errors import InputError
 from bpnetz.genome.sequence import one_hot
 from bpnetz.model.contract import ModelDir, ModelShape, check_lengths, counts_per_track
+from bpnetz.shap.options import ShapOptions
 from bpnetz.store.schema import KIND_PEAK, StoreLayout
-
-DEFAULT_SEED = 20210304
 
 
 @dataclass
@@ -158,14 +157,10 @@ def _bigwig_sizes(chrom_sizes: str | Path | None, reference_genome: str | Path |
     return chromosome_sizes(chrom_sizes, genome_record, "score bigWigs")
 
 
-def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store: str | Path | None = None,
-                        bed_file: str | Path | None = None, reference_genome: str | Path | None = None,
-                        input_data: str | Path | None = None, chrom_sizes: str | Path | None = None,
-                        chroms: list[str] | None = None, task: int = 0, sample: int | None = None,
-                        seed: int = DEFAULT_SEED, presort: bool = False, num_shuffles: int = 20,
-                        generate_bigwigs: bool = False, batch_size: int = 8,
-                        expected_input_len: int | None = None, progress: bool = True) -> ShapSummary:
-    """DeepLIFT-SHAP counts and profile scores of a model directory's model over peaks of a store or a BED file.
+def contribution_scores(model_dir: str | Path, output_dir: str | Path,
+                        options: ShapOptions | None = None) -> ShapSummary:
+    """DeepLIFT-SHAP counts and profile scores of a model directory's model over peaks of a store or a BED file
+    (:class:`~bpnetz.shap.options.ShapOptions`; None: its defaults).
 
     Writes ``counts_scores.h5``, ``profile_scores.h5`` (tfmodisco-lite's input), ``peaks_valid_scores.bed`` and,
     with ``generate_bigwigs``, ``counts_scores.bw`` / ``profile_scores.bw`` (needs ``chrom_sizes``).
@@ -175,34 +170,35 @@ def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store:
     from bpnetz.shap.scores import write_score_files
 
     started = time.perf_counter()
+    o = options or ShapOptions()
     model_dir = ModelDir.open(model_dir)
     model = load_model(model_dir.model_file, compile=False)
     layout = model_dir.recorded_layout()
     if layout is None:
         raise InputError("store.json (the record of the training store) is missing.", path=model_dir.path,
                          fix="Use a model directory written by 'bpnetz train'.")
-    if expected_input_len is not None and expected_input_len != layout.input_len:
-        raise InputError(f"--input-seq-len {expected_input_len} does not match the model's input length "
+    if o.expected_input_len is not None and o.expected_input_len != layout.input_len:
+        raise InputError(f"--input-seq-len {o.expected_input_len} does not match the model's input length "
                          f"{layout.input_len}.", path=model_dir.model_file, fix=f"Pass {layout.input_len}.")
-    skipped = 0
-    if bed_file is not None:
-        if reference_genome is None:
+    skipped, store = 0, o.store
+    if o.bed_file is not None:
+        if o.reference_genome is None:
             raise InputError("--bed-file needs --reference-genome to read the sequences.")
-        loci, skipped = bed_loci(bed_file, reference_genome, control_layout(layout, input_data), task=task,
-                                 chroms=chroms, sample=sample, seed=seed, presort=presort)
+        loci, skipped = bed_loci(o.bed_file, o.reference_genome, control_layout(layout, o.input_data),
+                                 task=o.task, chroms=o.chroms, sample=o.sample, seed=o.seed, presort=o.presort)
     else:
         store = store or model_dir.recorded_store()
         if store is None:
             raise InputError("no loci to score: pass --store or --bed-file with --reference-genome.")
-        loci = store_loci(store, layout, task=task, chroms=chroms, sample=sample, seed=seed)
+        loci = store_loci(store, layout, task=o.task, chroms=o.chroms, sample=o.sample, seed=o.seed)
     orig_multi_loss = counts_per_track(ModelShape.of(model).n_logcounts, layout, model_dir.model_file)
     try:
-        explainer = DeepLiftExplainer(model, task=task, store_layout=layout, orig_multi_loss=orig_multi_loss)
-        scores = explainer.explain(loci.sequences, loci.bias or None, num_shuffles=num_shuffles, seed=seed,
-                                   batch_size=batch_size, progress=progress)
+        explainer = DeepLiftExplainer(model, task=o.task, store_layout=layout, orig_multi_loss=orig_multi_loss)
+        scores = explainer.explain(loci.sequences, loci.bias or None, num_shuffles=o.num_shuffles, seed=o.seed,
+                                   batch_size=o.batch_size, progress=o.progress)
     except ValueError as err:
         raise InputError(f"cannot explain this model: {err}", path=model_dir.model_file) from None
-    sizes = _bigwig_sizes(chrom_sizes, reference_genome, store) if generate_bigwigs else None
+    sizes = _bigwig_sizes(o.chrom_sizes, o.reference_genome, store) if o.generate_bigwigs else None
     files = write_score_files(output_dir, loci.chrom, loci.start, loci.end, loci.sequences, scores,
                               names=loci.names, chrom_sizes=sizes)
     return ShapSummary(Path(output_dir), len(loci.chrom), skipped, time.perf_counter() - started, files)

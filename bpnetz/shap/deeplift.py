@@ -38,11 +38,11 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from bpnetz.genome.sequence import onehot_to_codes
+from bpnetz.shap.options import DEFAULT_SEED
 from bpnetz.shap.shuffle import reference_shuffles
 from bpnetz.store.schema import StoreLayout
 
 TARGETS = ("counts", "profile")
-DEFAULT_SEED = 20210304
 SEQUENCE_INPUT = "sequence"
 #: below this |x − r| the multiplier is the ordinary derivative at x (the rescale ratio is 0/0 there)
 RESCALE_EPSILON = 1e-6

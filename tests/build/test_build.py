@@ -19,6 +19,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from bpnetz.build import builder
 from bpnetz.build.builder import build_store, find_or_build_store
+from bpnetz.build.options import BuildOptions
 from bpnetz.cli import main as cli_main
 from bpnetz.errors import InputError
 from bpnetz.store import schema
@@ -406,8 +407,8 @@ def test_simulated_two_task_experiment_matches_its_sources(make_experiment, tmp_
     monkeypatch.chdir(experiment)  # input_data.json paths are relative to the experiment
     spec = json.loads(Path("input_data.json").read_text())
     lengths = {"input_len": 400, "output_len": 200, "max_jitter": 16}
-    summary = build_store("input_data.json", "genome.fa", "chrom.sizes", output=tmp_path / "s.zarr", workers=2,
-                          progress=False, **lengths)
+    summary = build_store("input_data.json", "genome.fa", "chrom.sizes", tmp_path / "s.zarr",
+                          BuildOptions(workers=2, progress=False, **lengths))
     group = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
     layout = schema.layout(group)
     assert [t.name for t in layout.tracks] == ["0/+", "0/-", "1/+", "1/-"]

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pyBigWig
 
+from bpnetz.build.options import BuildOptions
+
 #: chromosomes of the FASTA and bigWigs; "chr3" is in the FASTA but not in the bigWigs; chrom.sizes adds "chrM".
 GENOME_SIZES = {"chr1": 5000, "chr2": 4000, "chr3": 1500}
 BIGWIG_CHROMS = ("chr1", "chr2")
@@ -37,10 +39,11 @@ class TinyExperiment:
     expected_rejections: dict[int, str] = field(default_factory=dict)
 
     def build_args(self, output: Path | str, **extra: object) -> dict:
-        """Keyword arguments of build_store for this experiment."""
+        """Keyword arguments of build_store for this experiment (``extra``: BuildOptions fields)."""
+        options = {"input_len": INPUT_LEN, "output_len": OUTPUT_LEN, "max_jitter": MAX_JITTER, "workers": 1,
+                   "progress": False, **extra}
         return {"input_data": self.input_data, "reference_genome": self.fasta, "chrom_sizes": self.chrom_sizes,
-                "input_len": INPUT_LEN, "output_len": OUTPUT_LEN, "max_jitter": MAX_JITTER, "output": output,
-                "workers": 1, "progress": False, **extra}
+                "output": output, "options": BuildOptions(**options)}
 
 
 def _genome(rng: np.random.Generator) -> dict[str, str]:

@@ -14,6 +14,7 @@ from bpnetz.cli import train as train_cli
 from bpnetz.config import BpnetParams, Splits
 from bpnetz.errors import InputError
 from bpnetz.model.data import stream_dataset
+from bpnetz.model.options import TrainOptions
 from bpnetz.model.train import train
 from bpnetz.store import schema
 from bpnetz.store.stream import LocusStream
@@ -33,12 +34,13 @@ def tiny_params(**overrides) -> BpnetParams:
 @pytest.fixture(scope="module")
 def store(tiny_experiment, tmp_path_factory):
     from bpnetz.build.builder import build_store
+    from bpnetz.build.options import BuildOptions
 
     path = tmp_path_factory.mktemp("train") / "store.zarr"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tiny_experiment)
-        build_store("input_data.json", "genome.fa", "chrom.sizes", input_len=INPUT_LEN, output_len=OUTPUT_LEN,
-                    max_jitter=16, output=path, progress=False)
+        build_store("input_data.json", "genome.fa", "chrom.sizes", path,
+                    BuildOptions(input_len=INPUT_LEN, output_len=OUTPUT_LEN, max_jitter=16, progress=False))
     return path
 
 
@@ -60,9 +62,9 @@ def test_one_model_per_fold_with_the_best_weights_and_all_files(store, tmp_path)
     import bpnetz.model.registry  # noqa: F401  (registers our objects for plain keras.models.load_model)
 
     epochs = 3
-    dirs = train(store, tiny_params(), SPLITS, tmp_path, model_name="m", epochs=epochs, batch_size=16,
-                 early_stopping_patience=10, seed=5, verbose=0, callbacks=[ScrambleBeforeLastEpoch(epochs - 1)],
-                 refit_counts_head=False)
+    dirs = train(store, tiny_params(), SPLITS, tmp_path,
+                 TrainOptions(model_name="m", epochs=epochs, batch_size=16, early_stopping_patience=10, seed=5,
+                              verbose=0, refit_counts_head=False), callbacks=[ScrambleBeforeLastEpoch(epochs - 1)])
     assert [d.name for d in dirs] == ["m_split000", "m_split001"]
     checksum = schema.metadata(schema.open_group(store))["checksum"]
     for key, directory in zip(("0", "1"), dirs):
@@ -96,8 +98,8 @@ def test_the_counts_head_refit_is_kept_only_when_it_lowers_the_validation_counts
     refit recorded; its profile output is the best epoch's (validation profile loss as in the history)."""
     import bpnetz.model.registry  # noqa: F401
 
-    directory = train(store, tiny_params(), SPLITS, tmp_path, epochs=2, batch_size=16, seed=5, verbose=0,
-                      folds=["0"])[0]
+    directory = train(store, tiny_params(), SPLITS, tmp_path,
+                      TrainOptions(epochs=2, batch_size=16, seed=5, verbose=0, folds=["0"]))[0]
     record = json.loads((directory / "training.json").read_text())["summary"]["counts_refit"]
     assert record["kept"] == (record["val_mse_after"] < record["val_mse_before"])
     model = keras.models.load_model(directory / "model.keras")
@@ -122,7 +124,7 @@ def test_cli_trains_the_selected_fold(store, tmp_path):
     assert run_guarded(train_cli.main, argv) == 0
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["model_split001"]
     options = json.loads((tmp_path / "out" / "model_split001" / "training.json").read_text())["options"]
-    assert options["reverse_complement"] == "double" and options["cache"] is False and options["batch_size"] == 32
+    assert options["reverse_complement"] == "double" and options["cache"] == "disk" and options["batch_size"] == 32
     assert options["mixed_precision"] and keras.config.dtype_policy().name == "float32"  # policy restored
     from bpnetz.model.registry import load_model
 
@@ -133,7 +135,7 @@ def test_cli_trains_the_selected_fold(store, tmp_path):
 
 def test_lengths_that_disagree_with_the_store_are_an_input_error(store, tmp_path):
     with pytest.raises(InputError, match="input length 500.*400"):
-        train(store, tiny_params(input_len=500), SPLITS, tmp_path, epochs=1, verbose=0)
+        train(store, tiny_params(input_len=500), SPLITS, tmp_path, TrainOptions(epochs=1, verbose=0))
 
 
 

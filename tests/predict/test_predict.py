@@ -21,6 +21,8 @@ import pyfaidx  # noqa: E402
 import pytest  # noqa: E402
 
 from bpnetz.errors import InputError  # noqa: E402
+from bpnetz.model.options import TrainOptions  # noqa: E402
+from bpnetz.predict.options import PredictOptions  # noqa: E402
 from bpnetz.store.schema import KIND_PEAK  # noqa: E402
 from tests.store.tiny_store import CHROM_SIZES, INPUT_LEN, OUTPUT_LEN, make_tiny_store  # noqa: E402
 from tests.tiny_model import save_model_dir  # noqa: E402
@@ -109,8 +111,9 @@ def test_run(setup):
     from bpnetz.predict.predict import predict
 
     out = setup["root"] / "out_test"
-    summary = predict(setup["model_dir"], store=setup["tiny"].path, split="test", output_dir=out, batch_size=5,
-                      generate_bigwigs=True, chrom_sizes=setup["sizes"], progress=False)
+    summary = predict(setup["model_dir"], out,
+                      PredictOptions(store=setup["tiny"].path, split="test", batch_size=5, generate_bigwigs=True,
+                                     chrom_sizes=setup["sizes"], progress=False))
     return summary, out
 
 
@@ -219,8 +222,9 @@ def test_rc_average_window_and_zero_bias_through_the_pipeline(setup):
     from bpnetz.predict.predict import predict
 
     tiny, out = setup["tiny"], setup["root"] / "out_rc"
-    predict(setup["model_dir"], store=tiny.path, chroms=["chr2"], output_dir=out, reverse_complement_average=True,
-            output_window_size=10, set_bias_as_zero=True, progress=False)
+    predict(setup["model_dir"], out,
+            PredictOptions(store=tiny.path, chroms=["chr2"], reverse_complement_average=True, output_window_size=10,
+                           set_bias_as_zero=True, progress=False))
     with h5py.File(out / "model_split000_predictions.h5", "r") as h5:
         start, pred = h5["coords/coords_start"][:], h5["predictions/pred_profs"][:]
         true = h5["predictions/true_profs"][:]
@@ -239,15 +243,15 @@ def test_test_indices_pick_positions_among_the_evaluated_loci(setup, test_run, t
     from bpnetz.predict.predict import predict
 
     (tmp_path / "indices.txt").write_text("3\n1\n\n")
-    predict(setup["model_dir"], store=setup["tiny"].path, test_indices=tmp_path / "indices.txt",
-            output_dir=tmp_path, progress=False)
+    predict(setup["model_dir"], tmp_path,
+            PredictOptions(store=setup["tiny"].path, test_indices=tmp_path / "indices.txt", progress=False))
     with h5py.File(tmp_path / "model_split000_predictions.h5", "r") as picked, \
             h5py.File(test_run[1] / "model_split000_predictions.h5", "r") as every:
         np.testing.assert_array_equal(picked["coords/coords_start"][:], every["coords/coords_start"][[1, 3]])
         np.testing.assert_allclose(picked["predictions/pred_profs"][:], every["predictions/pred_profs"][[1, 3]])
     with pytest.raises(InputError, match="0-based positions among the 8"):
-        predict(setup["model_dir"], store=setup["tiny"].path, test_indices=[8], output_dir=tmp_path,
-                progress=False)
+        predict(setup["model_dir"], tmp_path,
+                PredictOptions(store=setup["tiny"].path, test_indices=[8], progress=False))
 
 
 def test_per_track_log_counts_are_read_from_the_model(setup, tmp_path):
@@ -256,7 +260,7 @@ def test_per_track_log_counts_are_read_from_the_model(setup, tmp_path):
 
     tiny = setup["tiny"]
     model = save_model_dir(tmp_path / "multi_split000", tiny.path, tiny.layout, PARAMS, SPLIT, orig_multi_loss=True)
-    predict(tmp_path / "multi_split000", store=tiny.path, split="val", output_dir=tmp_path, progress=False)
+    predict(tmp_path / "multi_split000", tmp_path, PredictOptions(store=tiny.path, split="val", progress=False))
     with h5py.File(tmp_path / "multi_split000_predictions.h5", "r") as h5:
         summits = (h5["coords/coords_start"][:] + OUTPUT_LEN // 2).tolist()
         pred, pred_lc = h5["predictions/pred_profs"][:], h5["predictions/pred_logcounts"][:]
@@ -278,8 +282,8 @@ def test_a_model_directory_written_by_train(setup, tmp_path):
 
     tiny = setup["tiny"]
     [model_dir] = train_module.train(tiny.path, BpnetParams(**PARAMS), Splits(folds={"0": Split(**SPLIT)}),
-                                     tmp_path / "models", epochs=1, batch_size=8, verbose=0)
-    summary = predict(model_dir, output_dir=tmp_path / "out", progress=False)  # no store: its store.json
+                                     tmp_path / "models", TrainOptions(epochs=1, batch_size=8, verbose=0))
+    summary = predict(model_dir, tmp_path / "out", PredictOptions(progress=False))  # no store: its store.json
     assert summary.model_name == "model_split000" and summary.n_examples == len(peak_summits(tiny, ["chr3"]))
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert Path(metrics["store"]).resolve() == tiny.path.resolve() and metrics["chroms"] == ["chr3"]
@@ -295,8 +299,9 @@ def test_regions_bigwig_covers_the_region_with_tiles_centred_on_it(setup):
     tiny, out = setup["tiny"], setup["root"] / "out_regions"
     bed = setup["root"] / "regions.bed"
     bed.write_text("chr1\t100\t175\tr1\n")
-    summary = predict(setup["model_dir"], regions=bed, reference_genome=tiny.fasta, chrom_sizes=setup["sizes"],
-                      output_dir=out, progress=False)
+    summary = predict(setup["model_dir"], out,
+                      PredictOptions(regions=bed, reference_genome=tiny.fasta, chrom_sizes=setup["sizes"],
+                                     progress=False))
     assert summary.n_examples == 4 and summary.table is None
     # 75 bases -> 4 tiles of 20 overhanging by 5 (2 left, 3 right): tiles at 98, 118, 138, 158
     tiles = np.array([98, 118, 138, 158])
@@ -314,8 +319,9 @@ def test_tile_covers_a_whole_chromosome(setup):
     from bpnetz.predict.predict import predict
 
     tiny, out = setup["tiny"], setup["root"] / "out_tile"
-    predict(setup["model_dir"], tile="chr4", reference_genome=tiny.fasta, chrom_sizes=setup["sizes"],
-            output_dir=out, batch_size=16, progress=False)
+    predict(setup["model_dir"], out,
+            PredictOptions(tile="chr4", reference_genome=tiny.fasta, chrom_sizes=setup["sizes"], batch_size=16,
+                           progress=False))
     bw = pyBigWig.open(str(out / "model_split000_predictions_track_2.bw"))
     values = np.array(bw.values("chr4", 0, CHROM_SIZES["chr4"]))
     assert np.isfinite(values).all() and (values > 0).all()
@@ -340,8 +346,8 @@ def test_regions_without_controls_use_zero_bias_with_a_notice(setup, tmp_path, c
     for track in layout["bias_tracks"]:
         track["source"] = str(tmp_path / "gone" / Path(track["source"]).name)
     (model_dir / "store.json").write_text(json.dumps({"path": str(tmp_path / "gone.zarr"), "layout": layout}))
-    predict(model_dir, tile=["chr2"], reference_genome=tiny.fasta, chrom_sizes=setup["sizes"], output_dir=tmp_path,
-            progress=False)
+    predict(model_dir, tmp_path,
+            PredictOptions(tile=["chr2"], reference_genome=tiny.fasta, chrom_sizes=setup["sizes"], progress=False))
     assert "bias inputs of the regions are zero" in capsys.readouterr().err
     inputs = model_inputs(tiny, "chr2", [30])
     inputs = {**inputs, "profile_bias": 0 * inputs["profile_bias"], "counts_bias": 0 * inputs["counts_bias"]}
@@ -360,12 +366,12 @@ def test_input_errors(setup, tmp_path):
     tiny = setup["tiny"]
     with pytest.raises(InputError, match="model.keras"):
         (tmp_path / "empty").mkdir()
-        predict(tmp_path / "empty", store=tiny.path, output_dir=tmp_path / "o", progress=False)
+        predict(tmp_path / "empty", tmp_path / "o", PredictOptions(store=tiny.path, progress=False))
     with pytest.raises(InputError, match="chrZ"):
-        predict(setup["model_dir"], store=tiny.path, chroms=["chrZ"], output_dir=tmp_path / "o", progress=False)
+        predict(setup["model_dir"], tmp_path / "o", PredictOptions(store=tiny.path, chroms=["chrZ"], progress=False))
     with pytest.raises(InputError, match="output-window-size"):
-        predict(setup["model_dir"], store=tiny.path, output_window_size=30, output_dir=tmp_path / "o",
-                progress=False)
+        predict(setup["model_dir"], tmp_path / "o",
+                PredictOptions(store=tiny.path, output_window_size=30, progress=False))
     with pytest.raises(InputError, match="chrom-sizes"):
-        predict(setup["model_dir"], store=tiny.path, generate_bigwigs=True, output_dir=tmp_path / "o",
-                progress=False)
+        predict(setup["model_dir"], tmp_path / "o",
+                PredictOptions(store=tiny.path, generate_bigwigs=True, progress=False))

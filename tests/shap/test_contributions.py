@@ -21,6 +21,7 @@ import pytest  # noqa: E402
 from bpnetz.cli.compat import bpnet_shap  # noqa: E402
 from bpnetz.errors import InputError  # noqa: E402
 from bpnetz.shap.contributions import contribution_scores  # noqa: E402
+from bpnetz.shap.options import ShapOptions  # noqa: E402
 from tests.tiny_model import save_model_dir  # noqa: E402
 
 INPUT_LEN, OUTPUT_LEN = 400, 200
@@ -34,14 +35,15 @@ BASES = {"A": 0, "C": 1, "G": 2, "T": 3}
 @pytest.fixture(scope="module")
 def setup(tiny_experiment, tmp_path_factory):
     from bpnetz.build.builder import build_store
+    from bpnetz.build.options import BuildOptions
     from bpnetz.store.reader import StoreReader
 
     root = tmp_path_factory.mktemp("shap")
     store = root / "store.zarr"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tiny_experiment)
-        build_store("input_data.json", "genome.fa", "chrom.sizes", input_len=INPUT_LEN, output_len=OUTPUT_LEN,
-                    max_jitter=16, output=store, progress=False)
+        build_store("input_data.json", "genome.fa", "chrom.sizes", store,
+                    BuildOptions(input_len=INPUT_LEN, output_len=OUTPUT_LEN, max_jitter=16, progress=False))
     layout = StoreReader(store).layout
     model_dir = root / "models" / "model_split000"
     save_model_dir(model_dir, store, layout, PARAMS, {"val": ["chr2"], "test": ["chr1"]})
@@ -60,9 +62,10 @@ def onehot_from_fasta(fasta: Path, chrom: str, start: int, length: int) -> np.nd
 @pytest.fixture(scope="module")
 def store_run(setup):
     out = setup["root"] / "from_store"
-    summary = contribution_scores(setup["model_dir"], output_dir=out, store=setup["store"], chroms=["chr1"],
-                                  num_shuffles=4, generate_bigwigs=True,
-                                  chrom_sizes=setup["exp"] / "chrom.sizes", progress=False)
+    summary = contribution_scores(setup["model_dir"], out,
+                                  ShapOptions(store=setup["store"], chroms=["chr1"], num_shuffles=4,
+                                              generate_bigwigs=True, chrom_sizes=setup["exp"] / "chrom.sizes",
+                                              progress=False))
     return out, summary
 
 
@@ -100,9 +103,9 @@ def test_bed_route_equals_store_route(setup, store_run, monkeypatch):
     out, summary = store_run
     monkeypatch.chdir(setup["exp"])
     bed_out = setup["root"] / "from_bed"
-    bed = contribution_scores(setup["model_dir"], output_dir=bed_out, bed_file=out / "peaks_valid_scores.bed",
-                              reference_genome="genome.fa", input_data="input_data.json", num_shuffles=4,
-                              progress=False)
+    bed = contribution_scores(setup["model_dir"], bed_out,
+                              ShapOptions(bed_file=out / "peaks_valid_scores.bed", reference_genome="genome.fa",
+                                          input_data="input_data.json", num_shuffles=4, progress=False))
     assert bed.n_loci == summary.n_loci
     with h5py.File(out / "counts_scores.h5") as a, h5py.File(bed_out / "counts_scores.h5") as b:
         np.testing.assert_array_equal(a["coords_start"][:], b["coords_start"][:])
@@ -124,9 +127,9 @@ def test_reference_command_line_runs(setup, monkeypatch):
 
 def test_bad_inputs_are_clear(setup, tmp_path, capsys):
     with pytest.raises(InputError, match="--reference-genome"):
-        contribution_scores(setup["model_dir"], output_dir=tmp_path, bed_file="x.bed", progress=False)
+        contribution_scores(setup["model_dir"], tmp_path, ShapOptions(bed_file="x.bed", progress=False))
     with pytest.raises(InputError, match="input length"):
-        contribution_scores(setup["model_dir"], output_dir=tmp_path, store=setup["store"], expected_input_len=2114,
-                            progress=False)
+        contribution_scores(setup["model_dir"], tmp_path,
+                            ShapOptions(store=setup["store"], expected_input_len=2114, progress=False))
     assert bpnet_shap(["--model", str(tmp_path / "missing"), "--output-dir", str(tmp_path)]) == 2
     assert "model directory does not exist" in capsys.readouterr().err

@@ -245,14 +245,15 @@ def test_a_built_store_of_a_simulated_experiment_matches_direct_reads(tiny_exper
     import json
 
     from bpnetz.build.builder import build_store
+    from bpnetz.build.options import BuildOptions
     from bpnetz.config import Splits
 
     monkeypatch.chdir(tiny_experiment)
     params = json.loads((tiny_experiment / "bpnet_params.json").read_text())
     input_len, output_len, max_jitter = params["input_len"], params["output_profile_len"], 16
     store = tmp_path / "store.zarr"
-    build_store("input_data.json", "genome.fa", "chrom.sizes", input_len=input_len, output_len=output_len,
-                max_jitter=max_jitter, output=store, progress=False)
+    build_store("input_data.json", "genome.fa", "chrom.sizes", store,
+                BuildOptions(input_len=input_len, output_len=output_len, max_jitter=max_jitter, progress=False))
     spec = json.loads((tiny_experiment / "input_data.json").read_text())["0"]
     stream = LocusStream(store, Splits.load("splits.json").folds["0"], "train", batch_size=16,
                                 reverse_complement="random", seed=4)
