@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bpnetz.config import BpnetParams, Split, Splits
+from bpnetz.config import BpnetParams, Split, Splits, check_split_chroms
 from bpnetz.errors import InputError
 from bpnetz.store import schema
 from bpnetz.store.loader import LocusStream, StoreReader
@@ -236,6 +236,7 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
     missing = [k for k in keys if k not in splits.folds]
     if missing:
         raise InputError(f"no fold {', '.join(missing)} in splits.json (folds: {', '.join(splits.folds)}).")
+    check_split_chroms({k: splits.folds[k] for k in keys}, reader.chromosomes, path=splits.path, all_chroms=chroms)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     options = dict(model_name=model_name, chroms=list(chroms) if chroms else None, epochs=epochs,
