@@ -6,10 +6,12 @@ when their command runs, so ``bpnetz --help`` and light commands start without i
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from bpnetz.errors import InputError
 
@@ -34,6 +36,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gc-background": ("gc_background", "GC-matched background loci"),
     "average-folds": ("average_folds", "average predictions or contribution scores across split models"),
 }
+
+
+def _bounded(convert: Callable[[str], float], what: str, ok: Callable[[float], bool]) -> Callable[[str], Any]:
+    """An argparse ``type``: the converted value when ``ok``, else an error argparse prints naming the flag."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value) or value != value:  # NaN fails every bound
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+#: argparse types of numeric flags (batch sizes, epochs, lengths, jitter, rates, weights)
+positive_int = _bounded(int, "a positive whole number", lambda v: v > 0)
+non_negative_int = _bounded(int, "a whole number >= 0", lambda v: v >= 0)
+positive_float = _bounded(float, "a number > 0", lambda v: 0 < v < float("inf"))
+non_negative_float = _bounded(float, "a number >= 0", lambda v: 0 <= v < float("inf"))
+fraction = _bounded(float, "a number > 0 and <= 1", lambda v: 0 < v <= 1)
 
 
 def run_guarded(entry: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from bpnetz.cli import non_negative_int, positive_int
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -15,13 +17,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-data", required=True, help="input_data.json (tasks, bigWigs, loci)")
     parser.add_argument("--reference-genome", required=True, help="genome FASTA (indexed on first use)")
     parser.add_argument("--chrom-sizes", required=True, help="chrom.sizes of the genome")
-    parser.add_argument("--input-seq-len", type=int, default=2114, help="model input length (default 2114)")
-    parser.add_argument("--output-len", type=int, default=1000, help="model output length (default 1000)")
-    parser.add_argument("--max-jitter", type=int, default=128, help="largest jitter to store room for (128)")
+    parser.add_argument("--input-seq-len", type=positive_int, default=2114, help="model input length (default 2114)")
+    parser.add_argument("--output-len", type=positive_int, default=1000, help="model output length (default 1000)")
+    parser.add_argument("--max-jitter", type=non_negative_int, default=128,
+                        help="largest jitter to store room for (128)")
     parser.add_argument("--output", required=True, help="store path, e.g. store.zarr")
     parser.add_argument("--chroms", nargs="+", default=None, help="keep only loci on these chromosomes")
     parser.add_argument("--blacklist", default=None, help="BED of regions; loci whose windows overlap are rejected")
-    parser.add_argument("--workers", type=int, default=None, help="local threads (default: all cores)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="local threads (default: all cores)")
     parser.add_argument("--scheduler", default=None,
                         help="address of a dask.distributed scheduler (e.g. tcp://host:8786) instead of local "
                              "threads; the store path must be reachable from the workers")

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bpnetz.cli import positive_int
 from bpnetz.errors import InputError
 
 DESCRIPTION = """\
@@ -54,10 +55,10 @@ def add_prediction_arguments(parser: argparse.ArgumentParser, *, window_required
     which.add_argument("--regions", help="BED of regions to tile and predict from the FASTA (no metrics)")
     which.add_argument("--tile", nargs="+", metavar="CHROM", help="tile and predict whole chromosomes")
     parser.add_argument("--output-dir", "-o", required=True, help="directory for every output (created)")
-    parser.add_argument("--batch-size", type=int, default=64, help="loci per batch (64)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="loci per batch (64)")
     parser.add_argument("--reverse-complement-average", action="store_true",
                         help="average each prediction with that of the reverse complement, mapped back")
-    parser.add_argument("--output-window-size", type=int, required=window_required, default=None,
+    parser.add_argument("--output-window-size", type=positive_int, required=window_required, default=None,
                         help="centre crop of the output window to evaluate and write (default: all of it)")
     parser.add_argument("--set-bias-as-zero", action="store_true", help="zero the bias (control) inputs")
     parser.add_argument("--generate-predicted-profile-bigWigs", action="store_true",
@@ -140,9 +141,9 @@ def bpnet_predict_main(argv: Sequence[str] | None = None, prog: str = "bpnet-pre
     add_prediction_arguments(parser, window_required=True)
     reference = parser.add_argument_group("reference flags")
     reference.add_argument("--sequence-generator-name", default="BPNet", help="accepted: BPNet")
-    reference.add_argument("--input-seq-len", type=int, default=2114, help="checked against the model (2114)")
-    reference.add_argument("--output-len", type=int, default=1000, help="checked against the model (1000)")
-    reference.add_argument("--threads", type=int, default=10, help="TensorFlow threads (10)")
+    reference.add_argument("--input-seq-len", type=positive_int, default=2114, help="checked against the model (2114)")
+    reference.add_argument("--output-len", type=positive_int, default=1000, help="checked against the model (1000)")
+    reference.add_argument("--threads", type=positive_int, default=10, help="TensorFlow threads (10)")
     reference.add_argument("--automate-filenames", action="store_true",
                            help="write into a new <output-dir>/<date_time> directory")
     reference.add_argument("--time-zone", default=None, help="time zone of --automate-filenames")

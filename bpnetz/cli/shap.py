@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from bpnetz.cli import non_negative_int, positive_int
 from bpnetz.shap.contributions import DEFAULT_SEED, contribution_scores
 
 IGNORED = ("gen_null_dist", "control_len", "control_smoothing", "automate_filenames", "time_zone")
@@ -27,17 +28,17 @@ def add_shap_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", "--output-directory", "-o", dest="output_dir", required=True,
                         help="output directory")
     parser.add_argument("--chroms", nargs="+", help="only loci on these chromosomes")
-    parser.add_argument("--task-id", "-t", type=int, default=0, help="task to explain (0)")
-    parser.add_argument("--sample", type=int, help="score a seeded random sample of this many loci")
+    parser.add_argument("--task-id", "-t", type=non_negative_int, default=0, help="task to explain (0)")
+    parser.add_argument("--sample", type=positive_int, help="score a seeded random sample of this many loci")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of shuffles and sample ({DEFAULT_SEED})")
     parser.add_argument("--presort-bed-file", action="store_true",
                         help="score the strongest loci (narrowPeak column 7) first")
-    parser.add_argument("--num-shuffles", type=int, default=20, help="dinucleotide-shuffled references (20)")
+    parser.add_argument("--num-shuffles", type=positive_int, default=20, help="dinucleotide-shuffled references (20)")
     parser.add_argument("--generate-shap-bigWigs", action="store_true", dest="generate_bigwigs",
                         help="also write the projected scores as bigWigs (needs --chrom-sizes)")
     parser.add_argument("--chrom-sizes", "-s", help="chromosome sizes, for the bigWigs")
-    parser.add_argument("--batch-size", type=int, default=8, help="sequences per DeepLIFT step (8)")
-    parser.add_argument("--input-seq-len", type=int, help="checked against the model's input length")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="sequences per DeepLIFT step (8)")
+    parser.add_argument("--input-seq-len", type=positive_int, help="checked against the model's input length")
     parser.add_argument("--orig-multi-loss", action="store_true", help="accepted; read from the model itself")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

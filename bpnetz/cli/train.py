@@ -10,6 +10,14 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from bpnetz.cli import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: bool = True) -> None:
     """Training flags, with the reference's bpnet-train names (and short options) where it has them."""
@@ -23,15 +31,18 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
     parser.add_argument("--chroms", nargs="+", default=None,
                         help="all chromosomes to consider: training = these minus val and test when a fold has "
                              "no 'train' list (default: the store's chromosomes)")
-    parser.add_argument("--epochs", "-e", type=int, default=100, help="maximum epochs (100)")
-    parser.add_argument("--batch-size", "-b", type=int, default=64, help="examples per batch (64)")
-    parser.add_argument("--learning-rate", "-L", type=float, default=0.004, help="initial Adam learning rate")
-    parser.add_argument("--min-learning-rate", "-l", type=float, default=1e-4, help="floor of LR reduction")
-    parser.add_argument("--early-stopping-patience", type=int, default=5, help="epochs without improvement (5)")
-    parser.add_argument("--early-stopping-min-delta", type=float, default=1e-3,
+    parser.add_argument("--epochs", "-e", type=positive_int, default=100, help="maximum epochs (100)")
+    parser.add_argument("--batch-size", "-b", type=positive_int, default=64, help="examples per batch (64)")
+    parser.add_argument("--learning-rate", "-L", type=positive_float, default=0.004, help="initial Adam learning rate")
+    parser.add_argument("--min-learning-rate", "-l", type=non_negative_float, default=1e-4,
+                        help="floor of LR reduction")
+    parser.add_argument("--early-stopping-patience", type=non_negative_int, default=5,
+                        help="epochs without improvement (5)")
+    parser.add_argument("--early-stopping-min-delta", type=non_negative_float, default=1e-3,
                         help="smallest validation-loss decrease that counts as an improvement (1e-3)")
-    parser.add_argument("--reduce-lr-on-plateau-patience", type=int, default=2, help="epochs before LR cut (2)")
-    parser.add_argument("--lr-reduction-factor", type=float, default=0.5, help="LR multiplier on plateau (0.5)")
+    parser.add_argument("--reduce-lr-on-plateau-patience", type=non_negative_int, default=2,
+                        help="epochs before LR cut (2)")
+    parser.add_argument("--lr-reduction-factor", type=fraction, default=0.5, help="LR multiplier on plateau (0.5)")
     parser.add_argument("--reverse-complement", choices=("random", "double", "none"), default="random",
                         help="augmentation: flip each example with p=0.5 (random, default), follow every batch "
                              "by its reverse complement (double), or none")
@@ -39,9 +50,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
                         const="double", help="the reference's flag: same as --reverse-complement double")
     parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
                         help="shuffle training loci every epoch (default on)")
-    parser.add_argument("--mnll-loss-sample-weight", type=float, default=1.0,
+    parser.add_argument("--mnll-loss-sample-weight", type=non_negative_float, default=1.0,
                         help="profile-loss weight of peaks (1.0)")
-    parser.add_argument("--mnll-loss-background-sample-weight", type=float, default=0.0,
+    parser.add_argument("--mnll-loss-background-sample-weight", type=non_negative_float, default=0.0,
                         help="profile-loss weight of background loci (0.0)")
     parser.add_argument("--orig-multi-loss", action="store_true",
                         help="one multinomial per strand and one log count per track (the original BPNet loss)")
@@ -55,7 +66,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
     parser.add_argument("--cache", choices=("auto", "ram", "disk"), default="auto",
                         help="keep the selected loci in RAM, or stream them from disk (auto: RAM when they use "
                              "under 40%% of the available memory)")
-    parser.add_argument("--threads", "-t", type=int, default=None, help="TensorFlow CPU threads (default: all)")
+    parser.add_argument("--threads", "-t", type=positive_int, default=None,
+                        help="TensorFlow CPU threads (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
 
 
@@ -83,9 +95,9 @@ def _parser() -> argparse.ArgumentParser:
                     "model.keras, the params and fold used, the history (CSV/JSON), TensorBoard logs, learning "
                     "curves and the store's checksum.")
     parser.add_argument("--store", required=True, help="store.zarr written by 'bpnetz build'")
-    parser.add_argument("--input-seq-len", type=int, default=None,
+    parser.add_argument("--input-seq-len", type=positive_int, default=None,
                         help="optional check: must equal the params' input_len and the store's")
-    parser.add_argument("--output-len", type=int, default=None,
+    parser.add_argument("--output-len", type=positive_int, default=None,
                         help="optional check: must equal the params' output_profile_len and the store's")
     add_training_arguments(parser)
     return parser
