@@ -2,11 +2,19 @@
 
 Each subcommand lives in ``bpnetz/cli/<module>.py`` and exposes ``main(argv) -> int``. Modules are imported only
 when their command runs, so ``bpnetz --help`` and light commands start without importing TensorFlow.
+
+:func:`run_guarded` turns what the user can fix into one paragraph on stderr and exit status 2, never a
+traceback: an :class:`~bpnetz.errors.InputError`; an OSError (anywhere in the exception's chain) of a full disk or
+quota (ENOSPC, EDQUOT), a read-only file system (EROFS) or a permission error (EACCES, EPERM), named by the file
+the exception carries; and a loader's InputError surfacing inside TensorFlow. Writers that could crash instead of
+raising on a full disk (HDF5) write through :func:`bpnetz.files.h5.h5_output`. The numeric-flag types below
+make argparse reject a zero batch size or a negative jitter with its usual exit status 2, naming the flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -70,7 +78,7 @@ def run_guarded(entry: Callable[[Sequence[str] | None], int], argv: Sequence[str
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
-        failure = _batch_failure(err)
+        failure = _disk_failure(err) or _batch_failure(err)
         if failure is None:
             raise
         print(f"error: {failure}", file=sys.stderr)
@@ -78,6 +86,33 @@ def run_guarded(entry: Callable[[Sequence[str] | None], int], argv: Sequence[str
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+#: errno -> (what happened, how to fix it) for write failures the user can fix
+DISK_ERRORS = {
+    errno.ENOSPC: ("cannot write: no space is left on the device",
+                   "Free space there (df -h shows it) or choose an output location on a disk with room."),
+    errno.EDQUOT: ("cannot write: the disk quota is exceeded",
+                   "Free space within your quota or choose another output location."),
+    errno.EROFS: ("cannot write: the location is on a read-only file system",
+                  "Choose an output location on a writable disk."),
+    errno.EACCES: ("permission denied", "Choose a location you may write to, or fix its permissions."),
+    errno.EPERM: ("operation not permitted", "Choose a location you may write to, or fix its permissions."),
+}
+
+
+def _disk_failure(err: BaseException) -> InputError | None:
+    """An InputError for a full disk, a read-only location or a permission error anywhere in ``err``'s chain."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in DISK_ERRORS:
+            what, fix = DISK_ERRORS[err.errno]
+            path = err.filename if err.filename is not None else "(a file being written; its name was not given)"
+            also = f" (and {err.filename2})" if err.filename2 is not None else ""
+            return InputError(f"{what}{also}.", path=path, fix=fix)
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _batch_failure(err: Exception) -> InputError | None:
