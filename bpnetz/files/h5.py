@@ -35,18 +35,25 @@ def open_h5(path: str | os.PathLike, what: str, fix: str) -> Any:
 
 
 @contextmanager
-def h5_output(path: str | os.PathLike) -> Iterator[Any]:
-    """Yield a writable ``h5py.File`` held in memory; on success its bytes are written atomically to ``path``.
+def h5_image_output(path: str | os.PathLike) -> Iterator[Any]:
+    """Yield an in-memory file for an HDF5 writer (``h5py.File`` accepts it, also inside third-party code); once
+    the block succeeds its bytes are written atomically to ``path``.
 
-    A full disk, a read-only location or a permission error surfaces as the OSError of that write (errno ENOSPC,
-    EROFS, EACCES, with the temporary file's name), never as a crash inside HDF5; on error nothing is left behind.
+    A full disk, a read-only location or a permission error surfaces as the OSError of that write, naming
+    ``path``, never as a crash inside HDF5; on error nothing is left behind.
     """
     import io
 
-    import h5py
-
     image = io.BytesIO()
-    with h5py.File(image, "w") as h5:
-        yield h5
+    yield image
     with atomic_output(path) as tmp, open(tmp, "wb") as handle:
         handle.write(image.getbuffer())
+
+
+@contextmanager
+def h5_output(path: str | os.PathLike) -> Iterator[Any]:
+    """Yield a writable ``h5py.File`` held in memory, written to ``path`` as :func:`h5_image_output` does."""
+    import h5py
+
+    with h5_image_output(path) as image, h5py.File(image, "w") as h5:
+        yield h5
