@@ -17,6 +17,7 @@ import argparse
 import errno
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -54,7 +55,7 @@ def _bounded(convert: Callable[[str], float], what: str, ok: Callable[[float], b
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not ok(value) or value != value:  # NaN fails every bound
+        if not ok(value):  # NaN fails every bound
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
@@ -102,16 +103,43 @@ DISK_ERRORS = {
 
 
 def _disk_failure(err: BaseException) -> InputError | None:
-    """An InputError for a full disk, a read-only location or a permission error anywhere in ``err``'s chain."""
+    """An InputError for a full disk, a read-only location or a permission error anywhere in ``err``'s chain.
+
+    The file is the OSError's filename; a write() names none (zarr's shard writes), so the innermost frame holding
+    a path names it; TensorFlow's writers (TensorBoard events) raise errors whose text holds path and strerror.
+    """
+    by_text = {os.strerror(code): code for code in DISK_ERRORS}
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, OSError) and err.errno in DISK_ERRORS:
-            what, fix = DISK_ERRORS[err.errno]
-            path = err.filename if err.filename is not None else "(a file being written; its name was not given)"
-            also = f" (and {err.filename2})" if err.filename2 is not None else ""
-            return InputError(f"{what}{also}.", path=path, fix=fix)
+            return _disk_error(err.errno, err.filename if err.filename is not None else _path_in_frames(err))
+        found = re.search(r"([^\s;'\"]+)[;:,]?\s+(" + "|".join(map(re.escape, by_text)) + ")", str(err))
+        if found:
+            return _disk_error(by_text[found.group(2)], found.group(1))
         err = err.__cause__ or err.__context__
+    return None
+
+
+def _disk_error(code: int, path: object | None) -> InputError:
+    what, fix = DISK_ERRORS[code]
+    return InputError(f"{what}.", path=path if path is not None else "(a file being written)", fix=fix)
+
+
+def _path_in_frames(err: BaseException) -> str | None:
+    """The innermost local of ``err``'s traceback named like a file (``path``, ``filepath``, an open ``fileobj``,
+    …) that holds a file path."""
+    frames = []
+    tb = err.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for name in ("path", "filename", "filepath", "tmp", "file", "fileobj"):
+            value = frame.f_locals.get(name)
+            value = getattr(value, "name", value) if name in ("file", "fileobj") else value
+            if isinstance(value, (str, os.PathLike)) and os.sep in os.fspath(value):
+                return os.fspath(value)
     return None
 
 

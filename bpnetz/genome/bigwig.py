@@ -9,7 +9,7 @@ Loci with the same chromosome and start keep the first one given. Values past a 
 Every bigWig is written through :func:`bigwig_output`. libBigWig does not report failed writes. Measured on a
 1 MiB tmpfs filled to a few hundred KiB: `bpnetz predict --generate-predicted-profile-bigWigs` exited 0 with a
 track 66 bytes short (its end signature missing), or failed with "RuntimeError: Received an error while writing
-the bigWig header". So a finished file must end with the bigWig signature, and a pyBigWig error or a short file is
+the bigWig header" or a SystemError from addEntries (tests/test_disk_faults.py sweeps the free space). So a finished file must end with the bigWig signature, and a pyBigWig error or a short file is
 checked by writing a probe block next to it: a full or read-only disk becomes the OSError of that write, naming
 the bigWig (what the CLI reports as one paragraph).
 """
@@ -86,7 +86,7 @@ def bigwig_output(path: str | Path, chrom_sizes: Sequence[tuple[str, int]], **he
         try:
             bw.addHeader(list(chrom_sizes), **header_options)
             yield bw
-        except RuntimeError as err:  # pyBigWig's only signal of a failed write
+        except (RuntimeError, SystemError) as err:  # how pyBigWig signals a failed write, when it does
             bw.close()
             _raise_write_failure(tmp, path, str(err))
         except BaseException:
