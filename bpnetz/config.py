@@ -4,6 +4,12 @@
 ``bpnet_params.json`` (the architecture) and ``splits.json`` (one fold per key) are accepted exactly as the
 reference accepts them. Every error names the file, the key and what was expected; relative paths are resolved
 against the current directory, as the reference does.
+
+Beyond the reference, values are range-checked (it let Keras fail on a zero kernel, or trained silently with a
+negative counts-loss weight): sizes, filters, kernel sizes, units and lengths are positive, layer counts,
+dropouts, loss and attribution-prior weights non-negative. :func:`check_split_chroms` (called by train and
+predict) checks a fold's chromosomes against the store's loci: a set partly absent is a warning naming the
+absent chromosomes, a required set (train, val; predict's subset) with no locus at all an InputError.
 """
 
 from __future__ import annotations
