@@ -4,20 +4,29 @@
 ``bpnet_params.json`` (the architecture) and ``splits.json`` (one fold per key) are accepted exactly as the
 reference accepts them. Every error names the file, the key and what was expected; relative paths are resolved
 against the current directory, as the reference does.
+
+Beyond the reference, values are range-checked (it let Keras fail on a zero kernel, or trained silently with a
+negative counts-loss weight): sizes, filters, kernel sizes, units and lengths are positive, layer counts,
+dropouts, loss and attribution-prior weights non-negative. :func:`check_split_chroms` (called by train and
+predict) checks a fold's chromosomes against the store's loci: a set partly absent is a warning naming the
+absent chromosomes, a required set (train, val; predict's subset) with no locus at all an InputError.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -45,8 +54,11 @@ def _validation_message(err: ValidationError) -> str:
     """One line per problem: the key path (as in the JSON) and what was expected."""
     lines = []
     for problem in err.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        lines.append(f"key '{key}': {problem['msg']}")
+        key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in problem["loc"])
+        key = key.lstrip(".") or "(top level)"
+        given = problem.get("input")
+        shown = f" (got {given!r})" if isinstance(given, (int, float, str)) and problem["type"] != "missing" else ""
+        lines.append(f"key '{key}': {problem['msg']}{shown}")
     return "; ".join(lines)
 
 
@@ -55,7 +67,7 @@ def _parse(model: type[BaseModel], data: Any, path: str | Path, what: str) -> An
         return model.model_validate(data)
     except ValidationError as err:
         raise InputError(f"not a valid {what}: {_validation_message(err)}.", path=path,
-                         fix=f"See the {what} format in the README.") from None
+                         fix=f"Correct the named key(s); the {what} format is described in the README.") from None
 
 
 class _Strict(BaseModel):
@@ -195,28 +207,35 @@ class InputData(BaseModel):
 
 
 class MotifModuleParams(_Strict):
-    filters: list[int] = [64]
-    kernel_sizes: list[int] = [21]
+    filters: list[PositiveInt] = Field([64], min_length=1)
+    kernel_sizes: list[PositiveInt] = Field([21], min_length=1)
     padding: Literal["valid", "same"] = "valid"
+
+    @model_validator(mode="after")
+    def _one_kernel_size_per_layer(self) -> MotifModuleParams:
+        if len(self.filters) != len(self.kernel_sizes):
+            raise ValueError(f"'filters' ({len(self.filters)} entries) and 'kernel_sizes' "
+                             f"({len(self.kernel_sizes)}) need one entry per convolution layer each")
+        return self
 
 
 class SyntaxModuleParams(_Strict):
-    num_dilation_layers: int = Field(8, ge=0)
-    filters: int = 64
-    kernel_size: int = 3
+    num_dilation_layers: NonNegativeInt = 8
+    filters: PositiveInt = 64
+    kernel_size: PositiveInt = 3
     padding: Literal["valid", "same"] = "valid"
     pre_activation_residual_unit: bool = True
 
 
 class ProfileHeadParams(_Strict):
-    filters: int = 1  # replaced by the number of tracks, as in the reference
-    kernel_size: int = 75
+    filters: PositiveInt = 1  # replaced by the number of tracks, as in the reference
+    kernel_size: PositiveInt = 75
     padding: Literal["valid", "same"] = "valid"
 
 
 class CountsHeadParams(_Strict):
-    units: list[int] = [1]
-    dropouts: list[float] = [0.0]
+    units: list[PositiveInt] = Field([1], min_length=1)
+    dropouts: list[Annotated[float, Field(ge=0, lt=1)]] = [0.0]
     activations: list[str] = ["linear"]
 
     @model_validator(mode="after")
@@ -227,7 +246,7 @@ class CountsHeadParams(_Strict):
 
 
 class ProfileBiasModuleParams(_Strict):
-    kernel_sizes: list[int] = [1]
+    kernel_sizes: list[PositiveInt] = Field([1], min_length=1)
 
 
 class CountsBiasModuleParams(BaseModel):
@@ -235,19 +254,19 @@ class CountsBiasModuleParams(BaseModel):
 
 
 class AttributionPriorParams(_Strict):
-    frequency_limit: int = 150
-    limit_softness: float = 0.2
-    grad_smooth_sigma: float = 3
-    profile_grad_loss_weight: float = 200
-    counts_grad_loss_weight: float = 100
+    frequency_limit: PositiveInt = 150
+    limit_softness: NonNegativeFloat = 0.2
+    grad_smooth_sigma: NonNegativeFloat = 3
+    profile_grad_loss_weight: NonNegativeFloat = 200
+    counts_grad_loss_weight: NonNegativeFloat = 100
 
 
 class BpnetParams(BaseModel):
     """The architecture JSON; defaults are the seed README's values."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    input_len: int = 2114
-    output_profile_len: int = 1000
+    input_len: PositiveInt = 2114
+    output_profile_len: PositiveInt = 1000
     motif_module_params: MotifModuleParams = MotifModuleParams()
     syntax_module_params: SyntaxModuleParams = SyntaxModuleParams()
     profile_head_params: ProfileHeadParams = ProfileHeadParams()
@@ -256,7 +275,7 @@ class BpnetParams(BaseModel):
     counts_bias_module_params: CountsBiasModuleParams = CountsBiasModuleParams()
     use_attribution_prior: bool = False
     attribution_prior_params: AttributionPriorParams = AttributionPriorParams()
-    loss_weights: tuple[float, float] = (1.0, 42.0)
+    loss_weights: tuple[NonNegativeFloat, NonNegativeFloat] = (1.0, 42.0)
     counts_loss: Literal["MSE", "POISSON"] = "MSE"
 
     @classmethod
@@ -319,6 +338,7 @@ class Splits(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     folds: dict[str, Split]
+    path: str = "splits.json"
 
     @classmethod
     def load(cls, path: str | Path) -> Splits:
@@ -331,4 +351,31 @@ class Splits(BaseModel):
             for pair, chroms in fold.overlaps().items():
                 warnings.warn(f"{path}: fold \"{key}\" lists {', '.join(chroms)} in both {pair.replace('/', ' and ')}"
                               f"; those loci are used in both sets.", stacklevel=2)
-        return cls(folds=folds)
+        return cls(folds=folds, path=str(path))
+
+
+def check_split_chroms(folds: dict[str, Split | None], store_chroms: Sequence[str], *, path: str | Path,
+                       required: Sequence[str] = ("train", "val"), optional: Sequence[str] = ("test",),
+                       all_chroms: Sequence[str] | None = None) -> None:
+    """Check the folds' chromosomes against those holding loci of the store (train and predict call this).
+
+    A ``required`` set (e.g. train, val) none of whose chromosomes holds a locus is an InputError naming the fold
+    key and the chromosomes; chromosomes of a required or ``optional`` set that the store lacks, when others of
+    the set are present, are a warning naming them. Set names other than train/val/test (predict's "all") and
+    folds given as None are skipped. ``all_chroms`` (--chroms) stands for the store's in an implicit train set.
+    """
+    present = set(store_chroms)
+    universe = list(all_chroms) if all_chroms is not None else list(store_chroms)
+    for key, fold in folds.items():
+        for subset in [s for s in (*required, *optional) if s in ("train", "val", "test") and fold is not None]:
+            chroms = fold.chroms(subset, universe)
+            absent = [c for c in chroms if c not in present]
+            if subset in required and len(absent) == len(chroms):
+                listed = ", ".join(chroms) if chroms else "no chromosome"
+                raise InputError(f"fold \"{key}\": the {subset} set ({listed}) has no locus in the store, whose "
+                                 f"loci are on {', '.join(list(store_chroms)[:12]) or 'nothing'}.", path=path,
+                                 fix="Use the store's chromosome names in splits.json (e.g. 'chr1' vs '1'), or "
+                                     "build the store with these chromosomes.")
+            if absent:
+                warnings.warn(f"{path}: fold \"{key}\": {subset} chromosomes {', '.join(absent)} hold no locus "
+                              "of the store; they are left out.", stacklevel=2)

@@ -263,8 +263,13 @@ def _build_key(sources: list[SourceFile], source_checksums: list[str], build_arg
 
 
 def prepare_inputs(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path,
-                   options: BuildOptions, checksums: ChecksumCache) -> BuildInputs:
-    """Load, cross-check and checksum every input; resolve and select the loci."""
+                   options: BuildOptions, checksums: ChecksumCache,
+                   rejected_bed: str | Path | None = None) -> BuildInputs:
+    """Load, cross-check and checksum every input; resolve and select the loci.
+
+    When every locus is rejected, the rejected loci are written to ``rejected_bed`` (when given) and an InputError
+    says how many were rejected for which reasons.
+    """
     chroms, blacklist = options.chroms, options.blacklist
     spec = InputData.load(input_data)
     layout = make_layout(spec, options.input_len, options.output_len, options.max_jitter)
@@ -288,8 +293,7 @@ def prepare_inputs(input_data: str | Path, reference_genome: str | Path, chrom_s
     selection = loci_mod.select_loci(table, layout, usable, unavailable,
                                      chroms=list(chroms) if chroms is not None else None, blacklist=bl)
     if len(selection.kept) == 0:
-        raise InputError(f"no locus can be built: all {len(table)} were rejected ({selection.rejected_counts()}).",
-                         path=input_data, fix="Check --chroms, the chromosome names and the window lengths.")
+        _no_locus_kept(selection, sources, layout, chroms, rejected_bed, input_data)
     _check_bigwigs_have_data(layout, sorted(set(selection.kept.chrom.tolist())))
     sums = [checksums.checksum(s.path, md5=s.role == "genome") for s in sources]
     build_args = options.content_args()
@@ -299,6 +303,26 @@ def prepare_inputs(input_data: str | Path, reference_genome: str | Path, chrom_s
     return BuildInputs(layout=layout, sources=sources, checksums=sums, selection=selection,
                        fasta_path=str(fasta_path.resolve()), genome=genome, input_data_json=read_json(input_data),
                        build_args=build_args, key=key)
+
+
+def _no_locus_kept(selection: loci_mod.Selection, sources: list[SourceFile], store_layout: StoreLayout,
+                   chroms: Sequence[str] | None, rejected_bed: str | Path | None, input_data: str | Path) -> None:
+    """Raise the InputError of a build that would store nothing, after writing the rejected loci to a BED."""
+    counts = selection.rejected_counts()
+    why = ", ".join(f"{reason} {n:,}" for reason, n in sorted(counts.items(), key=lambda item: -item[1]))
+    listed = ""
+    if rejected_bed is not None:
+        loci_mod.write_rejected_bed(rejected_bed, selection, [s.path for s in sources], store_layout.tasks)
+        listed = f" Each rejected locus and its reason is listed in {rejected_bed}."
+    if chroms is not None and counts.get(loci_mod.REASON_NOT_SELECTED):
+        on = sorted(set(selection.rejected.chrom.tolist()))
+        listed = (f" --chroms {' '.join(chroms)} left out {counts[loci_mod.REASON_NOT_SELECTED]:,} of them; the loci "
+                  f"are on {_examples(on, 8)}.{listed}")
+    raise InputError(f"no locus can be built: all {len(selection.rejected):,} loci were rejected ({why}).{listed}",
+                     path=input_data,
+                     fix=f"Check the chromosome names, --chroms and the window lengths (input {store_layout.input_len}"
+                         f" + 2 x jitter {store_layout.max_jitter} must fit inside the chromosomes around each "
+                         "summit).")
 
 
 def _check_bigwigs_have_data(store_layout: StoreLayout, chroms: list[str]) -> None:
@@ -740,7 +764,8 @@ def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: st
     if output.exists() and not overwrite:
         raise InputError("already exists.", path=output,
                          fix="Choose another --output, delete it, or pass --overwrite to replace it.")
-    inputs = prepare_inputs(input_data, reference_genome, chrom_sizes, options, checksums)
+    inputs = prepare_inputs(input_data, reference_genome, chrom_sizes, options, checksums,
+                            rejected_bed=Path(f"{output.absolute()}.{schema.REJECTED_BED}"))
     partial = Path(str(output.absolute()) + PARTIAL_SUFFIX)  # absolute: cluster workers open it too
     notices: list[str] = []
     dtypes, block_loci = _open_partial(partial, inputs, notices)

@@ -126,6 +126,8 @@ def _window_bounds(summit: np.ndarray, store_layout: schema.StoreLayout) -> tupl
 def _first_of_duplicates(loci: LocusTable, candidates: np.ndarray) -> np.ndarray:
     """Boolean over ``loci``: True for candidate rows repeating an earlier candidate's (task, kind, chrom, summit)."""
     idx = np.flatnonzero(candidates)
+    if idx.size == 0:  # every locus already rejected
+        return np.zeros(len(loci), dtype=bool)
     _, chrom_code = np.unique(loci.chrom[idx].astype(str), return_inverse=True)
     order = np.lexsort((idx, loci.summit[idx], chrom_code, loci.kind[idx], loci.task[idx]))
     keys = np.stack([loci.task[idx], loci.kind[idx], chrom_code, loci.summit[idx]], axis=1)[order]

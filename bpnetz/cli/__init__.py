@@ -2,14 +2,25 @@
 
 Each subcommand lives in ``bpnetz/cli/<module>.py`` and exposes ``main(argv) -> int``. Modules are imported only
 when their command runs, so ``bpnetz --help`` and light commands start without importing TensorFlow.
+
+:func:`run_guarded` turns what the user can fix into one paragraph on stderr and exit status 2, never a
+traceback: an :class:`~bpnetz.errors.InputError`; an OSError (anywhere in the exception's chain) of a full disk or
+quota (ENOSPC, EDQUOT), a read-only file system (EROFS) or a permission error (EACCES, EPERM), named by the file
+the exception carries. Writers that could crash instead of raising on a full disk (HDF5) write through
+:func:`bpnetz.files.h5.h5_output`. The numeric-flag types below
+make argparse reject a zero batch size or a negative jitter with its usual exit status 2, naming the flag.
 """
 
 from __future__ import annotations
 
+import argparse
+import errno
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from bpnetz.errors import InputError
 
@@ -36,6 +47,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _bounded(convert: Callable[[str], float], what: str, ok: Callable[[float], bool]) -> Callable[[str], Any]:
+    """An argparse ``type``: the converted value when ``ok``, else an error argparse prints naming the flag."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):  # NaN fails every bound
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+#: argparse types of numeric flags (batch sizes, epochs, lengths, jitter, rates, weights)
+positive_int = _bounded(int, "a positive whole number", lambda v: v > 0)
+non_negative_int = _bounded(int, "a whole number >= 0", lambda v: v >= 0)
+positive_float = _bounded(float, "a number > 0", lambda v: 0 < v < float("inf"))
+non_negative_float = _bounded(float, "a number >= 0", lambda v: 0 <= v < float("inf"))
+fraction = _bounded(float, "a number > 0 and <= 1", lambda v: 0 < v <= 1)
+
+
 def run_guarded(entry: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
     """Run a command; turn :class:`InputError` into a one-paragraph message and exit status 2."""
     try:
@@ -43,9 +78,69 @@ def run_guarded(entry: Callable[[Sequence[str] | None], int], argv: Sequence[str
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        failure = _disk_failure(err)
+        if failure is None:
+            raise
+        print(f"error: {failure}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+#: errno -> (what happened, how to fix it) for write failures the user can fix
+DISK_ERRORS = {
+    errno.ENOSPC: ("cannot write: no space is left on the device",
+                   "Free space there (df -h shows it) or choose an output location on a disk with room."),
+    errno.EDQUOT: ("cannot write: the disk quota is exceeded",
+                   "Free space within your quota or choose another output location."),
+    errno.EROFS: ("cannot write: the location is on a read-only file system",
+                  "Choose an output location on a writable disk."),
+    errno.EACCES: ("permission denied", "Choose a location you may write to, or fix its permissions."),
+    errno.EPERM: ("operation not permitted", "Choose a location you may write to, or fix its permissions."),
+}
+
+
+def _disk_failure(err: BaseException) -> InputError | None:
+    """An InputError for a full disk, a read-only location or a permission error anywhere in ``err``'s chain.
+
+    The file is the OSError's filename; a write() names none (zarr's shard writes), so the innermost frame holding
+    a path names it; TensorFlow's writers (TensorBoard events) raise errors whose text holds path and strerror.
+    """
+    by_text = {os.strerror(code): code for code in DISK_ERRORS}
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in DISK_ERRORS:
+            return _disk_error(err.errno, err.filename if err.filename is not None else _path_in_frames(err))
+        found = re.search(r"([^\s;'\"]+)[;:,]?\s+(" + "|".join(map(re.escape, by_text)) + ")", str(err))
+        if found:
+            return _disk_error(by_text[found.group(2)], found.group(1))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _disk_error(code: int, path: object | None) -> InputError:
+    what, fix = DISK_ERRORS[code]
+    return InputError(f"{what}.", path=path if path is not None else "(a file being written)", fix=fix)
+
+
+def _path_in_frames(err: BaseException) -> str | None:
+    """The innermost local of ``err``'s traceback named like a file (``path``, ``filepath``, an open ``fileobj``,
+    …) that holds a file path."""
+    frames = []
+    tb = err.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for name in ("path", "filename", "filepath", "tmp", "file", "fileobj"):
+            value = frame.f_locals.get(name)
+            value = getattr(value, "name", value) if name in ("file", "fileobj") else value
+            if isinstance(value, (str, os.PathLike)) and os.sep in os.fspath(value):
+                return os.fspath(value)
+    return None
 
 
 def _usage() -> str:

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from bpnetz.build.options import BuildOptions
+from bpnetz.cli import non_negative_int, positive_int
 from bpnetz.cli.options import from_args
 
 DEFAULTS = BuildOptions()
@@ -20,16 +21,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-data", required=True, help="input_data.json (tasks, bigWigs, loci)")
     parser.add_argument("--reference-genome", required=True, help="genome FASTA (indexed on first use)")
     parser.add_argument("--chrom-sizes", required=True, help="chrom.sizes of the genome")
-    parser.add_argument("--input-seq-len", dest="input_len", type=int, default=DEFAULTS.input_len,
+    parser.add_argument("--input-seq-len", dest="input_len", type=positive_int, default=DEFAULTS.input_len,
                         help="model input length (default %(default)s)")
-    parser.add_argument("--output-len", dest="output_len", type=int, default=DEFAULTS.output_len,
+    parser.add_argument("--output-len", dest="output_len", type=positive_int, default=DEFAULTS.output_len,
                         help="model output length (default %(default)s)")
-    parser.add_argument("--max-jitter", type=int, default=DEFAULTS.max_jitter,
+    parser.add_argument("--max-jitter", type=non_negative_int, default=DEFAULTS.max_jitter,
                         help="largest jitter to store room for (%(default)s)")
     parser.add_argument("--output", required=True, help="store path, e.g. store.zarr")
     parser.add_argument("--chroms", nargs="+", default=None, help="keep only loci on these chromosomes")
     parser.add_argument("--blacklist", default=None, help="BED of regions; loci whose windows overlap are rejected")
-    parser.add_argument("--workers", type=int, default=None, help="local threads (default: all cores)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="local threads (default: all cores)")
     parser.add_argument("--scheduler", default=None,
                         help="address of a dask.distributed scheduler (e.g. tcp://host:8786) instead of local "
                              "threads; the store path must be reachable from the workers")

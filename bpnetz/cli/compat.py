@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bpnetz.cli import run_guarded
+from bpnetz.cli import non_negative_int, positive_int, run_guarded
 from bpnetz.errors import InputError
 
 
@@ -70,11 +70,12 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-data", "-i", required=True, help="input_data.json")
     parser.add_argument("--reference-genome", "-g", required=True, help="genome FASTA")
     parser.add_argument("--chrom-sizes", "-c", required=True, help="chromosome sizes")
-    parser.add_argument("--input-seq-len", type=int, default=None,
+    parser.add_argument("--input-seq-len", type=positive_int, default=None,
                         help="input length (default: the params' input_len; the reference's default 3088 is "
                              "only used when the params file is not given)")
-    parser.add_argument("--output-len", type=int, default=None, help="output length (default: the params')")
-    parser.add_argument("--max-jitter", type=int, default=BuildOptions.max_jitter, help="maximum jitter (%(default)s)")
+    parser.add_argument("--output-len", type=positive_int, default=None, help="output length (default: the params')")
+    parser.add_argument("--max-jitter", type=non_negative_int, default=BuildOptions.max_jitter,
+                        help="maximum jitter (%(default)s)")
     parser.add_argument("--model-arch-name", default="BPNet", help="must be BPNet")
     parser.add_argument("--sequence-generator-name", default="BPNet", help="must be BPNet")
     parser.add_argument("--automate-filenames", action="store_true",

@@ -1,8 +1,8 @@
 """``bpnetz predict`` and the reference-compatible ``bpnet-predict``: predictions, metrics, pictures and bigWigs.
 
 :func:`add_prediction_arguments` defines the flags both share; :func:`prediction_options` turns parsed flags into
-a :class:`~bpnetz.predict.options.PredictOptions` for :func:`bpnetz.predict.predict.predict`. ``bpnet-predict`` (:func:`bpnet_predict_main`) adds
-the reference's remaining flags: ``--sequence-generator-name``, ``--input-seq-len``, ``--output-len`` (checked
+a :class:`~bpnetz.predict.options.PredictOptions` for :func:`bpnetz.predict.predict.predict`. ``bpnet-predict``
+(:func:`bpnet_predict_main`) adds the reference's remaining flags: ``--sequence-generator-name``, ``--input-seq-len``, ``--output-len`` (checked
 against the model), ``--threads``, ``--automate-filenames``, ``--time-zone``; ``--chroms None`` and
 ``--test-indices-file None`` mean "not given", as in the reference.
 """
@@ -16,11 +16,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bpnetz.cli import positive_int
 from bpnetz.cli.options import from_args
 from bpnetz.errors import InputError
 from bpnetz.predict.options import SUBSETS, PredictOptions
 
 DEFAULTS = PredictOptions()
+
 
 DESCRIPTION = """\
 Predict with a trained model (a model directory written by 'bpnetz train') on the peaks of a store: by default
@@ -58,10 +60,11 @@ def add_prediction_arguments(parser: argparse.ArgumentParser, *, window_required
     which.add_argument("--regions", help="BED of regions to tile and predict from the FASTA (no metrics)")
     which.add_argument("--tile", nargs="+", metavar="CHROM", help="tile and predict whole chromosomes")
     parser.add_argument("--output-dir", "-o", required=True, help="directory for every output (created)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="loci per batch (%(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size,
+                        help="loci per batch (%(default)s)")
     parser.add_argument("--reverse-complement-average", action="store_true",
                         help="average each prediction with that of the reverse complement, mapped back")
-    parser.add_argument("--output-window-size", type=int, required=window_required, default=None,
+    parser.add_argument("--output-window-size", type=positive_int, required=window_required, default=None,
                         help="centre crop of the output window to evaluate and write (default: all of it)")
     parser.add_argument("--set-bias-as-zero", action="store_true", help="zero the bias (control) inputs")
     parser.add_argument("--generate-predicted-profile-bigWigs", dest="generate_bigwigs", action="store_true",
@@ -139,9 +142,9 @@ def bpnet_predict_main(argv: Sequence[str] | None = None, prog: str = "bpnet-pre
     add_prediction_arguments(parser, window_required=True)
     reference = parser.add_argument_group("reference flags")
     reference.add_argument("--sequence-generator-name", default="BPNet", help="accepted: BPNet")
-    reference.add_argument("--input-seq-len", type=int, default=2114, help="checked against the model (2114)")
-    reference.add_argument("--output-len", type=int, default=1000, help="checked against the model (1000)")
-    reference.add_argument("--threads", type=int, default=10, help="TensorFlow threads (10)")
+    reference.add_argument("--input-seq-len", type=positive_int, default=2114, help="checked against the model (2114)")
+    reference.add_argument("--output-len", type=positive_int, default=1000, help="checked against the model (1000)")
+    reference.add_argument("--threads", type=positive_int, default=10, help="TensorFlow threads (10)")
     reference.add_argument("--automate-filenames", action="store_true",
                            help="write into a new <output-dir>/<date_time> directory")
     reference.add_argument("--time-zone", default=None, help="time zone of --automate-filenames")

@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from bpnetz.cli import non_negative_int, positive_int
 from bpnetz.cli.options import from_args
 from bpnetz.shap.contributions import contribution_scores
 from bpnetz.shap.options import ShapOptions
@@ -31,20 +32,21 @@ def add_shap_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", "--output-directory", "-o", dest="output_dir", required=True,
                         help="output directory")
     parser.add_argument("--chroms", nargs="+", help="only loci on these chromosomes")
-    parser.add_argument("--task-id", "-t", dest="task", type=int, default=DEFAULTS.task,
+    parser.add_argument("--task-id", "-t", dest="task", type=non_negative_int, default=DEFAULTS.task,
                         help="task to explain (%(default)s)")
-    parser.add_argument("--sample", type=int, help="score a seeded random sample of this many loci")
+    parser.add_argument("--sample", type=positive_int, help="score a seeded random sample of this many loci")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of shuffles and sample (%(default)s)")
     parser.add_argument("--presort-bed-file", dest="presort", action="store_true",
                         help="score the strongest loci (narrowPeak column 7) first")
-    parser.add_argument("--num-shuffles", type=int, default=DEFAULTS.num_shuffles,
+    parser.add_argument("--num-shuffles", type=positive_int, default=DEFAULTS.num_shuffles,
                         help="dinucleotide-shuffled references (%(default)s)")
     parser.add_argument("--generate-shap-bigWigs", action="store_true", dest="generate_bigwigs",
                         help="also write the projected scores as bigWigs (needs --chrom-sizes)")
     parser.add_argument("--chrom-sizes", "-s", help="chromosome sizes, for the bigWigs")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size,
                         help="sequences per DeepLIFT step (%(default)s)")
-    parser.add_argument("--input-seq-len", dest="expected_input_len", type=int, help="checked against the model's input length")
+    parser.add_argument("--input-seq-len", dest="expected_input_len", type=positive_int,
+                        help="checked against the model's input length")
     parser.add_argument("--orig-multi-loss", action="store_true", help="accepted; read from the model itself")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -10,6 +10,13 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from bpnetz.cli import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from bpnetz.cli.options import from_args
 from bpnetz.model.options import CACHE_CHOICES, REVERSE_COMPLEMENT_CHOICES, TrainOptions
 
@@ -29,20 +36,23 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
     parser.add_argument("--chroms", nargs="+", default=None,
                         help="all chromosomes to consider: training = these minus val and test when a fold has "
                              "no 'train' list (default: the store's chromosomes)")
-    parser.add_argument("--epochs", "-e", type=int, default=DEFAULTS.epochs, help="maximum epochs (%(default)s)")
-    parser.add_argument("--batch-size", "-b", type=int, default=DEFAULTS.batch_size,
+    parser.add_argument("--epochs", "-e", type=positive_int, default=DEFAULTS.epochs,
+                        help="maximum epochs (%(default)s)")
+    parser.add_argument("--batch-size", "-b", type=positive_int, default=DEFAULTS.batch_size,
                         help="examples per batch (%(default)s)")
-    parser.add_argument("--learning-rate", "-L", type=float, default=DEFAULTS.learning_rate,
+    parser.add_argument("--learning-rate", "-L", type=positive_float, default=DEFAULTS.learning_rate,
                         help="initial Adam learning rate")
-    parser.add_argument("--min-learning-rate", "-l", type=float, default=DEFAULTS.min_learning_rate,
+    parser.add_argument("--min-learning-rate", "-l", type=non_negative_float, default=DEFAULTS.min_learning_rate,
                         help="floor of LR reduction")
-    parser.add_argument("--early-stopping-patience", type=int, default=DEFAULTS.early_stopping_patience,
+    parser.add_argument("--early-stopping-patience", type=non_negative_int, default=DEFAULTS.early_stopping_patience,
                         help="epochs without improvement (%(default)s)")
-    parser.add_argument("--early-stopping-min-delta", type=float, default=DEFAULTS.early_stopping_min_delta,
+    parser.add_argument("--early-stopping-min-delta", type=non_negative_float,
+                        default=DEFAULTS.early_stopping_min_delta,
                         help="smallest validation-loss decrease that counts as an improvement (%(default)s)")
-    parser.add_argument("--reduce-lr-on-plateau-patience", type=int, default=DEFAULTS.reduce_lr_on_plateau_patience,
+    parser.add_argument("--reduce-lr-on-plateau-patience", type=non_negative_int,
+                        default=DEFAULTS.reduce_lr_on_plateau_patience,
                         help="epochs before LR cut (%(default)s)")
-    parser.add_argument("--lr-reduction-factor", type=float, default=DEFAULTS.lr_reduction_factor,
+    parser.add_argument("--lr-reduction-factor", type=fraction, default=DEFAULTS.lr_reduction_factor,
                         help="LR multiplier on plateau (%(default)s)")
     parser.add_argument("--reverse-complement", choices=REVERSE_COMPLEMENT_CHOICES,
                         default=DEFAULTS.reverse_complement,
@@ -52,9 +62,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
                         const="double", help="the reference's flag: same as --reverse-complement double")
     parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=DEFAULTS.shuffle,
                         help="shuffle training loci every epoch (default on)")
-    parser.add_argument("--mnll-loss-sample-weight", type=float, default=DEFAULTS.mnll_loss_sample_weight,
+    parser.add_argument("--mnll-loss-sample-weight", type=non_negative_float, default=DEFAULTS.mnll_loss_sample_weight,
                         help="profile-loss weight of peaks (%(default)s)")
-    parser.add_argument("--mnll-loss-background-sample-weight", type=float,
+    parser.add_argument("--mnll-loss-background-sample-weight", type=non_negative_float,
                         default=DEFAULTS.mnll_loss_background_sample_weight,
                         help="profile-loss weight of background loci (%(default)s)")
     parser.add_argument("--orig-multi-loss", action="store_true",
@@ -70,7 +80,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
     parser.add_argument("--cache", choices=CACHE_CHOICES, default=DEFAULTS.cache,
                         help="keep the selected loci in RAM, or stream them from disk (auto: RAM when they use "
                              "under 40%% of the available memory)")
-    parser.add_argument("--threads", "-t", type=int, default=None, help="TensorFlow CPU threads (default: all)")
+    parser.add_argument("--threads", "-t", type=positive_int, default=None,
+                        help="TensorFlow CPU threads (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
 
 
@@ -88,9 +99,9 @@ def _parser() -> argparse.ArgumentParser:
                     "model.keras, the params and fold used, the history (CSV/JSON), TensorBoard logs, learning "
                     "curves and the store's checksum.")
     parser.add_argument("--store", required=True, help="store.zarr written by 'bpnetz build'")
-    parser.add_argument("--input-seq-len", dest="input_len", type=int, default=None,
+    parser.add_argument("--input-seq-len", dest="input_len", type=positive_int, default=None,
                         help="optional check: must equal the params' input_len and the store's")
-    parser.add_argument("--output-len", dest="output_len", type=int, default=None,
+    parser.add_argument("--output-len", dest="output_len", type=positive_int, default=None,
                         help="optional check: must equal the params' output_profile_len and the store's")
     add_training_arguments(parser)
     return parser

@@ -1,6 +1,7 @@
 """Atomic file outputs: written under a temporary name next to the target, then renamed into place.
 
-A reader never sees half a file, and a failed write leaves the previous file untouched.
+A reader never sees half a file, and a failed write leaves the previous file untouched. An OSError that names
+no file (a write() into a full disk) is re-raised naming the output, so the user learns which file failed.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a failed write() names no file: name the output
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 
 

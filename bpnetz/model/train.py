@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bpnetz.config import BpnetParams, Split, Splits
+from bpnetz.config import BpnetParams, Split, Splits, check_split_chroms
 from bpnetz.errors import InputError
 from bpnetz.model.contract import (
     MODEL_FILE,
@@ -127,6 +127,8 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
     missing = [k for k in keys if k not in splits.folds]
     if missing:
         raise InputError(f"no fold {', '.join(missing)} in splits.json (folds: {', '.join(splits.folds)}).")
+    check_split_chroms({k: splits.folds[k] for k in keys}, reader.chromosomes, path=splits.path,
+                       all_chroms=options.chroms)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     summaries = [_train_fold(reader, params, key, splits.folds[key], output_dir, options, callbacks=callbacks)

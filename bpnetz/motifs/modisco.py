@@ -33,7 +33,7 @@ import numpy as np
 
 from bpnetz.errors import InputError
 from bpnetz.files.atomic import atomic_output, write_text
-from bpnetz.files.h5 import open_h5
+from bpnetz.files.h5 import h5_image_output, open_h5
 from bpnetz.genome.motif import format_meme, ic_scaled, read_meme_motifs
 from bpnetz.genome.sequence import reverse_complement_onehot
 
@@ -395,8 +395,8 @@ def run_modisco(scores_h5: str | os.PathLike, output_dir: str | os.PathLike, *, 
         trim_to_window_size=trim_size, initial_flank_to_add=initial_flank, final_flank_to_add=final_flank,
         target_seqlet_fdr=0.05, n_leiden_runs=n_leiden_runs, verbose=False)
     results = out / RESULTS_NAME
-    with atomic_output(results) as tmp:
-        modiscolite.io.save_hdf5(str(tmp), pos, neg, scores.width)
+    with h5_image_output(results) as image:  # h5py writing into a full disk can crash (see bpnetz.files.h5)
+        modiscolite.io.save_hdf5(image, pos, neg, scores.width)  # its File is closed when the call returns
     patterns = load_patterns(results)
     matches, notes = _matches_and_notes(patterns, database, n_matches)
     logos, summaries = _write_logos(out, patterns, matches)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bpnetz.files.atomic import atomic_output, write_text
+from bpnetz.files.h5 import h5_output
 from bpnetz.predict.metrics import MetricsResult
 
 #: reference file stem -> (key inside the .npz, metric at the track level).
@@ -49,7 +50,7 @@ def write_predictions_h5(path: str | Path, chrom: Sequence[str], start: np.ndarr
         if len(values) != n:
             raise ValueError(f"{name} has {len(values)} rows for {n} examples")
     path = Path(path)
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+    with h5_output(path) as h5:
         coords = h5.create_group("coords")
         coords.create_dataset("coords_chrom", data=np.asarray([str(c) for c in chrom], dtype=object),
                               dtype=h5py.string_dtype(encoding="utf-8"), compression="gzip")

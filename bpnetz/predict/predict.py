@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bpnetz.config import Split
+from bpnetz.config import Split, check_split_chroms
 from bpnetz.errors import InputError, notice
 from bpnetz.genome.bigwig import write_track_bigwigs
 from bpnetz.genome.intervals import chromosome_sizes
@@ -261,6 +261,8 @@ def _predict_peaks_run(run: PredictionRun, store: str | Path | None, store_args:
     layout, mdir, window = reader.layout, run.model_dir, run.window
     groups, group_names = run.groups(layout)
     per_track = run.per_track(layout)
+    check_split_chroms({mdir.name: None if chroms else mdir.split}, reader.chromosomes, path=mdir.path / SPLITS_FILE,
+                       required=(split,), optional=())
     chosen = _subset_chroms(reader, mdir.split, split, chroms)
     stream = LocusStream(reader, None, "all", batch_size=run.batch_size, all_chroms=chosen, jitter=False,
                          shuffle=False, reverse_complement="none", backgrounds="none" if peaks_only else "all",

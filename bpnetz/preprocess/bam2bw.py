@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from bpnetz.errors import InputError
-from bpnetz.files.atomic import atomic_output
+from bpnetz.genome.bigwig import bigwig_output
 from bpnetz.genome.intervals import open_text, read_chrom_sizes
 
 FORMATS = ("auto", "bam", "tagalign", "fragments")
@@ -299,18 +299,11 @@ def sum_counts(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
 
 def write_count_bigwig(path: str | Path, sizes: dict[str, int], counts: Counts) -> Path:
     """Write sparse per-base counts as a bigWig (span-1 entries, zeros omitted), atomically."""
-    import pyBigWig
-
-    with atomic_output(path) as tmp:
-        bw = pyBigWig.open(str(tmp), "w")
-        try:
-            bw.addHeader(list(sizes.items()), maxZooms=10)
-            for chrom in sizes:
-                positions, values = counts.by_chrom.get(chrom, (np.zeros(0, np.int64), None))
-                if len(positions):
-                    bw.addEntries(chrom, positions.astype(np.int64), values=values.astype(np.float64), span=1)
-        finally:
-            bw.close()
+    with bigwig_output(path, list(sizes.items()), maxZooms=10) as bw:
+        for chrom in sizes:
+            positions, values = counts.by_chrom.get(chrom, (np.zeros(0, np.int64), None))
+            if len(positions):
+                bw.addEntries(chrom, positions.astype(np.int64), values=values.astype(np.float64), span=1)
     return Path(path)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bpnetz.files.atomic import atomic_output
+from bpnetz.files.h5 import h5_output
 from bpnetz.genome.bigwig import write_track_bigwigs
 
 SCORE_FILES = {"counts": "counts_scores.h5", "profile": "profile_scores.h5"}
@@ -41,7 +42,7 @@ def write_score_h5(path: str | Path, chrom: Sequence[str], start: np.ndarray, en
     if hyp_scores.ndim != 3 or hyp_scores.shape[2] != 4 or hyp_scores.shape != input_seqs.shape:
         raise ValueError(f"hyp_scores {hyp_scores.shape} and input_seqs {input_seqs.shape} must both be (N, L, 4)")
     path = Path(path)
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+    with h5_output(path) as h5:
         h5.create_dataset("coords_chrom", data=np.asarray([str(c) for c in chrom], dtype=object),
                           dtype=h5py.string_dtype(encoding="utf-8"))
         h5.create_dataset("coords_start", data=np.asarray(start, dtype=np.int64))
