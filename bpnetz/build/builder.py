@@ -11,7 +11,14 @@ Steps (all in :func:`build_store`):
    windows, writes them, then writes ``.blocks/<i>.json`` with the block's totals. Finished blocks are skipped
    on a rerun.
 4. Check totals (a track with no value at any locus is an error), write the metadata, rename
-   ``<store>.partial`` to ``<store>`` and remove the block markers: readers never see a half-written store.
+   ``<store>.partial`` to ``<store>`` (an existing store is renamed aside first, then removed) and remove the
+   block markers: readers never see a half-written store.
+
+One build per store path at a time: the whole build holds the store's lock (:mod:`bpnetz.files.lock`); a second
+build into the same path fails at once naming the first (two builds of different inputs used to mix their blocks
+into one store and both report success). ``--overwrite`` replaces only a bpnetz store (:func:`schema.is_store`),
+never another directory. :func:`find_or_build_store` waits for the lock instead, then reuses the store the first
+job built.
 
 Whole-numbered tracks (counts) are stored in the narrowest integer dtype that holds them: uint8, uint16 or int32,
 planned from a sample of loci and the bigWigs' maximum (smaller stores, and the loader decodes and crops uint8
@@ -38,7 +45,8 @@ from bpnetz import __version__
 from bpnetz.build import loci as loci_mod
 from bpnetz.config import InputData, read_json
 from bpnetz.errors import InputError
-from bpnetz.files.atomic import write_text
+from bpnetz.files.atomic import swap_in, write_text
+from bpnetz.files.lock import exclusive_lock
 from bpnetz.genome.bigwig import bigwig_has_data, bigwig_windows, open_bigwig
 from bpnetz.genome.fasta import fasta_lengths, fasta_windows, open_fasta
 from bpnetz.genome.intervals import read_blacklist, read_chrom_sizes
@@ -703,24 +711,30 @@ def _metadata(inputs: BuildInputs, totals: dict[str, Any], dtypes: dict[str, str
 
 
 def _finish(partial: Path, output: Path, meta: dict[str, Any], overwrite: bool) -> None:
-    """Write the metadata, rename the partial store into place, then drop the block markers.
+    """Write the metadata, swap the partial store into place (renames only), then drop the block markers.
 
-    The build attributes stay, so a build interrupted at any point of this sequence resumes with nothing to redo.
+    An existing store is renamed aside, the new one renamed in, the old one removed: a reader never sees a store
+    half deleted, and one that opened the old store notices the change at its next block read (StoreReader pins
+    the content id). The build attributes stay, so a build interrupted at any point of this sequence resumes
+    with nothing to redo.
     """
     import zarr
 
     root = zarr.open_group(str(partial), mode="r+", zarr_format=3)
     root.attrs.put({schema.ATTR_KEY: meta, BUILD_ATTR: dict(root.attrs)[BUILD_ATTR]})
-    if output.exists():
-        if not overwrite:
-            raise InputError("appeared while building; not replaced.", path=output, fix="Use --overwrite.")
-        old = output.with_name(output.name + ".old")
-        os.replace(output, old)
-        os.replace(partial, output)
-        shutil.rmtree(old)
-    else:
-        os.replace(partial, output)
+    if output.exists() and not overwrite:
+        raise InputError("appeared while building; not replaced.", path=output, fix="Use --overwrite.")
+    _check_overwritable(output)
+    swap_in(partial, output)
     shutil.rmtree(output / BLOCKS_DIR, ignore_errors=True)
+
+
+def _check_overwritable(output: Path) -> None:
+    """Refuse to replace anything at ``output`` but a bpnetz store (a user's directory or file survives)."""
+    if (output.exists() or output.is_symlink()) and (output.is_symlink() or not schema.is_store(output)):
+        raise InputError("exists and is not a bpnetz store (no Zarr group with the 'bpnetz' attribute); --overwrite "
+                         "replaces only stores.", path=output,
+                         fix="Choose another --output, or move that data away first.")
 
 
 def build_store(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, *,
@@ -738,11 +752,25 @@ def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: st
            output_len: int, max_jitter: int, output: str | Path, chroms: Sequence[str] | None,
            blacklist: str | Path | None, workers: int | None, scheduler: str | None, progress: bool,
            overwrite: bool, checksums: ChecksumCache) -> BuildSummary:
-    began = time.perf_counter()
     output = Path(output)
+    with exclusive_lock(output, what="store"):
+        return _build_locked(input_data, reference_genome, chrom_sizes, input_len=input_len, output_len=output_len,
+                             max_jitter=max_jitter, output=output, chroms=chroms, blacklist=blacklist,
+                             workers=workers, scheduler=scheduler, progress=progress, overwrite=overwrite,
+                             checksums=checksums)
+
+
+def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, *, input_len: int,
+                  output_len: int, max_jitter: int, output: Path, chroms: Sequence[str] | None,
+                  blacklist: str | Path | None, workers: int | None, scheduler: str | None, progress: bool,
+                  overwrite: bool, checksums: ChecksumCache) -> BuildSummary:
+    """:func:`_build` while holding the store's lock (one build per store path at a time)."""
+    began = time.perf_counter()
     if output.exists() and not overwrite:
         raise InputError("already exists.", path=output,
                          fix="Choose another --output, delete it, or pass --overwrite to replace it.")
+    if overwrite:
+        _check_overwritable(output)
     inputs = prepare_inputs(input_data, reference_genome, chrom_sizes, input_len=input_len, output_len=output_len,
                             max_jitter=max_jitter, chroms=chroms, blacklist=blacklist, checksums=checksums)
     partial = Path(str(output.absolute()) + PARTIAL_SUFFIX)  # absolute: cluster workers open it too
@@ -811,7 +839,12 @@ def find_or_build_store(cache_dir: str | Path, input_data: str | Path, reference
             print(f"using cached store {path}", file=sys.stderr)
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _build(input_data, reference_genome, chrom_sizes, input_len=input_len, output_len=output_len,
-           max_jitter=max_jitter, output=path, chroms=chroms, blacklist=blacklist, workers=workers,
-           scheduler=scheduler, progress=progress, overwrite=False, checksums=checksums)
+    with exclusive_lock(path, what="cached store", wait=True):  # a second job waits, then reuses the store
+        if path.exists():
+            if progress:
+                print(f"using cached store {path} (built by another job meanwhile)", file=sys.stderr)
+            return path
+        _build(input_data, reference_genome, chrom_sizes, input_len=input_len, output_len=output_len,
+               max_jitter=max_jitter, output=path, chroms=chroms, blacklist=blacklist, workers=workers,
+               scheduler=scheduler, progress=progress, overwrite=False, checksums=checksums)
     return path
