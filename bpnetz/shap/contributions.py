@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bpnetz.errors import InputError
+from bpnetz.files.atomic import output_directory, relocated
 from bpnetz.genome.sequence import one_hot
 from bpnetz.store.schema import KIND_PEAK, StoreLayout
 
@@ -170,12 +171,28 @@ def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store:
     Writes ``counts_scores.h5``, ``profile_scores.h5`` (tfmodisco-lite's input), ``peaks_valid_scores.bed`` and,
     with ``generate_bigwigs``, ``counts_scores.bw`` / ``profile_scores.bw`` (needs ``chrom_sizes``).
     """
+    started = time.perf_counter()
+    with output_directory(output_dir, what="SHAP output directory") as tmp:
+        n_loci, skipped, files = _scores_into(
+            tmp, model_dir, store=store, bed_file=bed_file, reference_genome=reference_genome, input_data=input_data,
+            chrom_sizes=chrom_sizes, chroms=chroms, task=task, sample=sample, seed=seed, presort=presort,
+            num_shuffles=num_shuffles, generate_bigwigs=generate_bigwigs, batch_size=batch_size,
+            expected_input_len=expected_input_len, progress=progress)
+    files = {key: relocated(path, tmp, output_dir) for key, path in files.items()}
+    return ShapSummary(Path(output_dir), n_loci, skipped, time.perf_counter() - started, files)
+
+
+def _scores_into(out: Path, model_dir: str | Path, *, store: str | Path | None, bed_file: str | Path | None,
+                 reference_genome: str | Path | None, input_data: str | Path | None,
+                 chrom_sizes: str | Path | None, chroms: list[str] | None, task: int, sample: int | None, seed: int,
+                 presort: bool, num_shuffles: int, generate_bigwigs: bool, batch_size: int,
+                 expected_input_len: int | None, progress: bool) -> tuple[int, int, dict[str, Path]]:
+    """:func:`contribution_scores` writing into ``out``; returns the loci scored, the loci skipped, the files."""
     from bpnetz.model.registry import load_model
     from bpnetz.predict.predict import ModelDir
     from bpnetz.shap.deeplift import DeepLiftExplainer
     from bpnetz.shap.scores import write_score_files
 
-    started = time.perf_counter()
     model_dir = ModelDir.open(model_dir)
     model = load_model(model_dir.model_file, compile=False)
     layout = model_dir.recorded_layout()
@@ -204,6 +221,6 @@ def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store:
     except ValueError as err:
         raise InputError(f"cannot explain this model: {err}", path=model_dir.model_file) from None
     sizes = _bigwig_sizes(chrom_sizes, reference_genome, store) if generate_bigwigs else None
-    files = write_score_files(output_dir, loci.chrom, loci.start, loci.end, loci.sequences, scores,
+    files = write_score_files(out, loci.chrom, loci.start, loci.end, loci.sequences, scores,
                               names=loci.names, chrom_sizes=sizes)
-    return ShapSummary(Path(output_dir), len(loci.chrom), skipped, time.perf_counter() - started, files)
+    return len(loci.chrom), skipped, files
