@@ -346,6 +346,7 @@ def main() -> int:
 
 def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: float) -> int:
     from bpnetz.config import Splits
+    from bpnetz.model.contract import TrackGroups
     from bpnetz.predict import metrics as M
     from bpnetz.store.loader import StoreReader
 
@@ -363,7 +364,7 @@ def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: f
 
     reader = StoreReader(store)
     layout = reader.layout
-    groups = M.softmax_groups(layout)
+    groups = TrackGroups.of(layout).softmax()
     fold = Splits.load(exp / "splits.json").folds["0"]
     test, probs, logcounts = read_bpnetz_predictions(work / "predict/model_split000_predictions.h5", reader, groups)
     observed = test.observed

@@ -45,7 +45,8 @@ def time_training(stream, params, layout, *, mixed: bool, xla: bool, warmup: int
     """Examples/s of model.fit over ``steps`` batches after ``warmup`` batches."""
     import keras
 
-    from bpnetz.model.bpnet import build_model, compile_model, task_track_indices
+    from bpnetz.model.bpnet import build_model, compile_model
+    from bpnetz.model.contract import TrackGroups
 
     class StepClock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -57,7 +58,8 @@ def time_training(stream, params, layout, *, mixed: bool, xla: bool, warmup: int
     keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
     try:
         model = build_model(params, layout)
-        compile_model(model, params, learning_rate=0.004, task_tracks=task_track_indices(layout), jit_compile=xla)
+        compile_model(model, params, learning_rate=0.004, task_tracks=TrackGroups.of(layout).task_lists(),
+                      jit_compile=xla)
         clock = StepClock()
         dataset = stream.dataset().repeat().take(warmup + steps)
         model.fit(dataset, epochs=1, verbose=0, callbacks=[clock], shuffle=False)

@@ -49,10 +49,9 @@ from bpnetz.config import (
 )
 from bpnetz.errors import InputError
 from bpnetz.model import attribution_prior as prior
+from bpnetz.model.contract import PARAMS_FILE, TrackGroups, check_lengths
 from bpnetz.model.losses import PACKAGE, ProfileMultinomialLoss, counts_loss
 from bpnetz.store.schema import StoreLayout
-
-PARAMS_FILE = "bpnet_params.json"
 
 # ------------------------------------------------------------------------------------------------ layers
 
@@ -116,13 +115,11 @@ def model_lengths(params: BpnetParams) -> ModelLengths:
 
 def _check_layout(params: BpnetParams, store_layout: StoreLayout) -> None:
     """The params' lengths must be the store's (the loader feeds store windows to the model)."""
-    for key, ours, theirs, flag in (("input_len", params.input_len, store_layout.input_len, "--input-seq-len"),
-                                    ("output_profile_len", params.output_profile_len, store_layout.output_len,
-                                     "--output-len")):
-        if ours != theirs:
-            raise InputError(f"key '{key}' is {ours}, but the store was built with {theirs}.", path=PARAMS_FILE,
-                             fix=f"Set '{key}' to {theirs}, or rebuild the store with 'bpnetz build {flag} "
-                                 f"{ours}'.")
+    check_lengths(store_layout, params.input_len, params.output_profile_len, who=PARAMS_FILE,
+                  names=("input_len", "output_profile_len"), where=PARAMS_FILE,
+                  fix=f"Set 'input_len' to {store_layout.input_len} and 'output_profile_len' to "
+                      f"{store_layout.output_len}, or rebuild the store with 'bpnetz build --input-seq-len "
+                      f"{params.input_len} --output-len {params.output_profile_len}'.")
     if not store_layout.tracks:
         raise InputError("the store has no signal tracks, so there is nothing to predict.",
                          fix="Rebuild the store from an input_data.json with signal bigWigs.")
@@ -358,16 +355,6 @@ class BPNet(keras.Model):
                 + float(p["counts_grad_loss_weight"]) * penalty(counts_attr))
 
 
-def task_track_indices(store_layout: StoreLayout) -> list[list[int]]:
-    """Each task's signal track indices, in task order."""
-    return [store_layout.task_tracks(t) for t in range(len(store_layout.tasks))]
-
-
-def count_columns(store_layout: StoreLayout, orig_multi_loss: bool) -> list[list[int]]:
-    """Each task's columns of the log-count output: one per task, or its tracks with ``orig_multi_loss``."""
-    return task_track_indices(store_layout) if orig_multi_loss else [[t] for t in range(len(store_layout.tasks))]
-
-
 def _last_counts_dense(model: keras.Model) -> keras.layers.Layer:
     """The counts head's last Dense layer (``counts_dense_<last>``)."""
     names = [layer.name for layer in model.layers if layer.name.startswith("counts_dense_")]
@@ -380,10 +367,11 @@ def build_model(params: BpnetParams, store_layout: StoreLayout, *, orig_multi_lo
     (B, n_tasks), or (B, n_tracks) with ``orig_multi_loss``."""
     _check_layout(params, store_layout)
     model_lengths(params)
-    task_tracks = task_track_indices(store_layout)
+    groups = TrackGroups.of(store_layout, per_track=orig_multi_loss)
+    task_tracks = groups.task_lists()
     task_bias = [store_layout.task_bias_tracks(t) for t in range(len(task_tracks))]
     n_tracks, n_tasks = store_layout.n_tracks, len(task_tracks)
-    columns = count_columns(store_layout, orig_multi_loss)
+    columns = groups.count_columns()
 
     sequence = keras.Input((params.input_len, 4), name="sequence")
     inputs = {"sequence": sequence}
@@ -422,7 +410,7 @@ def calibrate_counts_head(model: keras.Model, store_layout: StoreLayout,
     shift = np.concatenate(targets).mean(axis=0) - predicted.mean(axis=0)
     names = {layer.name for layer in model.layers}
     head = _last_counts_dense(model)
-    for t, cols in enumerate(count_columns(store_layout, orig_multi_loss)):
+    for t, cols in enumerate(TrackGroups.of(store_layout, orig_multi_loss).count_columns()):
         layer = model.get_layer(f"counts_bias_dense_{t}") if f"counts_bias_dense_{t}" in names else head
         kernel, bias = layer.get_weights()
         bias[cols if layer is head else slice(None)] += shift[cols]
@@ -454,7 +442,7 @@ def refit_counts_head(model: keras.Model, store_layout: StoreLayout,
         targets.append(np.asarray(batch[1]["logcounts"], dtype=np.float64))
     h, control, y = np.concatenate(features), np.concatenate(controls), np.concatenate(targets)
     kernel, bias = head.get_weights()
-    for t, cols in enumerate(count_columns(store_layout, orig_multi_loss)):
+    for t, cols in enumerate(TrackGroups.of(store_layout, orig_multi_loss).count_columns()):
         biased = f"counts_bias_dense_{t}" in names
         control_t = control[:, store_layout.task_bias_tracks(t)] if biased else control[:, :0]
         design = np.concatenate([h, control_t, np.ones((len(h), 1))], axis=1)

@@ -17,21 +17,9 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from bpnetz.model.contract import TrackGroups
+
 PACKAGE = "bpnetz"
-
-
-def _as_track_groups(task_tracks: Sequence[Sequence[int]]) -> list[list[int]]:
-    """Plain nested lists of ints (JSON-serializable, and safe to close over in a graph)."""
-    return [[int(i) for i in tracks] for tracks in task_tracks]
-
-
-def multinomial_groups(task_tracks: Sequence[Sequence[int]], joint: bool) -> list[list[int]]:
-    """The track groups that each form one multinomial.
-
-    Joint mode: one group per task (positions × that task's tracks); otherwise one group per track.
-    """
-    groups = _as_track_groups(task_tracks)
-    return groups if joint else [[i] for tracks in groups for i in tracks]
 
 
 def multinomial_nll(counts, logits, task_tracks: Sequence[Sequence[int]], joint: bool = True):
@@ -45,7 +33,7 @@ def multinomial_nll(counts, logits, task_tracks: Sequence[Sequence[int]], joint:
     counts = tf.cast(counts, tf.float32)
     logits = tf.cast(logits, tf.float32)
     total = 0.0
-    for group in multinomial_groups(task_tracks, joint):
+    for group in TrackGroups.from_lists(task_tracks, per_track=not joint).softmax():
         n = tf.reshape(tf.gather(counts, group, axis=-1), (tf.shape(counts)[0], -1))
         z = tf.reshape(tf.gather(logits, group, axis=-1), (tf.shape(logits)[0], -1))
         log_p = z - tf.reduce_logsumexp(z, axis=-1, keepdims=True)
@@ -62,7 +50,7 @@ class ProfileMultinomialLoss(keras.losses.Loss):
     def __init__(self, task_tracks: Sequence[Sequence[int]], joint: bool = True,
                  name: str = "profile_multinomial_nll", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.task_tracks = _as_track_groups(task_tracks)
+        self.task_tracks = TrackGroups.from_lists(task_tracks).task_lists()
         self.joint = bool(joint)
 
     def call(self, y_true, y_pred):
@@ -112,18 +100,10 @@ class CountsPoissonLoss(keras.losses.Loss):
         return {**super().get_config(), "pseudocounts": self.pseudocounts}
 
 
-def counts_pseudocounts(task_tracks: Sequence[Sequence[int]], orig_multi_loss: bool) -> list[float]:
-    """Pseudocount in each log-count target column: tracks per task (joint), or 1 per track."""
-    groups = _as_track_groups(task_tracks)
-    if orig_multi_loss:
-        return [1.0 for tracks in groups for _ in tracks]
-    return [float(len(tracks)) for tracks in groups]
-
-
 def counts_loss(kind: str, task_tracks: Sequence[Sequence[int]], orig_multi_loss: bool) -> keras.losses.Loss:
     """The counts loss named by bpnet_params.json's ``counts_loss`` ("MSE" or "POISSON")."""
     if kind == "MSE":
         return CountsMSELoss()
     if kind == "POISSON":
-        return CountsPoissonLoss(counts_pseudocounts(task_tracks, orig_multi_loss))
+        return CountsPoissonLoss(TrackGroups.from_lists(task_tracks, orig_multi_loss).pseudocounts())
     raise ValueError(f"unknown counts loss {kind!r}; expected 'MSE' or 'POISSON'")

@@ -1,11 +1,9 @@
 """Train BPNet models from a store: one model per splits.json fold, the best weights (by validation loss) kept.
 
-Each model directory ``<output_dir>/<model_name>_split<NNN>/`` (fold key "0" -> ``split000``) holds
-``model.keras`` (loadable with ``keras.models.load_model`` once :mod:`bpnetz.model.registry` is imported),
-``bpnet_params.json``, ``splits.json`` (the fold, training chromosomes resolved), ``history.csv`` and
-``history.json``, TensorBoard ``logs/``, ``learning_curves.png``, ``store.json`` (store path, checksum and layout)
-and ``training.json`` (the training options and a summary). A directory is written under ``<dir>.partial`` and
-renamed when the model is complete, so a model directory is never half-written.
+Each fold's model directory (its names and files: :mod:`bpnetz.model.contract`) holds ``model.keras`` (loadable
+with ``keras.models.load_model`` once :mod:`bpnetz.model.registry` is imported), the params, the fold (training
+chromosomes resolved), the history, TensorBoard logs, learning curves, the store record and the training record;
+it is written under ``<dir>.partial`` and renamed when the model is complete.
 
 Adam; early stopping on the validation loss with patience and min-delta; learning rate reduced on plateau down
 to the minimum. The kept weights are those of the epoch with the lowest validation loss (exactly: Keras'
@@ -15,9 +13,7 @@ to the minimum. The kept weights are those of the epoch with the lowest validati
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -29,10 +25,21 @@ import numpy as np
 
 from bpnetz.config import BpnetParams, Split, Splits
 from bpnetz.errors import InputError
+from bpnetz.model.contract import (
+    MODEL_FILE,
+    PARAMS_FILE,
+    TrackGroups,
+    check_lengths,
+    finish_partial,
+    model_dir_name,
+    start_partial,
+    write_fold_records,
+    write_history,
+    write_training_record,
+)
 from bpnetz.store import schema
 from bpnetz.store.loader import LocusStream, StoreReader
 
-MODEL_FILE = "model.keras"
 DEFAULT_SEED = 1234
 #: training loci the counts head is calibrated on before training (see bpnet.calibrate_counts_head)
 CALIBRATION_LOCI = 2048
@@ -68,15 +75,11 @@ class TrainingSummary:
         return "".join(parts)
 
 
-def model_dir_name(model_name: str, fold: str) -> str:
-    """``<model_name>_split000`` for fold "0" (the reference's naming); non-numeric keys are used as they are."""
-    return f"{model_name}_split{int(fold):03d}" if fold.isdigit() else f"{model_name}_split{fold}"
-
-
 def check_model_lengths(params: BpnetParams, store_layout: schema.StoreLayout, *, input_len: int | None = None,
-                        output_len: int | None = None, params_path: str = "bpnet_params.json") -> None:
+                        output_len: int | None = None, params_path: str = PARAMS_FILE) -> None:
     """Clear errors when the params' or the command line's lengths disagree with the store's."""
-    schema.check_lengths(store_layout, params.input_len, params.output_profile_len, where=params_path)
+    check_lengths(store_layout, params.input_len, params.output_profile_len, who=params_path,
+                  names=("input length", "output_profile_len"), where=params_path)
     for name, given, wanted in (("--input-seq-len", input_len, params.input_len),
                                 ("--output-len", output_len, params.output_profile_len)):
         if given is not None and given != wanted:
@@ -108,6 +111,12 @@ def _callbacks_module() -> Any:
         def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
             if self.best_weights is not None:
                 self.model.set_weights(self.best_weights)
+
+    return (KeepBestWeights, *_logging_callbacks())
+
+
+def _logging_callbacks() -> tuple[Any, Any]:
+    import keras
 
     class TrainingTime(keras.callbacks.Callback):
         """Seconds spent in training batches (validation excluded), for examples/s."""
@@ -154,7 +163,7 @@ def _callbacks_module() -> Any:
             for writer in self._writers.values():
                 writer.close()
 
-    return KeepBestWeights, TrainingTime, EpochScalars
+    return TrainingTime, EpochScalars
 
 
 # ------------------------------------------------------------------------------------------------- training
@@ -177,35 +186,6 @@ def _set_threads(threads: int | None) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:  # TensorFlow already initialised in this process
             pass
-
-
-def _history_rows(history: Mapping[str, Sequence[float]]) -> tuple[list[str], list[list[float]]]:
-    keys = sorted(history, key=lambda k: (k.startswith("val_"), k))
-    n = max((len(v) for v in history.values()), default=0)
-    return ["epoch", *keys], [[i + 1, *(float(history[k][i]) for k in keys)] for i in range(n)]
-
-
-def write_history(history: Mapping[str, Sequence[float]], directory: Path) -> None:
-    """history.csv (one row per epoch) and history.json (lists per metric)."""
-    header, rows = _history_rows(history)
-    lines = [",".join(header)] + [",".join(f"{int(r[0])}" if i == 0 else repr(v) for i, v in enumerate(r))
-                                  for r in rows]
-    (directory / "history.csv").write_text("\n".join(lines) + "\n")
-    (directory / "history.json").write_text(json.dumps({k: [float(x) for x in v] for k, v in history.items()},
-                                                       indent=1))
-
-
-def _replace_dir(partial: Path, final: Path) -> None:
-    """Move a finished model directory into place, replacing an older one."""
-    if final.exists():
-        print(f"notice: replacing the existing {final}", file=sys.stderr)
-        old = final.with_name(final.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        final.replace(old)
-        partial.replace(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        partial.replace(final)
 
 
 def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: str | Path, *,
@@ -288,12 +268,7 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
     import keras
 
     from bpnetz.model import registry  # noqa: F401  (registers the custom objects for saving/loading)
-    from bpnetz.model.bpnet import (
-        build_model,
-        calibrate_counts_head,
-        compile_model,
-        task_track_indices,
-    )
+    from bpnetz.model.bpnet import build_model, calibrate_counts_head, compile_model
 
     keras.utils.set_random_seed(options["seed"])
     previous_policy = keras.config.dtype_policy()
@@ -303,8 +278,8 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
         with _strategy().scope():
             model = build_model(params, store_layout, orig_multi_loss=options["orig_multi_loss"])
             compile_model(model, params, learning_rate=options["learning_rate"],
-                          task_tracks=task_track_indices(store_layout), orig_multi_loss=options["orig_multi_loss"],
-                          jit_compile=bool(options["xla"]))
+                          task_tracks=TrackGroups.of(store_layout).task_lists(),
+                          orig_multi_loss=options["orig_multi_loss"], jit_compile=bool(options["xla"]))
             calibration = itertools.islice(train_stream.dataset(), max(1, CALIBRATION_LOCI // options["batch_size"]))
             calibrate_counts_head(model, store_layout, calibration, orig_multi_loss=options["orig_multi_loss"])
             del calibration  # ends the half-read epoch now (its generator holds a pair of streamed-block buffers)
@@ -329,7 +304,7 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
         twin = build_model(params, store_layout, orig_multi_loss=options["orig_multi_loss"])
         twin.set_weights(model.get_weights())
         model = compile_model(twin, params, learning_rate=options["learning_rate"],
-                              task_tracks=task_track_indices(store_layout),
+                              task_tracks=TrackGroups.of(store_layout).task_lists(),
                               orig_multi_loss=options["orig_multi_loss"])
         model.optimizer.build(model.trainable_variables)  # saved with (fresh) state, so it loads without warnings
     refit = None
@@ -371,12 +346,8 @@ def _write_records(directory: Path, key: str, fold: Split, params: BpnetParams, 
     write_history(history, directory)
     plot_learning_curves(history, directory / "learning_curves.png", best_epoch=best if best >= 0 else None,
                          title=f"{directory.name.removesuffix('.partial')} (kept epoch {best + 1})")
-    (directory / "bpnet_params.json").write_text(params.to_json() + "\n")
     resolved = fold.model_copy(update={"train": train_stream.selection.chroms})
-    (directory / "splits.json").write_text(json.dumps({key: resolved.model_dump()}, indent=2) + "\n")
-    (directory / "store.json").write_text(json.dumps({
-        "path": str(Path(reader.path).resolve()), "checksum": reader.meta.get("checksum"),
-        "n_loci": reader.n_loci, "layout": reader.layout.to_dict()}, indent=2) + "\n")
+    write_fold_records(directory, key, resolved, params.to_json(), reader)
 
 
 def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split, output_dir: Path,
@@ -384,9 +355,7 @@ def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split,
     """Train, save and describe one fold's model in ``<dir>.partial``, then move it into place."""
     began = time.perf_counter()
     final = output_dir / model_dir_name(options["model_name"], key)
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial = start_partial(final)
     train_stream, val_stream = _fold_streams(reader, key, fold, options, verbose)
     history, best, train_seconds, refit = _fit(partial, params, reader.layout, train_stream, val_stream, options,
                                                verbose=verbose, callbacks=callbacks)
@@ -405,9 +374,8 @@ def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split,
         val_loci=val_stream.n_examples, seconds=time.perf_counter() - began,
         train_examples_per_second=train_stream.n_examples * epochs_run / max(train_seconds, 1e-9),
         counts_refit=refit)
-    (partial / "training.json").write_text(json.dumps({"options": options, "summary": asdict(summary)},
-                                                      indent=2) + "\n")
-    _replace_dir(partial, final)
+    write_training_record(partial, options, asdict(summary))
+    finish_partial(partial, final)
     if verbose:
         print(summary.line(), file=sys.stderr)
     return summary

@@ -43,7 +43,6 @@ from scipy.ndimage import correlate1d
 from scipy.special import gammaln, logsumexp, rel_entr, xlogy
 from scipy.stats import rankdata
 
-from bpnetz.store.schema import StoreLayout
 
 #: (sigma, window) of the Gaussian smoothing of observed profiles, as in the reference.
 SMOOTHING: tuple[float, int] = (7.0, 81)
@@ -62,13 +61,6 @@ TaskTracks = Sequence[Sequence[int]]
 # ---------------------------------------------------------------------------------------------------------------
 # model outputs -> probabilities and counts
 # ---------------------------------------------------------------------------------------------------------------
-
-def softmax_groups(store_layout: StoreLayout, per_track: bool = False) -> list[list[int]]:
-    """Track indices sharing one softmax and one log count: per task (joint mode) or per track (orig_multi_loss)."""
-    if per_track:
-        return [[i] for i in range(store_layout.n_tracks)]
-    return [store_layout.task_tracks(t) for t in range(len(store_layout.tasks))]
-
 
 def joint_probabilities(logits: np.ndarray, task_tracks: TaskTracks) -> np.ndarray:
     """Softmax of logits (N, L, T) over positions × tracks of each group; each group of an example sums to 1."""
@@ -339,7 +331,7 @@ def compute_metrics(true_counts: np.ndarray, *, pred_logits: np.ndarray | None =
     Give exactly one of ``pred_logits`` (model profile output) or ``pred_probs`` (already the joint softmax per
     group). ``pred_logcounts`` and ``true_logcounts`` are (N, len(task_tracks)); ``true_logcounts`` defaults to
     :func:`task_logcounts` of ``true_counts``. ``task_tracks`` lists the track indices of each softmax group
-    (see :func:`softmax_groups`).
+    (:meth:`bpnetz.model.contract.TrackGroups.softmax`).
     """
     if (pred_logits is None) == (pred_probs is None):
         raise ValueError("give exactly one of pred_logits and pred_probs")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,12 +37,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from bpnetz.config import Split, Splits, read_json
+from bpnetz.config import Split
 from bpnetz.errors import InputError
 from bpnetz.files.atomic import atomic_output
 from bpnetz.genome import sequence
 from bpnetz.genome.bigwig import locus_segments, write_track_bigwigs
 from bpnetz.genome.intervals import read_chrom_sizes
+from bpnetz.model.contract import SPLITS_FILE, STORE_RECORD, ModelDir, ModelShape, TrackGroups, check_model_matches
 from bpnetz.predict import metrics as M
 from bpnetz.predict.outputs import write_metric_files, write_predictions_h5
 from bpnetz.predict.plots import plot_logcounts_scatter, plot_top_profiles
@@ -59,9 +59,6 @@ from bpnetz.store import schema
 from bpnetz.store.schema import StoreLayout
 
 SUBSETS = ("test", "val", "train", "all")
-MODEL_FILE = "model.keras"
-SPLITS_FILE = "splits.json"
-STORE_RECORD = "store.json"
 #: environment variable naming the directory of stores built from raw inputs (``--input-data …``).
 STORE_CACHE_ENV = "BPNETZ_STORE_CACHE"
 #: at most this many training peaks (evenly spaced in store order) make the baseline's average profile.
@@ -81,80 +78,7 @@ def notice(message: str) -> None:
     print(f"notice: {message}", file=sys.stderr)
 
 
-# ------------------------------------------------------------------------------------------ the model directory
-
-
-@dataclass
-class ModelDir:
-    """What ``bpnetz train`` left in a model directory: the model file, its fold and its store record."""
-
-    path: Path
-    model_file: Path
-    name: str
-    split: Split | None
-    store_record: dict[str, Any]
-
-    @classmethod
-    def open(cls, path: str | Path) -> ModelDir:
-        """Check and read a model directory (or a ``.keras`` file inside one)."""
-        path = Path(path)
-        if path.is_file():
-            model_file, directory = path, path.parent
-        else:
-            model_file, directory = path / MODEL_FILE, path
-        fix = "Point --model to a model directory written by 'bpnetz train' (e.g. models/model_split000)."
-        if not directory.is_dir():
-            raise InputError("the model directory does not exist.", path=directory, fix=fix)
-        if not model_file.is_file():
-            present = ", ".join(sorted(p.name for p in directory.iterdir())[:8]) or "nothing"
-            raise InputError(f"the model directory has no {MODEL_FILE} (it holds {present}).", path=directory,
-                             fix=fix)
-        splits = directory / SPLITS_FILE
-        record = directory / STORE_RECORD
-        return cls(path=directory, model_file=model_file, name=directory.name.split(".")[0],
-                   split=read_model_split(splits, directory.name) if splits.is_file() else None,
-                   store_record=_read_store_record(record) if record.is_file() else {})
-
-    def recorded_layout(self) -> StoreLayout | None:
-        """The layout of the store the model was trained on, from ``store.json``."""
-        layout = self.store_record.get("layout")
-        return StoreLayout.from_dict(layout) if layout else None
-
-    def recorded_store(self) -> Path | None:
-        """The path of the store the model was trained on, when ``store.json`` names one."""
-        value = self.store_record.get("path") or self.store_record.get("store")
-        return Path(value) if value else None
-
-
-def read_model_split(path: Path, model_name: str) -> Split:
-    """The fold of a model: a single fold object, or folds keyed "0", … picked by the ``_splitNNN`` suffix."""
-    from pydantic import ValidationError
-
-    raw = read_json(path)
-    if isinstance(raw, dict) and "val" in raw:
-        try:
-            return Split.model_validate(raw)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise InputError(f"key {'.'.join(map(str, first['loc']))}: {first['msg']}.", path=path,
-                             fix="A split is {\"val\": [...], \"test\": [...], \"train\": [...]}.") from None
-    folds = Splits.load(path).folds
-    match = re.search(r"_split(\d+)$", model_name)
-    key = str(int(match.group(1))) if match else None
-    if len(folds) == 1:
-        return next(iter(folds.values()))
-    if key in folds:
-        return folds[key]
-    raise InputError(f"holds folds {', '.join(folds)} and the model directory name {model_name!r} does not say "
-                     "which one is this model's.", path=path, fix="Pass --chroms, or --split all.")
-
-
-def _read_store_record(path: Path) -> dict[str, Any]:
-    record = read_json(path)
-    if not isinstance(record, dict):
-        raise InputError("expected an object with the store's path, checksum and layout.", path=path,
-                         fix="Retrain, or pass --store explicitly.")
-    return record
+# ------------------------------------------------------------------------------------------ the store
 
 
 def default_store_cache(model_dir: ModelDir) -> Path:
@@ -209,57 +133,6 @@ def resolve_store(model_dir: ModelDir, store: str | Path | None, *, input_data: 
 
 
 # ------------------------------------------------------------------------------------------ model and store
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """Input/output shapes of a BPNet model (the model I/O contract)."""
-
-    input_len: int
-    output_len: int
-    n_tracks: int
-    n_logcounts: int
-    n_bias: int | None  # None: no bias inputs
-
-    @classmethod
-    def of(cls, model: Any) -> ModelShape:
-        inputs, outputs = model.input, model.output
-        if not isinstance(inputs, dict) or "sequence" not in inputs or not isinstance(outputs, dict) \
-                or not {"profile", "logcounts"} <= set(outputs):
-            raise InputError("the model does not follow the bpnetz I/O contract (inputs 'sequence' [+ "
-                             "'profile_bias', 'counts_bias'], outputs 'profile' and 'logcounts').",
-                             fix="Use a model trained with 'bpnetz train'.")
-        bias = inputs.get("profile_bias")
-        return cls(input_len=int(inputs["sequence"].shape[1]), output_len=int(outputs["profile"].shape[1]),
-                   n_tracks=int(outputs["profile"].shape[2]), n_logcounts=int(outputs["logcounts"].shape[1]),
-                   n_bias=None if bias is None else int(bias.shape[2]))
-
-
-def check_model_matches(shape: ModelShape, layout: StoreLayout, where: str | Path,
-                        orig_multi_loss: bool | None) -> bool:
-    """Raise when the model cannot read this store's windows; returns whether log counts are per track."""
-    fix = ("Use the store the model was trained on (its store.json), or one built with 'bpnetz build "
-           f"--input-seq-len {shape.input_len} --output-len {shape.output_len}' from the same input_data.json.")
-    if (shape.input_len, shape.output_len) != (layout.input_len, layout.output_len):
-        raise InputError(f"the model takes {shape.input_len} bases and predicts {shape.output_len} positions, but "
-                         f"the store holds windows of {layout.input_len} and {layout.output_len}.", path=where,
-                         fix=fix)
-    if shape.n_tracks != layout.n_tracks:
-        raise InputError(f"the model predicts {shape.n_tracks} tracks, the store holds {layout.n_tracks} "
-                         f"({', '.join(t.name for t in layout.tracks)}).", path=where, fix=fix)
-    if (shape.n_bias or 0) != layout.n_bias:
-        raise InputError(f"the model takes {shape.n_bias or 0} bias tracks, the store holds {layout.n_bias}.",
-                         path=where, fix=fix)
-    n_tasks = len(layout.tasks)
-    if shape.n_logcounts not in (n_tasks, layout.n_tracks):
-        raise InputError(f"the model predicts {shape.n_logcounts} log counts, neither one per task ({n_tasks}) "
-                         f"nor one per track ({layout.n_tracks}).", path=where, fix=fix)
-    per_track = shape.n_logcounts == layout.n_tracks and shape.n_logcounts != n_tasks
-    if orig_multi_loss is not None and orig_multi_loss != per_track and n_tasks != layout.n_tracks:
-        raise InputError(f"--orig-multi-loss is {'on' if orig_multi_loss else 'off'}, but the model predicts "
-                         f"{shape.n_logcounts} log counts ({'per track' if per_track else 'per task'}).",
-                         fix="Drop --orig-multi-loss: it is read from the model.")
-    return per_track
 
 
 def model_predict_fn(model: Any) -> PredictFn:
@@ -336,14 +209,6 @@ def window_predictions(logits: np.ndarray, logcounts: np.ndarray, groups: M.Task
     return probs, logcounts
 
 
-def track_groups(groups: M.TaskTracks, n_tracks: int) -> np.ndarray:
-    """The softmax group of each track."""
-    owner = np.empty(n_tracks, dtype=np.int64)
-    for g, tracks in enumerate(groups):
-        owner[list(tracks)] = g
-    return owner
-
-
 @dataclass
 class LocusPredictions:
     """Predictions of the evaluated loci, in store order, over the evaluated window."""
@@ -392,7 +257,7 @@ def predict_loci(stream: Any, predict_fn: PredictFn, groups: M.TaskTracks, windo
     return LocusPredictions(rows=rows, chrom=loci["chrom"].to_numpy()[rows], summit=loci["summit"].to_numpy()[rows],
                             probs=np.concatenate(parts["probs"]), logcounts=np.concatenate(parts["logcounts"]),
                             observed=np.concatenate(parts["observed"]),
-                            track_group=track_groups(groups, layout.n_tracks))
+                            track_group=TrackGroups.from_lists(groups).owner())
 
 
 # ------------------------------------------------------------------------------------------ reference points
@@ -573,7 +438,7 @@ def predict_regions(predict_fn: PredictFn, layout: StoreLayout, tiles: Windows, 
     order, seg_start, seg_end = locus_segments(tiles.chrom, tiles.out_start, window.size, chrom_sizes)
     keep = seg_end > seg_start
     order, seg_start, seg_end = order[keep], seg_start[keep], seg_end[keep]
-    owner = track_groups(groups, layout.n_tracks)
+    owner = TrackGroups.from_lists(groups).owner()
     bar = tqdm(total=-(-len(order) // batch_size), desc="predicting regions", unit="batch", disable=not progress)
     controls = open_controls(layout, sorted(set(tiles.chrom))) if use_bias else contextlib.nullcontext()
     with track_bigwig_writers(path_template, chrom_sizes, layout.n_tracks) as handles, controls as bigwigs:
@@ -685,10 +550,8 @@ class PredictionRun:
 
     def groups(self, layout: StoreLayout) -> tuple[list[list[int]], list[str]]:
         """Softmax groups (per task, or per track with per-track log counts) and their names."""
-        per_track = self.per_track(layout)
-        groups = M.softmax_groups(layout, per_track=per_track)
-        names = [layout.tracks[g[0]].name for g in groups] if per_track else list(layout.tasks)
-        return groups, names
+        groups = TrackGroups.of(layout, per_track=self.per_track(layout))
+        return groups.softmax(), groups.names(layout)
 
     def settings(self) -> dict[str, Any]:
         return {"model": str(self.model_dir.path), "reverse_complement_average": self.reverse_complement_average,

@@ -17,6 +17,7 @@ import numpy as np
 from bpnetz.errors import InputError
 from bpnetz.files.atomic import output_directory, relocated
 from bpnetz.genome.sequence import one_hot
+from bpnetz.model.contract import ModelDir, ModelShape, check_lengths, counts_per_track
 from bpnetz.store.schema import KIND_PEAK, StoreLayout
 
 DEFAULT_SEED = 20210304
@@ -61,11 +62,8 @@ def store_loci(store: str | Path, layout_check: StoreLayout | None, *, task: int
     from bpnetz.store.loader import LocusStream, StoreReader
 
     reader = StoreReader(store)
-    if layout_check is not None and (layout_check.input_len, layout_check.output_len) != (
-            reader.layout.input_len, reader.layout.output_len):
-        raise InputError(f"the model takes {layout_check.input_len} bp and predicts {layout_check.output_len} "
-                         f"bp, but the store was built for {reader.layout.input_len}/{reader.layout.output_len}.",
-                         path=store, fix="Use the store the model was trained on, or rebuild with its lengths.")
+    if layout_check is not None:
+        check_lengths(reader.layout, layout_check.input_len, layout_check.output_len, who="the model", where=store)
     stream = LocusStream(reader, None, "all", batch_size=batch_size, all_chroms=chroms or reader.chromosomes,
                          backgrounds="none", jitter=False, shuffle=False)
     loci = reader.loci
@@ -189,7 +187,6 @@ def _scores_into(out: Path, model_dir: str | Path, *, store: str | Path | None, 
                  expected_input_len: int | None, progress: bool) -> tuple[int, int, dict[str, Path]]:
     """:func:`contribution_scores` writing into ``out``; returns the loci scored, the loci skipped, the files."""
     from bpnetz.model.registry import load_model
-    from bpnetz.predict.predict import ModelDir
     from bpnetz.shap.deeplift import DeepLiftExplainer
     from bpnetz.shap.scores import write_score_files
 
@@ -213,7 +210,7 @@ def _scores_into(out: Path, model_dir: str | Path, *, store: str | Path | None, 
         if store is None:
             raise InputError("no loci to score: pass --store or --bed-file with --reference-genome.")
         loci = store_loci(store, layout, task=task, chroms=chroms, sample=sample, seed=seed)
-    orig_multi_loss = int(model.output["logcounts"].shape[-1]) != len(layout.tasks)
+    orig_multi_loss = counts_per_track(ModelShape.of(model).n_logcounts, layout, model_dir.model_file)
     try:
         explainer = DeepLiftExplainer(model, task=task, store_layout=layout, orig_multi_loss=orig_multi_loss)
         scores = explainer.explain(loci.sequences, loci.bias or None, num_shuffles=num_shuffles, seed=seed,

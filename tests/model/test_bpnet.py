@@ -13,12 +13,8 @@ from scipy.stats import multinomial
 from bpnetz.config import BpnetParams
 from bpnetz.errors import InputError
 from bpnetz.model import attribution_prior
-from bpnetz.model.bpnet import (
-    build_model,
-    compile_model,
-    model_lengths,
-    task_track_indices,
-)
+from bpnetz.model.bpnet import build_model, compile_model, model_lengths
+from bpnetz.model.contract import TrackGroups
 from bpnetz.model.registry import CUSTOM_OBJECTS, load_model
 from bpnetz.store.schema import StoreLayout, Track
 
@@ -185,7 +181,7 @@ def test_bias_reaches_only_its_own_task():
 def test_errors_name_the_params_key():
     with pytest.raises(InputError, match="input_len.*too short"):
         build_model(tiny_params(input_len=120), StoreLayout(120, OUT, 0, ["0"], STRANDED))
-    with pytest.raises(InputError, match="output_profile_len.*store was built with 80"):
+    with pytest.raises(InputError, match="output_profile_len 100.*output_profile_len 80"):
         build_model(tiny_params(), StoreLayout(IN, 80, 0, ["0"], STRANDED))
     with pytest.raises(InputError, match="kernel_sizes"):
         build_model(tiny_params(profile_bias_module_params=dict(kernel_sizes=[1, 1, 1])),
@@ -200,7 +196,7 @@ def test_keras_round_trip_gives_identical_predictions(tmp_path):
     lay = layout(TWO_TASKS, TWO_TASK_BIAS, ("0", "1"))
     params = tiny_params(counts_loss="POISSON")
     model = build_model(params, lay)
-    compile_model(model, params, learning_rate=1e-3, task_tracks=task_track_indices(lay))
+    compile_model(model, params, learning_rate=1e-3, task_tracks=TrackGroups.of(lay).task_lists())
     model.save(tmp_path / "model.keras")
     plain = keras.models.load_model(tmp_path / "model.keras")
     explicit = keras.models.load_model(tmp_path / "model.keras", custom_objects=CUSTOM_OBJECTS)
@@ -219,7 +215,8 @@ def test_keras_round_trip_gives_identical_predictions(tmp_path):
 def test_compiled_loss_weights_backgrounds_out_of_the_profile_loss():
     lay = layout()
     params = tiny_params(loss_weights=[1.0, 7.0])
-    model = compile_model(build_model(params, lay), params, learning_rate=1e-3, task_tracks=task_track_indices(lay))
+    model = compile_model(build_model(params, lay), params, learning_rate=1e-3,
+                          task_tracks=TrackGroups.of(lay).task_lists())
     rng = np.random.default_rng(5)
     x = inputs(model, batch=4)
     counts = rng.poisson(1.0, (4, OUT, 2)).astype(np.float32)
@@ -250,7 +247,7 @@ def test_training_step_with_attribution_prior():
                          attribution_prior_params=dict(frequency_limit=10, limit_softness=0.2, grad_smooth_sigma=1,
                                                        profile_grad_loss_weight=5, counts_grad_loss_weight=3))
     model = compile_model(build_model(params, lay), params, learning_rate=1e-2,
-                          task_tracks=task_track_indices(lay))
+                          task_tracks=TrackGroups.of(lay).task_lists())
     x = inputs(model, batch=4)
     rng = np.random.default_rng(1)
     counts = rng.poisson(1.0, (4, OUT, 3)).astype(np.float32)
@@ -310,7 +307,7 @@ def test_counts_refit_solves_the_least_squares_normal_equations(bias, orig_multi
     predicted = np.asarray(model(x_all, training=False)["logcounts"], dtype=np.float64)
     last = f"counts_dense_{len(units) - 1}"
     h = np.asarray(keras.Model(model.inputs, model.get_layer(last).input)(x_all, training=False), dtype=np.float64)
-    columns = task_track_indices(lay) if orig_multi_loss else [[0], [1]]
+    columns = TrackGroups.of(lay).task_lists() if orig_multi_loss else [[0], [1]]
     for t, cols in enumerate(columns):
         controls = x_all["counts_bias"][:, lay.task_bias_tracks(t)] if bias else np.zeros((len(h), 0))
         design = np.concatenate([h, controls, np.ones((len(h), 1))], axis=1)

@@ -8,12 +8,12 @@ import pytest
 from scipy.special import softmax
 from scipy.stats import multinomial, poisson
 
+from bpnetz.model.contract import TrackGroups
 from bpnetz.model.losses import (
     CountsMSELoss,
     CountsPoissonLoss,
     ProfileMultinomialLoss,
     counts_loss,
-    counts_pseudocounts,
     multinomial_nll,
 )
 
@@ -84,8 +84,8 @@ def test_poisson_is_poisson_nll_of_raw_totals():
 
 
 def test_pseudocounts_follow_the_target_definition():
-    assert counts_pseudocounts(TASK_TRACKS, orig_multi_loss=False) == [2.0, 1.0]
-    assert counts_pseudocounts(TASK_TRACKS, orig_multi_loss=True) == [1.0, 1.0, 1.0]
+    assert TrackGroups.from_lists(TASK_TRACKS, per_track=False).pseudocounts() == [2.0, 1.0]
+    assert TrackGroups.from_lists(TASK_TRACKS, per_track=True).pseudocounts() == [1.0, 1.0, 1.0]
 
 
 def test_losses_serialize():
