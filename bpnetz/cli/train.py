@@ -72,7 +72,8 @@ def training_options(args: argparse.Namespace) -> dict[str, Any]:
                 orig_multi_loss=args.orig_multi_loss, refit_counts_head=args.refit_counts_head,
                 mixed_precision=args.mixed_precision, xla=args.xla, seed=args.seed,
                 cache={"auto": "auto", "ram": True, "disk": False}[args.cache],
-                threads=args.threads, folds=args.folds, params_path=args.params, verbose=0 if args.quiet else 1)
+                threads=args.threads, folds=args.folds, params_path=args.params, splits_path=args.splits,
+                verbose=0 if args.quiet else 1)
 
 
 def _parser() -> argparse.ArgumentParser:
