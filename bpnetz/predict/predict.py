@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from bpnetz.config import Split
 from bpnetz.errors import InputError
-from bpnetz.files.atomic import atomic_output
+from bpnetz.files.atomic import atomic_output, output_directory, relocated
 from bpnetz.genome import sequence
 from bpnetz.genome.bigwig import locus_segments, write_track_bigwigs
 from bpnetz.genome.intervals import read_chrom_sizes
@@ -593,18 +593,21 @@ def predict(model_dir: str | Path, *, store: str | Path | None = None, input_dat
                          f"the model, which takes {shape.input_len} bases and predicts {shape.output_len}.",
                          path=mdir.model_file, fix=f"Pass --input-seq-len {shape.input_len} --output-len "
                                                    f"{shape.output_len}.")
-    run = PredictionRun(model_dir=mdir, model=model, shape=shape, out_dir=Path(output_dir),
-                        window=window_of(shape.output_len, output_window_size), batch_size=batch_size,
-                        reverse_complement_average=reverse_complement_average, set_bias_as_zero=set_bias_as_zero,
-                        orig_multi_loss=orig_multi_loss, progress=progress)
-    run.out_dir.mkdir(parents=True, exist_ok=True)
     store_args = {"input_data": input_data, "reference_genome": reference_genome, "chrom_sizes": chrom_sizes,
                   "cache_dir": cache_dir}
-    if regions is not None or tile is not None:
-        summary = _predict_regions_run(run, store, store_args, regions, [tile] if isinstance(tile, str) else tile)
-    else:
-        summary = _predict_peaks_run(run, store, store_args, split, chroms, test_indices, peaks_only,
-                                     generate_bigwigs)
+    final = Path(output_dir)
+    with output_directory(final, what="prediction output directory") as tmp:  # all files of one run, or none
+        run = PredictionRun(model_dir=mdir, model=model, shape=shape, out_dir=tmp,
+                            window=window_of(shape.output_len, output_window_size), batch_size=batch_size,
+                            reverse_complement_average=reverse_complement_average,
+                            set_bias_as_zero=set_bias_as_zero, orig_multi_loss=orig_multi_loss, progress=progress)
+        if regions is not None or tile is not None:
+            summary = _predict_regions_run(run, store, store_args, regions,
+                                           [tile] if isinstance(tile, str) else tile)
+        else:
+            summary = _predict_peaks_run(run, store, store_args, split, chroms, test_indices, peaks_only,
+                                         generate_bigwigs)
+    summary.output_dir, summary.files = final, [relocated(f, tmp, final) for f in summary.files]
     summary.seconds = time.perf_counter() - began
     return summary
 
@@ -630,6 +633,7 @@ def _predict_peaks_run(run: PredictionRun, store: str | Path | None, store_args:
                         set_bias_as_zero=run.set_bias_as_zero, keep=keep, progress=run.progress)
     kinds = [schema.KIND_PEAK] if peaks_only else [schema.KIND_PEAK, schema.KIND_BACKGROUND]
     reference, baseline_source = baseline_reference(reader, mdir.split, reader.chromosomes, kinds, window, pred)
+    reader.check_unchanged()  # every row came from the store opened (never two stores mixed)
     results = evaluate(pred, reference, groups, [t.name for t in layout.tracks], group_names)
     settings = {**run.settings(), "store": reader.path, "split": "chroms" if chroms is not None else split,
                 "chroms": chosen, "peaks_only": peaks_only, "orig_multi_loss": per_track,
