@@ -15,3 +15,10 @@ class InputError(Exception):
         if fix:
             parts.append(fix)
         super().__init__(" ".join(parts))
+
+
+def notice(message: str) -> None:
+    """A one-line notice on stderr: something was assumed or skipped, and the command goes on."""
+    import sys
+
+    print(f"notice: {message}", file=sys.stderr)

@@ -52,12 +52,13 @@ def bench_loader(store: Path, cache: bool, batch_size: int, epochs: int) -> tupl
     """``epochs`` full epochs of the tf.data pipeline (after a warm-up epoch), each a new iteration as in
     training (new backgrounds order, jitter and flips; a streamed epoch first waits for its first block group);
     returns loci, timer, setup seconds."""
-    from bpnetz.store.loader import LocusStream
+    from bpnetz.model.data import stream_dataset
+    from bpnetz.store.stream import LocusStream
 
     setup = time.perf_counter()
     stream = LocusStream(store, None, "all", batch_size=batch_size, jitter=True, reverse_complement="random",
                          backgrounds="all", shuffle=True, cache=cache, seed=1)
-    dataset = stream.dataset()
+    dataset = stream_dataset(stream)
     setup = time.perf_counter() - setup
     for _ in dataset:  # warm-up epoch: graph tracing, thread pools, page cache
         pass

@@ -232,7 +232,7 @@ def peer_arrays(reader: Any, rows: np.ndarray, prefix: str, *, widened: bool) ->
 def export_peer_data(reader: Any, fold: Any, test: TestLoci, seed: int, path: Path,
                      settings: dict[str, Any]) -> dict[str, int]:
     """Write the peer's .npz: the loci bpnetz trains, validates and is tested on. Returns the locus counts."""
-    from bpnetz.store.loader import LocusStream
+    from bpnetz.store.stream import LocusStream
 
     loci = reader.loci
     train = loci["chrom"].isin(set(fold.train_chroms(reader.chromosomes))).to_numpy()
@@ -348,7 +348,7 @@ def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: f
     from bpnetz.config import Splits
     from bpnetz.model.contract import TrackGroups
     from bpnetz.predict import metrics as M
-    from bpnetz.store.loader import StoreReader
+    from bpnetz.store.reader import StoreReader
 
     code_at_start = code_version()
     params_path, params, layers_note = fitted_params(exp, args.overrides, work / "bpnet_params.json")

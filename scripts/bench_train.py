@@ -33,7 +33,9 @@ def make_store(directory: Path, n_peaks: int) -> Path:
 
 def time_loader(stream, batches: int) -> float:
     """Examples/s of the tf.data pipeline alone over ``batches`` batches (after one warm-up batch)."""
-    dataset = iter(stream.dataset().repeat())
+    from bpnetz.model.data import stream_dataset
+
+    dataset = iter(stream_dataset(stream).repeat())
     next(dataset)
     began, n = time.perf_counter(), 0
     for _ in range(batches):
@@ -47,6 +49,7 @@ def time_training(stream, params, layout, *, mixed: bool, xla: bool, warmup: int
 
     from bpnetz.model.bpnet import build_model, compile_model
     from bpnetz.model.contract import TrackGroups
+    from bpnetz.model.data import stream_dataset
 
     class StepClock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -61,7 +64,7 @@ def time_training(stream, params, layout, *, mixed: bool, xla: bool, warmup: int
         compile_model(model, params, learning_rate=0.004, task_tracks=TrackGroups.of(layout).task_lists(),
                       jit_compile=xla)
         clock = StepClock()
-        dataset = stream.dataset().repeat().take(warmup + steps)
+        dataset = stream_dataset(stream).repeat().take(warmup + steps)
         model.fit(dataset, epochs=1, verbose=0, callbacks=[clock], shuffle=False)
     finally:
         keras.config.set_dtype_policy("float32")
@@ -82,7 +85,7 @@ def main() -> int:
     import tensorflow as tf
 
     from bpnetz.config import BpnetParams
-    from bpnetz.store.loader import LocusStream
+    from bpnetz.store.stream import LocusStream
 
     gpus = tf.config.list_physical_devices("GPU")
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:

@@ -43,25 +43,9 @@ def run_guarded(entry: Callable[[Sequence[str] | None], int], argv: Sequence[str
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:
-        failure = _batch_failure(err)
-        if failure is None:
-            raise
-        print(f"error: {failure}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-def _batch_failure(err: Exception) -> InputError | None:
-    """The InputError behind a TensorFlow error raised while a loader produced batches (else None)."""
-    if "tensorflow" not in sys.modules or not isinstance(err, sys.modules["tensorflow"].errors.OpError):
-        return None
-    from bpnetz.store.loader import batch_failure
-
-    failure = batch_failure()
-    return failure if failure is not None and str(failure) in str(err) else None
 
 
 def _usage() -> str:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
-from bpnetz.errors import InputError
+from bpnetz.errors import InputError, notice
 
 #: narrowPeak column holding the summit offset from the start (0-based index 9 = the 10th column).
 SUMMIT_COLUMN = 9
@@ -232,3 +232,15 @@ def sort_by_position(chrom: np.ndarray, start: np.ndarray, chrom_order: Sequence
     rank.update({c: len(chrom_order) + i for i, c in enumerate(extra)})
     chrom_rank = np.fromiter((rank[c] for c in chrom), dtype=np.int64, count=len(chrom))
     return np.lexsort((start, chrom_rank))
+
+
+def chromosome_sizes(chrom_sizes: str | Path | None, genome_record: Mapping[str, Any] | None,
+                     purpose: str) -> dict[str, int]:
+    """Chromosome sizes from a chrom.sizes file, else from a store's genome record (its ``chroms``)."""
+    if chrom_sizes is not None:
+        return read_chrom_sizes(chrom_sizes)
+    genome = genome_record or {}
+    if genome.get("chroms"):
+        notice(f"{purpose}: chromosome sizes taken from the store's genome record ({genome.get('path')}).")
+        return {str(c): int(n) for c, n in genome["chroms"].items()}
+    raise InputError(f"{purpose} needs the chromosome sizes.", fix="Pass --chrom-sizes.")

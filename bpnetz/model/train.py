@@ -40,8 +40,10 @@ from bpnetz.model.contract import (
     write_history,
     write_training_record,
 )
+from bpnetz.model.data import iterate, raise_stream_failures, stream_dataset
 from bpnetz.store import schema
-from bpnetz.store.loader import LocusStream, StoreReader
+from bpnetz.store.reader import StoreReader
+from bpnetz.store.stream import LocusStream
 
 DEFAULT_SEED = 1234
 #: training loci the counts head is calibrated on before training (see bpnet.calibrate_counts_head)
@@ -274,7 +276,7 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
     import keras
 
     from bpnetz.model import registry  # noqa: F401  (registers the custom objects for saving/loading)
-    from bpnetz.model.bpnet import build_model, calibrate_counts_head, compile_model
+    from bpnetz.model.bpnet import build_model, compile_model
 
     keras.utils.set_random_seed(options["seed"])
     previous_policy = keras.config.dtype_policy()
@@ -286,9 +288,7 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
             compile_model(model, params, learning_rate=options["learning_rate"],
                           task_tracks=TrackGroups.of(store_layout).task_lists(),
                           orig_multi_loss=options["orig_multi_loss"], jit_compile=bool(options["xla"]))
-            calibration = itertools.islice(train_stream.dataset(), max(1, CALIBRATION_LOCI // options["batch_size"]))
-            calibrate_counts_head(model, store_layout, calibration, orig_multi_loss=options["orig_multi_loss"])
-            del calibration  # ends the half-read epoch now (its generator holds a pair of streamed-block buffers)
+            _calibrate(model, store_layout, train_stream, options)
         keep_best_cls, timer_cls, scalars_cls = _callbacks_module()
         keep_best, timer = keep_best_cls("val_loss"), timer_cls()
         fit_callbacks = [
@@ -299,9 +299,10 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
                                               min_lr=options["min_learning_rate"], verbose=int(bool(verbose))),
             scalars_cls(directory / "logs"), keep_best, timer, *callbacks,
         ]
-        history = model.fit(train_stream.dataset(), validation_data=val_stream.dataset(),
-                            epochs=options["epochs"], callbacks=fit_callbacks, verbose=verbose,
-                            shuffle=False).history  # the stream shuffles itself
+        with raise_stream_failures(train_stream, val_stream):
+            history = model.fit(stream_dataset(train_stream), validation_data=stream_dataset(val_stream),
+                                epochs=options["epochs"], callbacks=fit_callbacks, verbose=verbose,
+                                shuffle=False).history  # the stream shuffles itself
     finally:
         keras.config.set_dtype_policy(previous_policy)
     if options["mixed_precision"]:
@@ -320,6 +321,17 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
     return history, keep_best.best_epoch, timer.seconds, refit
 
 
+def _calibrate(model: Any, store_layout: schema.StoreLayout, train_stream: LocusStream,
+               options: dict[str, Any]) -> None:
+    """Start the counts head at the mean log count of the first training batches."""
+    from bpnetz.model.bpnet import calibrate_counts_head
+
+    with raise_stream_failures(train_stream):
+        calibration = itertools.islice(stream_dataset(train_stream), max(1, CALIBRATION_LOCI // options["batch_size"]))
+        calibrate_counts_head(model, store_layout, calibration, orig_multi_loss=options["orig_multi_loss"])
+        del calibration  # ends the half-read epoch now (its generator holds a pair of streamed-block buffers)
+
+
 def _refit_counts_head(model: Any, store_layout: schema.StoreLayout, train_stream: LocusStream,
                        val_stream: LocusStream, orig_multi_loss: bool) -> dict[str, Any]:
     """Least-squares refit of the last counts layer on one training epoch, kept when the validation log-count
@@ -327,7 +339,8 @@ def _refit_counts_head(model: Any, store_layout: schema.StoreLayout, train_strea
     from bpnetz.model.bpnet import refit_counts_head
 
     before, trained = _val_counts_mse(model, val_stream), model.get_weights()
-    refit_counts_head(model, store_layout, train_stream.dataset(), orig_multi_loss=orig_multi_loss)
+    with raise_stream_failures(train_stream):
+        refit_counts_head(model, store_layout, stream_dataset(train_stream), orig_multi_loss=orig_multi_loss)
     after = _val_counts_mse(model, val_stream)
     kept = bool(after < before)
     if not kept:
@@ -338,7 +351,7 @@ def _refit_counts_head(model: Any, store_layout: schema.StoreLayout, train_strea
 def _val_counts_mse(model: Any, stream: LocusStream) -> float:
     """Mean squared error of the predicted log counts over every example and output of a stream."""
     total, n = 0.0, 0
-    for inputs, targets, _ in stream.dataset():
+    for inputs, targets, _ in iterate(stream):
         error = np.asarray(model(inputs, training=False)["logcounts"]) - np.asarray(targets["logcounts"])
         total, n = total + float(np.sum(error.astype(np.float64) ** 2)), n + error.size
     return total / max(n, 1)

@@ -43,7 +43,6 @@ from scipy.ndimage import correlate1d
 from scipy.special import gammaln, logsumexp, rel_entr, xlogy
 from scipy.stats import rankdata
 
-
 #: (sigma, window) of the Gaussian smoothing of observed profiles, as in the reference.
 SMOOTHING: tuple[float, int] = (7.0, 81)
 #: added to predicted probabilities inside the log of the cross entropy, as in the reference.

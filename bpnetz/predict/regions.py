@@ -1,5 +1,6 @@
 """Prediction beyond peaks: tile regions (``--regions regions.bed``) or whole chromosomes (``--tile CHROM``)
-into model windows and read their sequences straight from the FASTA.
+into model windows, read their sequences straight from the FASTA (and their bias inputs from the controls,
+:mod:`bpnetz.build.controls`), predict them and stream the predicted counts into one bigWig per track.
 
 Output windows of ``output_len`` tile each region (overlapping regions are merged first) and are centred on it:
 the tiling overhangs both ends of the region by the same amount (±1). Each output window starting at ``o`` has
@@ -9,18 +10,31 @@ its summit at ``o + output_len // 2`` and, by the store's window convention, its
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from bpnetz.build.controls import open_controls, region_bias
 from bpnetz.errors import InputError
+from bpnetz.files.atomic import atomic_output
+from bpnetz.genome import sequence
+from bpnetz.genome.bigwig import locus_segments
 from bpnetz.genome.fasta import fasta_lengths, fasta_windows, open_fasta
 from bpnetz.genome.intervals import merge_intervals, read_bed
 from bpnetz.genome.sequence import N_CODE, encode
+from bpnetz.model.contract import TrackGroups
+from bpnetz.predict import metrics as M
+from bpnetz.predict.inference import PredictFn, Window, predict_batch, window_predictions
+from bpnetz.store.schema import StoreLayout
 
 Region = tuple[str, int, int]
+#: windows read from the FASTA and bigWigs at once.
+REGION_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -114,3 +128,71 @@ def read_sequences(fasta: str | Path, windows: Windows) -> np.ndarray:
             if hi > lo:
                 codes[i, lo - start[i]:hi - start[i]] = encode(genome[str(windows.chrom[i])][lo:hi])
     return codes
+
+
+@contextlib.contextmanager
+def track_bigwig_writers(path_template: str, chrom_sizes: Mapping[str, int],
+                         n_tracks: int) -> Iterator[list[Any]]:
+    """One open bigWig per track (header = every chromosome of ``chrom_sizes``), written atomically."""
+    import pyBigWig
+
+    with contextlib.ExitStack() as stack:
+        handles = []
+        for i in range(n_tracks):
+            tmp = stack.enter_context(atomic_output(path_template.format(i=i)))
+            handle = pyBigWig.open(str(tmp), "w")
+            stack.callback(handle.close)  # closed before the rename (callbacks run last-in, first-out)
+            handle.addHeader([(str(c), int(s)) for c, s in chrom_sizes.items()])
+            handles.append(handle)
+        yield handles
+
+
+def _take(windows: Windows, index: np.ndarray) -> Windows:
+    return replace(windows, chrom=windows.chrom[index], out_start=windows.out_start[index],
+                   in_start=windows.in_start[index])
+
+
+def model_windows(tiles: Windows, output_len: int) -> Windows:
+    """The model's full output windows around tiles (tiles may be the cropped ``output_window_size``)."""
+    return replace(tiles, out_start=tiles.summit - output_len // 2, output_len=output_len)
+
+
+def predict_regions(predict_fn: PredictFn, layout: StoreLayout, tiles: Windows, fasta: str | Path,
+                    chrom_sizes: Mapping[str, int], path_template: str, groups: M.TaskTracks, window: Window, *,
+                    batch_size: int, reverse_complement_average: bool, set_bias_as_zero: bool, use_bias: bool,
+                    progress: bool) -> list[Path]:
+    """Predict every tile and stream the predicted counts into one bigWig per track, in genome order.
+
+    ``tiles`` have the evaluated window's length (:func:`bpnetz.predict.regions.tile_regions` with
+    ``window.size``); each is the centre crop of the model's output window around the same summit. Overlapping
+    tiles (at the ends of nearby regions) are split at the midpoint between their centres, as for peaks.
+    """
+    order, seg_start, seg_end = locus_segments(tiles.chrom, tiles.out_start, window.size, chrom_sizes)
+    keep = seg_end > seg_start
+    order, seg_start, seg_end = order[keep], seg_start[keep], seg_end[keep]
+    owner = TrackGroups.from_lists(groups).owner()
+    bar = tqdm(total=-(-len(order) // batch_size), desc="predicting regions", unit="batch", disable=not progress)
+    controls = open_controls(layout, sorted(set(tiles.chrom))) if use_bias else contextlib.nullcontext()
+    with track_bigwig_writers(path_template, chrom_sizes, layout.n_tracks) as handles, controls as bigwigs:
+        for lo in range(0, len(order), REGION_CHUNK):
+            chunk = _take(tiles, order[lo:lo + REGION_CHUNK])
+            onehot = sequence.one_hot(read_sequences(fasta, chunk))
+            windows = model_windows(chunk, layout.output_len)
+            bias = region_bias(layout, bigwigs, windows.chrom, windows.out_start) if use_bias else {}
+            for b in range(0, len(chunk), batch_size):
+                inputs = {"sequence": onehot[b:b + batch_size], **{k: v[b:b + batch_size] for k, v in bias.items()}}
+                logits, logcounts = predict_batch(predict_fn, inputs, layout,
+                                                  reverse_complement_average=reverse_complement_average,
+                                                  set_bias_as_zero=set_bias_as_zero)
+                probs, window_lc = window_predictions(logits, logcounts, groups, window)
+                counts = (probs * np.exp(window_lc[:, owner])[:, None, :]).astype(np.float64)
+                for k in range(len(counts)):
+                    j = lo + b + k
+                    first = int(seg_start[j] - chunk.out_start[b + k])
+                    values = counts[k, first:first + int(seg_end[j] - seg_start[j])]
+                    for t, handle in enumerate(handles):
+                        handle.addEntries(str(chunk.chrom[b + k]), int(seg_start[j]),
+                                          values=np.ascontiguousarray(values[:, t]), span=1, step=1)
+                bar.update()
+    bar.close()
+    return [Path(path_template.format(i=i)) for i in range(layout.n_tracks)]

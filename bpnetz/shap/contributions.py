@@ -59,7 +59,9 @@ def _sample(n: int, sample: int | None, seed: int) -> np.ndarray:
 def store_loci(store: str | Path, layout_check: StoreLayout | None, *, task: int, chroms: list[str] | None,
                sample: int | None, seed: int, batch_size: int = 256) -> ScoredLoci:
     """The peaks of ``task`` on ``chroms`` (all when None) of a store, as the model inputs of prediction."""
-    from bpnetz.store.loader import LocusStream, StoreReader
+    from bpnetz.model.data import iterate
+    from bpnetz.store.reader import StoreReader
+    from bpnetz.store.stream import LocusStream
 
     reader = StoreReader(store)
     if layout_check is not None:
@@ -74,7 +76,7 @@ def store_loci(store: str | Path, layout_check: StoreLayout | None, *, task: int
         raise InputError(f"the store has no peaks of task {task} on {', '.join(chroms or reader.chromosomes)}.",
                          path=store, fix="Check --task-id and --chroms.")
     parts: dict[str, list[np.ndarray]] = {}
-    for inputs, _, _, index in stream.dataset(with_index=True):
+    for inputs, _, _, index in iterate(stream, with_index=True):
         mask = np.isin(np.asarray(index["row"]), keep_rows)
         for name, values in inputs.items():
             parts.setdefault(name, []).append(np.asarray(values)[mask])
@@ -90,10 +92,9 @@ def bed_loci(bed_file: str | Path, reference_genome: str | Path, layout: StoreLa
              chroms: list[str] | None, sample: int | None, seed: int, presort: bool) -> tuple[ScoredLoci, int]:
     """Summit-centred windows of a BED/narrowPeak file read from the FASTA (and controls); and how many loci were
     skipped because their window crosses a chromosome end."""
-    from bpnetz.genome.fasta import fasta_lengths, open_fasta
+    from bpnetz.build.controls import open_controls, region_bias
+    from bpnetz.genome.fasta import fasta_lengths, fasta_windows, open_fasta
     from bpnetz.genome.intervals import read_narrowpeak
-    from bpnetz.predict.predict import open_controls, region_bias
-    from bpnetz.predict.regions import Windows, read_sequences
 
     peaks = read_narrowpeak([bed_file])
     keep = np.ones(len(peaks), dtype=bool) if not chroms else np.isin(peaks.chrom.astype(str), chroms)
@@ -113,15 +114,15 @@ def bed_loci(bed_file: str | Path, reference_genome: str | Path, layout: StoreLa
                          "inside the chromosome.", path=bed_file, fix="Check --chroms and the chromosome names.")
     chrom = peaks.chrom[order].astype(object)
     summit = peaks.summit[order]
-    windows = Windows(chrom, summit - layout.output_len // 2, summit - layout.input_len // 2,
-                      layout.input_len, layout.output_len)
-    sequences = one_hot(read_sequences(reference_genome, windows))
+    start = summit - layout.input_len // 2
+    with open_fasta(reference_genome) as genome:
+        sequences = one_hot(fasta_windows(genome, chrom, start, layout.input_len))
     bias: dict[str, np.ndarray] = {}
     if layout.n_bias:
         with open_controls(layout, sorted(set(chrom))) as controls:
-            bias = region_bias(layout, controls, windows)
+            bias = region_bias(layout, controls, chrom, summit - layout.output_len // 2)
     names = [peaks.fields[i][3] if len(peaks.fields[i]) > 3 else "." for i in order]
-    return ScoredLoci(chrom=chrom.astype(str), start=windows.in_start, end=windows.in_start + layout.input_len,
+    return ScoredLoci(chrom=chrom.astype(str), start=start, end=start + layout.input_len,
                       names=names, sequences=sequences, bias=bias), skipped
 
 
@@ -151,10 +152,11 @@ def _bigwig_sizes(chrom_sizes: str | Path | None, reference_genome: str | Path |
 
         with open_fasta(reference_genome) as genome:
             return dict(fasta_lengths(genome))
-    from bpnetz.predict.predict import chromosome_sizes
-    from bpnetz.store.loader import StoreReader
+    from bpnetz.genome.intervals import chromosome_sizes
+    from bpnetz.store.reader import StoreReader
 
-    return chromosome_sizes(chrom_sizes, StoreReader(store) if store is not None else None, "score bigWigs")
+    genome_record = StoreReader(store).meta.get("genome") if store is not None else None
+    return chromosome_sizes(chrom_sizes, genome_record, "score bigWigs")
 
 
 def contribution_scores(model_dir: str | Path, *, output_dir: str | Path, store: str | Path | None = None,

@@ -17,7 +17,7 @@ from bpnetz.cli import main as cli_main
 from bpnetz.errors import InputError
 from bpnetz.store import schema
 from bpnetz.store.inspect import verify_store
-from bpnetz.store.loader import StoreReader
+from bpnetz.store.reader import StoreReader
 from tests.build.tiny_inputs import INPUT_LEN, MAX_JITTER, OUTPUT_LEN, write_tiny_experiment
 
 ROOT = Path(__file__).resolve().parents[2]

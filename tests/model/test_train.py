@@ -13,9 +13,10 @@ from bpnetz.cli import run_guarded
 from bpnetz.cli import train as train_cli
 from bpnetz.config import BpnetParams, Splits
 from bpnetz.errors import InputError
+from bpnetz.model.data import stream_dataset
 from bpnetz.model.train import train
 from bpnetz.store import schema
-from bpnetz.store.loader import LocusStream
+from bpnetz.store.stream import LocusStream
 
 INPUT_LEN, OUTPUT_LEN = 400, 200
 SPLITS = Splits.model_validate({"folds": {"0": {"val": ["chr2"], "test": ["chr3"]},
@@ -83,7 +84,7 @@ def test_one_model_per_fold_with_the_best_weights_and_all_files(store, tmp_path)
         assert best < epochs - 1  # the scrambled last epoch is worse
         # the saved model is the best epoch's: its validation loss is the minimum of the history
         model = keras.models.load_model(directory / "model.keras")
-        val = LocusStream(store, SPLITS.folds[key], "val", batch_size=16, seed=5).dataset()
+        val = stream_dataset(LocusStream(store, SPLITS.folds[key], "val", batch_size=16, seed=5))
         loss = model.evaluate(val, verbose=0, return_dict=True)["loss"]
         np.testing.assert_allclose(loss, history["val_loss"][best], rtol=1e-4)
         summary = json.loads((directory / "training.json").read_text())["summary"]
@@ -100,7 +101,7 @@ def test_the_counts_head_refit_is_kept_only_when_it_lowers_the_validation_counts
     record = json.loads((directory / "training.json").read_text())["summary"]["counts_refit"]
     assert record["kept"] == (record["val_mse_after"] < record["val_mse_before"])
     model = keras.models.load_model(directory / "model.keras")
-    val = LocusStream(store, SPLITS.folds["0"], "val", batch_size=16, seed=5).dataset()
+    val = stream_dataset(LocusStream(store, SPLITS.folds["0"], "val", batch_size=16, seed=5))
     errors = [np.asarray(model(x, training=False)["logcounts"]) - np.asarray(y["logcounts"]) for x, y, _ in val]
     mse = float(np.mean(np.concatenate(errors).astype(np.float64) ** 2))
     np.testing.assert_allclose(mse, min(record["val_mse_before"], record["val_mse_after"]), rtol=1e-5)

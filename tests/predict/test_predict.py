@@ -199,7 +199,7 @@ def rc_inputs(inputs):
 
 
 def test_rc_average_is_strand_symmetric_on_the_keras_model(setup):
-    from bpnetz.predict.predict import model_predict_fn, predict_batch
+    from bpnetz.predict.inference import model_predict_fn, predict_batch
 
     tiny = setup["tiny"]
     inputs = model_inputs(tiny, "chr1", [100, 357, 800, 1201])

@@ -34,7 +34,7 @@ BASES = {"A": 0, "C": 1, "G": 2, "T": 3}
 @pytest.fixture(scope="module")
 def setup(tiny_experiment, tmp_path_factory):
     from bpnetz.build.builder import build_store
-    from bpnetz.store.loader import StoreReader
+    from bpnetz.store.reader import StoreReader
 
     root = tmp_path_factory.mktemp("shap")
     store = root / "store.zarr"

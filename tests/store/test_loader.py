@@ -1,4 +1,5 @@
-"""The tf.data loader against direct pyfaidx / pyBigWig reads of the files a hand-made store was written from."""
+"""The store stream and its tf.data adapter against direct pyfaidx / pyBigWig reads of the files a hand-made
+store was written from."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 
 from bpnetz.config import Split
 from bpnetz.errors import InputError
-from bpnetz.store import loader
+from bpnetz.model.data import make_dataset, stream_dataset
+from bpnetz.store import stream as stream_module
+from bpnetz.store.stream import LocusStream
 from tests.store.tiny_store import (
     BACKGROUND_RATIO,
     BIASES,
@@ -44,7 +47,7 @@ def files(tiny):
 
 def epoch(stream, with_index=True):
     """One pass over the dataset as numpy batches."""
-    return list(stream.dataset(with_index=with_index).as_numpy_iterator())
+    return list(stream_dataset(stream, with_index=with_index).as_numpy_iterator())
 
 
 def decode_one_hot(x: np.ndarray) -> str:
@@ -90,7 +93,7 @@ def rows_where(tiny, chroms, kind=None, task=None):
 
 
 def test_train_examples_match_direct_reads_at_the_jittered_window(tiny, files):
-    stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random", seed=3)
+    stream = LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random", seed=3)
     found = examples(epoch(stream))
     for ex in found:
         seq, profile, bias, counts_bias, logcounts = expected_example(tiny, files, ex["row"], ex["jitter"], ex["flip"])
@@ -107,7 +110,7 @@ def test_train_examples_match_direct_reads_at_the_jittered_window(tiny, files):
 @pytest.mark.parametrize("reading", [{"cache": True}, {"cache": False, "shuffle_loci": 40, "batches_per_element": 2}],
                          ids=["cached", "streamed-small-elements"])
 def test_doubled_batches_are_followed_by_their_reverse_complement(tiny, files, reading):
-    stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="double", seed=1,
+    stream = LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="double", seed=1,
                                 **reading)
     batches = epoch(stream)
     assert len(batches) == stream.n_batches == 2 * -(-stream.n_loci // BATCH)
@@ -131,7 +134,7 @@ def test_doubled_batches_are_followed_by_their_reverse_complement(tiny, files, r
 
 
 def test_each_epoch_has_every_peak_once_and_fresh_backgrounds(tiny):
-    stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, seed=0, cache=False)
+    stream = LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, seed=0, cache=False)
     train_chroms = {"chr1", "chr4"}
     drawn = []
     for _ in range(2):
@@ -154,7 +157,7 @@ def test_each_epoch_has_every_peak_once_and_fresh_backgrounds(tiny):
 
 
 def test_validation_is_fixed_unjittered_and_in_store_order(tiny, files):
-    stream = loader.LocusStream(tiny.path, SPLIT, "val", batch_size=BATCH, seed=5)
+    stream = LocusStream(tiny.path, SPLIT, "val", batch_size=BATCH, seed=5)
     first, second = examples(epoch(stream)), examples(epoch(stream))
     assert [e["row"] for e in first] == [e["row"] for e in second] == sorted(e["row"] for e in first)
     assert [e["row"] for e in first] == list(stream.loci()["row"])
@@ -170,7 +173,7 @@ def test_validation_is_fixed_unjittered_and_in_store_order(tiny, files):
 
 
 def test_test_subset_holds_only_its_peaks(tiny):
-    stream = loader.LocusStream(tiny.path, SPLIT, "test", batch_size=BATCH)
+    stream = LocusStream(tiny.path, SPLIT, "test", batch_size=BATCH)
     rows = {e["row"] for e in examples(epoch(stream))}
     assert rows == rows_where(tiny, {"chr3"}, kind=0)
     assert set(stream.loci()["chrom"]) == {"chr3"}
@@ -178,7 +181,7 @@ def test_test_subset_holds_only_its_peaks(tiny):
 
 def test_cached_and_streamed_modes_yield_the_same_examples(tiny):
     def by_row(cache):
-        stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random",
+        stream = LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random",
                                     seed=11, cache=cache, shuffle_loci=40)
         reads = []
         original = stream.reader.read_block_into
@@ -201,7 +204,7 @@ def test_cached_and_streamed_modes_yield_the_same_examples(tiny):
 
 def test_a_seed_fixes_everything(tiny):
     def rows_and_jitter(seed):
-        stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random",
+        stream = LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random",
                                     seed=seed, cache=False)
         return [(e["row"], e["jitter"], e["flip"]) for e in examples(epoch(stream))]
 
@@ -210,7 +213,7 @@ def test_a_seed_fixes_everything(tiny):
 
 
 def test_sample_weights_and_per_track_targets(tiny):
-    stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, mnll_loss_sample_weight=2.0,
+    stream = LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, mnll_loss_sample_weight=2.0,
                                 mnll_background_weight=0.25, orig_multi_loss=True, jitter=False)
     for ex in examples(epoch(stream)):
         assert ex["w_profile"] == (2.0 if tiny.loci[ex["row"]]["kind"] == 0 else 0.25)
@@ -220,21 +223,21 @@ def test_sample_weights_and_per_track_targets(tiny):
 
 def test_store_without_bias_yields_sequence_only(tmp_path):
     tiny = make_tiny_store(tmp_path, with_bias=False)
-    x, y, w = next(iter(loader.make_dataset(tiny.path, SPLIT, "val", batch_size=BATCH).as_numpy_iterator()))
+    x, y, w = next(iter(make_dataset(tiny.path, SPLIT, "val", batch_size=BATCH).as_numpy_iterator()))
     assert set(x) == {"sequence"} and x["sequence"].shape[1:] == (INPUT_LEN, 4)
     assert y["profile"].shape[1:] == (OUTPUT_LEN, 3) and y["logcounts"].shape[1:] == (2,)
 
 
 def test_a_subset_without_loci_names_the_chromosomes(tiny):
     with pytest.raises(InputError, match=r"chrUn.*chr1"):
-        loader.LocusStream(tiny.path, Split(val=["chrUn"]), "val", batch_size=BATCH)
+        LocusStream(tiny.path, Split(val=["chrUn"]), "val", batch_size=BATCH)
 
 
 def test_cache_auto_follows_available_memory(tiny, monkeypatch):
-    monkeypatch.setattr(loader, "available_memory", lambda: 1000)
-    assert not loader.LocusStream(tiny.path, SPLIT, "test", batch_size=BATCH).cached
-    monkeypatch.setattr(loader, "available_memory", lambda: 1 << 34)
-    assert loader.LocusStream(tiny.path, SPLIT, "test", batch_size=BATCH).cached
+    monkeypatch.setattr(stream_module, "available_memory", lambda: 1000)
+    assert not LocusStream(tiny.path, SPLIT, "test", batch_size=BATCH).cached
+    monkeypatch.setattr(stream_module, "available_memory", lambda: 1 << 34)
+    assert LocusStream(tiny.path, SPLIT, "test", batch_size=BATCH).cached
 
 
 def test_a_built_store_of_a_simulated_experiment_matches_direct_reads(tiny_experiment, tmp_path, monkeypatch):
@@ -251,7 +254,7 @@ def test_a_built_store_of_a_simulated_experiment_matches_direct_reads(tiny_exper
     build_store("input_data.json", "genome.fa", "chrom.sizes", input_len=input_len, output_len=output_len,
                 max_jitter=max_jitter, output=store, progress=False)
     spec = json.loads((tiny_experiment / "input_data.json").read_text())["0"]
-    stream = loader.LocusStream(store, Splits.load("splits.json").folds["0"], "train", batch_size=16,
+    stream = LocusStream(store, Splits.load("splits.json").folds["0"], "train", batch_size=16,
                                 reverse_complement="random", seed=4)
     assert [t.strand for t in stream.layout.tracks] == ["+", "-"]
     fasta = pyfaidx.Fasta("genome.fa")
@@ -275,7 +278,7 @@ def test_a_built_store_of_a_simulated_experiment_matches_direct_reads(tiny_exper
 def test_overlapping_epochs_of_a_streamed_stream_do_not_share_buffers(tiny, files):
     """An epoch left half-read (as an abandoned iterator's generator is) while the next one runs: both stay
     correct, checked against direct reads."""
-    stream = loader.LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random", seed=2,
+    stream = LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random", seed=2,
                                 cache=False, shuffle_loci=8, batches_per_element=1)
     first = stream.elements(0)
     head = [next(first)]

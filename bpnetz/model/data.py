@@ -1,0 +1,140 @@
+"""The tf.data adapter of a store stream: :class:`~bpnetz.store.stream.LocusStream` elements in, batches of the
+model I/O contract (:mod:`bpnetz.model.contract`) out.
+
+Elements of several batches (one-hot uint8 sequence, stored signal and bias) come from the stream's generator;
+a parallel graph map turns them into float targets, ``counts_bias`` and the ``logcounts`` targets, and they are
+split into batches again. One map call per core from the start: AUTOTUNE ramps up too slowly for short epochs
+(measured 20% slower).
+
+tf.data hands its consumer (Keras ``fit``, a prediction loop) an ``UnknownError`` carrying a traceback when the
+generator raises; :func:`raise_stream_failures` turns it back into the stream's own :class:`InputError`, by
+type (the error the stream kept in ``failure``), so the command line reports it as one paragraph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bpnetz.config import Split
+from bpnetz.model.contract import TrackGroups
+from bpnetz.store import schema
+from bpnetz.store.reader import StoreReader, keep_freed_memory
+from bpnetz.store.selection import Subset
+from bpnetz.store.stream import LocusStream
+
+
+def stream_dataset(stream: LocusStream, *, with_index: bool = False) -> Any:
+    """The tf.data pipeline: elements of several batches -> model inputs/targets (parallel map) -> batches.
+
+    Yields ``(inputs, targets, sample_weights)`` per the model I/O contract, plus a fourth dict
+    ``{"row", "jitter", "flip"}`` (store row, drawn jitter, reverse-complemented or not) with ``with_index``.
+    Iterating the dataset again starts the stream's next epoch.
+    """
+    import tensorflow as tf
+
+    keep_freed_memory()
+    ds = tf.data.Dataset.from_generator(stream.next_epoch, output_signature=element_signature(stream))
+    ds = ds.map(model_io_fn(stream.layout, orig_multi_loss=stream.orig_multi_loss, with_index=with_index),
+                num_parallel_calls=max(2, os.cpu_count() or 1), deterministic=True)
+    ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(stream.n_batches)).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.threading.max_intra_op_parallelism = 1  # parallelism comes from the parallel map over elements
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def element_signature(stream: LocusStream) -> dict[str, Any]:
+    """The TensorSpecs of the stream's elements (see :meth:`~bpnetz.store.stream.LocusStream.elements`)."""
+    import tensorflow as tf
+
+    lay, reader = stream.layout, stream.reader
+    signature = {
+        "sequence": tf.TensorSpec((None, None, lay.input_len, 4), tf.uint8),
+        "signal": tf.TensorSpec((None, None, lay.output_len, lay.n_tracks), tf.as_dtype(reader.signal.dtype)),
+        "row": tf.TensorSpec((None, None), tf.int64),
+        "jitter": tf.TensorSpec((None, None), tf.int32),
+        "flip": tf.TensorSpec((None, None), tf.bool),
+        "weight": tf.TensorSpec((None, None), tf.float32),
+    }
+    if reader.bias is not None:
+        signature["bias"] = tf.TensorSpec((None, None, lay.output_len, lay.n_bias), tf.as_dtype(reader.bias.dtype))
+    return signature
+
+
+@contextlib.contextmanager
+def raise_stream_failures(*streams: LocusStream) -> Iterator[None]:
+    """Around a loop over streams' datasets: a TensorFlow error caused by a stream's InputError raises that
+    InputError (the first stream's that failed); any other error passes unchanged."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError:
+        failure = next((s.failure for s in streams if s.failure is not None), None)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def iterate(stream: LocusStream, *, with_index: bool = False) -> Iterator[tuple[Any, ...]]:
+    """One epoch of the stream's batches as numpy-convertible tensors, its InputErrors raised as such."""
+    with raise_stream_failures(stream):
+        yield from stream_dataset(stream, with_index=with_index)
+
+
+def model_io_fn(store_layout: schema.StoreLayout, *, orig_multi_loss: bool = False, with_index: bool = False) -> Any:
+    """The graph function turning an element (cropped, oriented, one-hot) into ``(inputs, targets, weights[,
+    index])``: float32 tracks, ``counts_bias`` and the ``logcounts`` targets, for any leading batch axes."""
+    import tensorflow as tf
+
+    # track -> task membership, to sum a task's tracks into its total count
+    groups = TrackGroups.of(store_layout)
+    membership = np.zeros((groups.n_tracks, len(groups.tasks)), np.float32)
+    for t, tracks in enumerate(groups.tasks):
+        membership[list(tracks), t] = 1.0
+    task_matrix = tf.constant(membership)
+    tracks_per_task = tf.constant(membership.sum(axis=0))
+
+    def to_model_io(element: dict[str, Any]) -> tuple[Any, ...]:
+        inputs = {"sequence": element["sequence"]}
+        profile = tf.cast(element["signal"], tf.float32)
+        if "bias" in element:
+            profile_bias = tf.cast(element["bias"], tf.float32)
+            inputs["profile_bias"] = profile_bias
+            inputs["counts_bias"] = tf.math.log1p(tf.reduce_sum(profile_bias, axis=-2))
+        totals = tf.reduce_sum(profile, axis=-2)
+        logcounts = (tf.math.log1p(totals) if orig_multi_loss
+                     else tf.math.log(tf.matmul(totals, task_matrix) + tracks_per_task))
+        targets = {"profile": profile, "logcounts": logcounts}
+        weights = {"profile": element["weight"], "logcounts": tf.ones_like(element["weight"])}
+        if with_index:
+            return inputs, targets, weights, {"row": element["row"], "jitter": element["jitter"],
+                                              "flip": element["flip"]}
+        return inputs, targets, weights
+
+    return to_model_io
+
+
+def make_dataset(store: str | Path | StoreReader, split: Split | None, subset: Subset, *, batch_size: int,
+                 with_index: bool = False, **options: Any) -> Any:
+    """A tf.data.Dataset of one subset ("train", "val", "test" or "all") of a store for a split fold.
+
+    Batches of ``(inputs, targets, sample_weights)``: inputs ``sequence`` one-hot uint8 (B, input_len, 4) (N =
+    all zeros; Keras casts it to the model's dtype), ``profile_bias`` float32 (B, output_len, bias tracks) and
+    ``counts_bias`` log(1 + totals) (B, bias tracks) when the store has controls; targets ``profile`` float32
+    counts (B, output_len, tracks) and ``logcounts`` (B, tasks), or (B, tracks) with ``orig_multi_loss``.
+
+    ``options`` are those of :class:`LocusStream`: all_chroms, jitter (default: train only), reverse_complement
+    ("none", "random" per example with p=0.5, "double": every batch followed by its reverse complement),
+    backgrounds ("draw" default for train/val, "all", "none" default for test/all), shuffle (default: train
+    only), seed, mnll_loss_sample_weight, mnll_background_weight, orig_multi_loss, cache ("auto", True, False).
+    """
+    return stream_dataset(LocusStream(store, split, subset, batch_size=batch_size, **options),
+                          with_index=with_index)
