@@ -193,3 +193,18 @@ def test_killed_during_swap_restores_the_previous_output(tmp_path):
         (tmp / "a.txt").write_text("previous")
     os.replace(target, tmp_path / ".out.bpnetz-old-1234abcd")  # killed between the two renames
     assert clean_leftovers(target) and (target / "a.txt").read_text() == "previous"
+
+
+def test_a_track_name_becomes_a_bigwig_name_only_when_safe(tmp_path):
+    import numpy as np
+
+    from bpnetz.genome.bigwig import write_track_bigwigs
+
+    values = np.ones((1, 10, 2), dtype=np.float32)
+    written = write_track_bigwigs(str(tmp_path / "{name}.bw"), {"chr1": 100}, ["chr1"], np.array([5]), values,
+                                  ["task/plus", "minus"])
+    assert [p.name for p in written] == ["task_plus.bw", "minus.bw"]
+    with pytest.raises(InputError, match="track name '.._x'"):
+        write_track_bigwigs(str(tmp_path / "{name}.bw"), {"chr1": 100}, ["chr1"], np.array([5]), values,
+                            ["../x", "b"])
+    assert not (tmp_path.parent / "x.bw").exists()
