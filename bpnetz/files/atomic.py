@@ -147,6 +147,8 @@ def atomic_directory(target: str | Path, *, command: str | None = None) -> Itera
     target's lock; ``target`` must be replaceable (:func:`check_replaceable`, checked here).
     """
     target = Path(target).absolute()
+    if target.is_symlink():  # a link to the output directory: the directory it points to is replaced
+        target = target.resolve()
     check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(target)
@@ -172,6 +174,9 @@ def output_directory(target: str | Path, *, what: str = "output directory", comm
     """
     from bpnetz.files.lock import exclusive_lock
 
+    target = Path(target).absolute()
+    if target.is_symlink():  # one lock per real directory, whichever link leads to it
+        target = target.resolve()
     with exclusive_lock(target, what=what), atomic_directory(target, command=command) as tmp:
         yield tmp
 

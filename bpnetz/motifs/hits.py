@@ -29,7 +29,6 @@ from bpnetz.errors import InputError
 from bpnetz.files.atomic import output_directory, write_text
 from bpnetz.motifs.modisco import Pattern, ScoreWindow, load_patterns, load_score_window
 
-FINEMO_FILES = ("hits.tsv", "hits_unique.tsv", "hits.bed", "peaks_qc.tsv", "motif_data.tsv")
 MODES = ("pp", "ph", "hp", "hh")
 
 

@@ -208,3 +208,13 @@ def test_a_track_name_becomes_a_bigwig_name_only_when_safe(tmp_path):
         write_track_bigwigs(str(tmp_path / "{name}.bw"), {"chr1": 100}, ["chr1"], np.array([5]), values,
                             ["../x", "b"])
     assert not (tmp_path.parent / "x.bw").exists()
+
+
+def test_a_link_to_an_output_directory_replaces_the_directory_it_points_to(tmp_path):
+    real, link = tmp_path / "real", tmp_path / "link"
+    with output_directory(real) as tmp:
+        (tmp / "a").write_text("1")
+    link.symlink_to(real)
+    with output_directory(link) as tmp:
+        (tmp / "b").write_text("2")
+    assert link.is_symlink() and sorted(p.name for p in real.iterdir()) == [MARKER, "b"]
