@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bpnetz.errors import InputError
+from bpnetz.errors import InputError, notice
 
 
 @contextmanager
@@ -120,8 +120,8 @@ def clean_leftovers(target: str | Path) -> list[str]:
         else:
             os.replace(leftover, target)
             notices.append(f"restored {target} from {leftover}, left by an earlier run stopped while replacing it.")
-    for notice in notices:
-        print(f"notice: {notice}", file=sys.stderr)
+    for message in notices:
+        notice(message)
     return notices
 
 

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bpnetz.errors import InputError
+from bpnetz.errors import InputError, notice
 
 EMPTY_GRACE_S = 5.0
 POLL_S = 0.2
@@ -95,8 +95,8 @@ def _take_over_if_stale(path: Path, seen: dict) -> bool:
         path.unlink()
     finally:
         os.close(guard)
-    print(f"notice: took over the stale lock {path} of {_holder_text(seen) if seen else 'an unfinished writer'} "
-          "(that process no longer runs).", file=sys.stderr)
+    notice(f"took over the stale lock {path} of {_holder_text(seen) if seen else 'an unfinished writer'} "
+           "(that process no longer runs).")
     return True
 
 
@@ -125,8 +125,7 @@ def _acquire(path: Path, target: Path, what: str, wait: bool) -> str:
             continue
         if holder == {} or wait:
             if wait and not announced and holder:
-                print(f"notice: waiting for {_holder_text(holder)}, which is writing {what} {target}.",
-                      file=sys.stderr)
+                notice(f"waiting for {_holder_text(holder)}, which is writing {what} {target}.")
                 announced = True
             time.sleep(POLL_S)
             continue
