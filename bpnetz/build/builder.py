@@ -11,7 +11,14 @@ Steps (all in :func:`build_store`):
    windows, writes them, then writes ``.blocks/<i>.json`` with the block's totals. Finished blocks are skipped
    on a rerun.
 4. Check totals (a track with no value at any locus is an error), write the metadata, rename
-   ``<store>.partial`` to ``<store>`` and remove the block markers: readers never see a half-written store.
+   ``<store>.partial`` to ``<store>`` (an existing store is renamed aside first, then removed) and remove the
+   block markers: readers never see a half-written store.
+
+One build per store path at a time: the whole build holds the store's lock (:mod:`bpnetz.files.lock`); a second
+build into the same path fails at once naming the first (two builds of different inputs used to mix their blocks
+into one store and both report success). ``--overwrite`` replaces only a bpnetz store (:func:`schema.is_store`),
+never another directory. :func:`find_or_build_store` waits for the lock instead, then reuses the store the first
+job built.
 
 Whole-numbered tracks (counts) are stored in the narrowest integer dtype that holds them: uint8, uint16 or int32,
 planned from a sample of loci and the bigWigs' maximum (smaller stores, and the loader decodes and crops uint8
@@ -39,7 +46,8 @@ from bpnetz.build import loci as loci_mod
 from bpnetz.build.options import BuildOptions
 from bpnetz.config import InputData, read_json
 from bpnetz.errors import InputError
-from bpnetz.files.atomic import write_text
+from bpnetz.files.atomic import swap_in, write_text
+from bpnetz.files.lock import exclusive_lock
 from bpnetz.genome.bigwig import bigwig_has_data, bigwig_windows, open_bigwig
 from bpnetz.genome.fasta import fasta_lengths, fasta_windows, open_fasta
 from bpnetz.genome.intervals import read_blacklist, read_chrom_sizes
@@ -728,24 +736,30 @@ def _metadata(inputs: BuildInputs, totals: dict[str, Any], dtypes: dict[str, str
 
 
 def _finish(partial: Path, output: Path, meta: dict[str, Any], overwrite: bool) -> None:
-    """Write the metadata, rename the partial store into place, then drop the block markers.
+    """Write the metadata, swap the partial store into place (renames only), then drop the block markers.
 
-    The build attributes stay, so a build interrupted at any point of this sequence resumes with nothing to redo.
+    An existing store is renamed aside, the new one renamed in, the old one removed: a reader never sees a store
+    half deleted, and one that opened the old store notices the change at its next block read (StoreReader pins
+    the content id). The build attributes stay, so a build interrupted at any point of this sequence resumes
+    with nothing to redo.
     """
     import zarr
 
     root = zarr.open_group(str(partial), mode="r+", zarr_format=3)
     root.attrs.put({schema.ATTR_KEY: meta, BUILD_ATTR: dict(root.attrs)[BUILD_ATTR]})
-    if output.exists():
-        if not overwrite:
-            raise InputError("appeared while building; not replaced.", path=output, fix="Use --overwrite.")
-        old = output.with_name(output.name + ".old")
-        os.replace(output, old)
-        os.replace(partial, output)
-        shutil.rmtree(old)
-    else:
-        os.replace(partial, output)
+    if output.exists() and not overwrite:
+        raise InputError("appeared while building; not replaced.", path=output, fix="Use --overwrite.")
+    _check_overwritable(output)
+    swap_in(partial, output)
     shutil.rmtree(output / BLOCKS_DIR, ignore_errors=True)
+
+
+def _check_overwritable(output: Path) -> None:
+    """Refuse to replace anything at ``output`` but a bpnetz store (a user's directory or file survives)."""
+    if (output.exists() or output.is_symlink()) and (output.is_symlink() or not schema.is_store(output)):
+        raise InputError("exists and is not a bpnetz store (no Zarr group with the 'bpnetz' attribute); --overwrite "
+                         "replaces only stores.", path=output,
+                         fix="Choose another --output, or move that data away first.")
 
 
 def build_store(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, output: str | Path,
@@ -758,12 +772,21 @@ def build_store(input_data: str | Path, reference_genome: str | Path, chrom_size
 
 def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, output: str | Path,
            options: BuildOptions, checksums: ChecksumCache) -> BuildSummary:
-    began = time.perf_counter()
     output = Path(output)
+    with exclusive_lock(output, what="store"):
+        return _build_locked(input_data, reference_genome, chrom_sizes, output, options, checksums)
+
+
+def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, output: Path,
+                  options: BuildOptions, checksums: ChecksumCache) -> BuildSummary:
+    """:func:`_build` while holding the store's lock (one build per store path at a time)."""
+    began = time.perf_counter()
     workers, scheduler, progress, overwrite = options.workers, options.scheduler, options.progress, options.overwrite
     if output.exists() and not overwrite:
         raise InputError("already exists.", path=output,
                          fix="Choose another --output, delete it, or pass --overwrite to replace it.")
+    if overwrite:
+        _check_overwritable(output)
     inputs = prepare_inputs(input_data, reference_genome, chrom_sizes, options, checksums,
                             rejected_bed=Path(f"{output.absolute()}.{schema.REJECTED_BED}"))
     partial = Path(str(output.absolute()) + PARTIAL_SUFFIX)  # absolute: cluster workers open it too
@@ -831,5 +854,10 @@ def find_or_build_store(cache_dir: str | Path, input_data: str | Path, reference
             print(f"using cached store {path}", file=sys.stderr)
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _build(input_data, reference_genome, chrom_sizes, path, options, checksums)
+    with exclusive_lock(path, what="cached store", wait=True):  # a second job waits, then reuses the store
+        if path.exists():
+            if options.progress:
+                print(f"using cached store {path} (built by another job meanwhile)", file=sys.stderr)
+            return path
+        _build(input_data, reference_genome, chrom_sizes, path, options, checksums)
     return path

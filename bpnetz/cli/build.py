@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scheduler", default=None,
                         help="address of a dask.distributed scheduler (e.g. tcp://host:8786) instead of local "
                              "threads; the store path must be reachable from the workers")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing bpnetz store (never another directory): the new store is swapped "
+                             "in by renames once complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return parser
 

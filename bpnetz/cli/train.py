@@ -87,8 +87,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
 
 def training_options(args: argparse.Namespace, **overrides: Any) -> TrainOptions:
     """:class:`TrainOptions` from parsed training flags (``overrides`` win)."""
-    return from_args(TrainOptions, args, **{"params_path": args.params, "verbose": 0 if args.quiet else 1,
-                                            **overrides})
+    return from_args(TrainOptions, args, **{"params_path": args.params, "splits_path": args.splits,
+                                            "verbose": 0 if args.quiet else 1, **overrides})
 
 
 def _parser() -> argparse.ArgumentParser:

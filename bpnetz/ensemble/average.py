@@ -37,6 +37,9 @@ logits behind the averaged profile.
 BigWigs (with chromosome sizes): per track, the averaged predicted counts over each locus' profile window
 (``bpnetz predict``'s ``_predictions_track_{i}.bw``); for scores, the averaged projected contributions
 (hypothetical × one-hot, summed over bases), as ``bpnetz shap`` writes them.
+
+One writer per output: each entry point holds the output file's lock (:mod:`bpnetz.files.lock`); every file is
+written atomically.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from tqdm.auto import tqdm
 
 from bpnetz.errors import InputError
 from bpnetz.files.h5 import open_h5
+from bpnetz.files.lock import exclusive_lock
 from bpnetz.genome.bigwig import write_track_bigwigs
 from bpnetz.genome.intervals import read_chrom_sizes
 from bpnetz.predict.outputs import write_predictions_h5
@@ -351,7 +355,14 @@ def average_predictions(paths: Sequence[str | Path], output: str | Path, *, inte
     With ``chrom_sizes`` (a chrom.sizes file or mapping) and ``bigwig`` (path or ``{i}`` template), also writes
     one bigWig of averaged predicted counts per track (``avg.bw`` -> ``avg_track_0.bw``, …).
     """
-    output = Path(output)
+    with exclusive_lock(output, what="averaged output"):  # one writer of this output at a time
+        return _average_predictions(paths, Path(output), intersect=intersect, chrom_sizes=chrom_sizes,
+                                    bigwig=bigwig, progress=progress)
+
+
+def _average_predictions(paths: Sequence[str | Path], output: Path, *, intersect: bool,
+                         chrom_sizes: str | Path | Mapping[str, int] | None, bigwig: str | Path | None,
+                         progress: bool) -> Summary:
     sizes = _chrom_sizes(chrom_sizes, bigwig)
     files = _open_all(paths, output, "predictions", PREDICTION_COORDS, PREDICTION_VALUES)
     try:
@@ -407,7 +418,14 @@ def average_scores(paths: Sequence[str | Path], output: str | Path, *, intersect
     The output has ``bpnetz shap``'s layout, so ``bpnetz modisco`` / ``modisco motifs`` read it. With
     ``chrom_sizes`` and ``bigwig``, also writes the averaged projected contributions as one bigWig.
     """
-    output = Path(output)
+    with exclusive_lock(output, what="averaged output"):  # one writer of this output at a time
+        return _average_scores(paths, Path(output), intersect=intersect, chrom_sizes=chrom_sizes,
+                               bigwig=bigwig, progress=progress)
+
+
+def _average_scores(paths: Sequence[str | Path], output: Path, *, intersect: bool,
+                    chrom_sizes: str | Path | Mapping[str, int] | None, bigwig: str | Path | None,
+                    progress: bool) -> Summary:
     sizes = _chrom_sizes(chrom_sizes, bigwig)
     files = _open_all(paths, output, "scores", COORD_NAMES, SCORE_VALUES)
     try:

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from bpnetz.errors import InputError
 from bpnetz.files.atomic import atomic_output
+from bpnetz.files.names import safe_name
 from bpnetz.genome.intervals import require_file
 from bpnetz.genome.windows import gather, windows_by_span
 
@@ -166,7 +167,8 @@ def write_track_bigwigs(path_template: str, chrom_sizes: Mapping[str, int], chro
                         starts: np.ndarray, values: np.ndarray, track_names: Sequence[str]) -> list[Path]:
     """Write one bigWig per track of ``values`` (N, L, T) whose windows start at ``starts`` on ``chroms``.
 
-    ``path_template`` is formatted with ``i`` (track index) and ``name`` (track name, '/' replaced by '_'), e.g.
+    ``path_template`` is formatted with ``i`` (track index) and ``name`` (track name, '/' replaced by '_', then
+    checked by :func:`~bpnetz.files.names.safe_name`), e.g.
     ``"out/model_predictions_track_{i}.bw"``. The header lists every chromosome of ``chrom_sizes`` in its order.
     Files are written atomically; returns their paths.
     """
@@ -182,7 +184,8 @@ def write_track_bigwigs(path_template: str, chrom_sizes: Mapping[str, int], chro
     header = [(str(c), int(s)) for c, s in chrom_sizes.items()]
     paths = []
     for t, name in enumerate(tqdm(track_names, desc="bigWig tracks", unit="track", leave=False)):
-        path = Path(path_template.format(i=t, name=str(name).replace("/", "_")))
+        safe = safe_name(str(name).replace("/", "_"), what="track name") if "{name" in path_template else ""
+        path = Path(path_template.format(i=t, name=safe))
         with bigwig_output(path, header) as bw:
             for k, locus in enumerate(order):
                 row = np.ascontiguousarray(

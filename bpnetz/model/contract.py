@@ -15,9 +15,10 @@ each track are all derived from it, for the model builder, the losses, the metri
 **Model directory** ``<output_dir>/<model_name>_split<NNN>/`` (fold key "0" -> ``split000``): ``model.keras``,
 ``bpnet_params.json``, ``splits.json`` (the fold, or folds keyed "0", … picked by the ``_splitNNN`` suffix),
 ``history.csv`` / ``history.json``, ``store.json`` (``path``, ``checksum``, ``n_loci``, ``layout`` of the training
-store), ``training.json`` (options and summary), TensorBoard ``logs/``, ``learning_curves.png``. It is written
-under ``<dir>.partial`` (:func:`start_partial`) and moved into place when complete (:func:`finish_partial`), so
-a model directory is never half-written. This module imports no TensorFlow: reading a directory and checking a
+store), ``training.json`` (options and summary), TensorBoard ``logs/``, ``learning_curves.png``, and bpnetz's
+output marker. It is written into a fresh temporary directory under the directory's lock and swapped in when
+complete (:func:`bpnetz.files.atomic.output_directory`), so a model directory is never half-written and a second
+training into it fails at once instead of losing the first's model. This module imports no TensorFlow: reading a directory and checking a
 model's shapes against a store must not pay its import.
 """
 
@@ -25,8 +26,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 
 from bpnetz.config import Split, Splits, read_json
 from bpnetz.errors import InputError
+from bpnetz.files.names import safe_name
 from bpnetz.store.schema import StoreLayout
 
 MODEL_FILE = "model.keras"
@@ -45,7 +45,6 @@ STORE_RECORD = "store.json"
 TRAINING_RECORD = "training.json"
 HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
-PARTIAL_SUFFIX = ".partial"
 
 
 # ------------------------------------------------------------------------------------------------ track groups
@@ -175,8 +174,14 @@ def check_model_matches(shape: ModelShape, layout: StoreLayout, where: str | Pat
 # ------------------------------------------------------------------------------------------ the model directory
 
 
-def model_dir_name(model_name: str, fold: str) -> str:
-    """``<model_name>_split000`` for fold "0" (the reference's naming); non-numeric keys are used as they are."""
+def model_dir_name(model_name: str, fold: str, *, source: object = "splits.json") -> str:
+    """``<model_name>_split000`` for fold "0" (the reference's naming); non-numeric keys are used as they are.
+
+    Both names become a directory name: they are checked by :func:`~bpnetz.files.names.safe_name` (a fold key
+    ``/../../x`` of ``source`` is an InputError, never a directory outside the output directory).
+    """
+    safe_name(model_name, what="model name", source="--model-name")
+    safe_name(fold, what="fold key", source=source)
     return f"{model_name}_split{int(fold):03d}" if fold.isdigit() else f"{model_name}_split{fold}"
 
 
@@ -284,24 +289,3 @@ def write_training_record(directory: Path, options: Mapping[str, Any], summary: 
     """``training.json``: the training options and the summary of the run."""
     (directory / TRAINING_RECORD).write_text(json.dumps({"options": dict(options), "summary": dict(summary)},
                                                         indent=2) + "\n")
-
-
-def start_partial(final: Path) -> Path:
-    """A fresh, empty ``<final>.partial`` directory to write a model directory into."""
-    partial = final.with_name(final.name + PARTIAL_SUFFIX)
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    return partial
-
-
-def finish_partial(partial: Path, final: Path) -> None:
-    """Move a finished model directory into place, replacing an older one."""
-    if final.exists():
-        print(f"notice: replacing the existing {final}", file=sys.stderr)
-        old = final.with_name(final.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        final.replace(old)
-        partial.replace(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        partial.replace(final)

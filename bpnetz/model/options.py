@@ -32,8 +32,8 @@ class TrainOptions:
     ``refit_counts_head``: after training, replace the last counts layer by its least-squares fit on one epoch
     of training examples when that lowers the validation log-count MSE (MSE counts loss only).
     ``input_len``/``output_len``, when given (command line), must match the params and the store;
-    ``params_path`` names the params in error messages. ``verbose``: 0 silent, 1 Keras progress bars and
-    summaries, 2 one line per epoch. ``threads``: TensorFlow CPU threads (default: all).
+    ``params_path`` and ``splits_path`` name those files in error messages. ``verbose``: 0 silent, 1 Keras
+    progress bars and summaries, 2 one line per epoch. ``threads``: TensorFlow CPU threads (default: all).
     """
 
     model_name: str = "model"
@@ -61,6 +61,7 @@ class TrainOptions:
     input_len: int | None = None
     output_len: int | None = None
     params_path: str = "bpnet_params.json"
+    splits_path: str = "splits.json"
     verbose: int = 1
 
     def __post_init__(self) -> None:

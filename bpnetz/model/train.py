@@ -3,7 +3,10 @@
 Each fold's model directory (its names and files: :mod:`bpnetz.model.contract`) holds ``model.keras`` (loadable
 with ``keras.models.load_model`` once :mod:`bpnetz.model.registry` is imported), the params, the fold (training
 chromosomes resolved), the history, TensorBoard logs, learning curves, the store record and the training record;
-it is written under ``<dir>.partial`` and renamed when the model is complete.
+it is written into a temporary directory under the model directory's lock and swapped in when the model is
+complete (:func:`bpnetz.files.atomic.output_directory`): a second training into the same model directory fails
+at once naming the first, whose model is kept. Fold keys and the model name are checked before anything is
+written (:func:`~bpnetz.model.contract.model_dir_name`).
 
 Adam; early stopping on the validation loss with patience and min-delta; learning rate reduced on plateau down
 to the minimum. The kept weights are those of the epoch with the lowest validation loss (exactly: Keras'
@@ -25,14 +28,14 @@ import numpy as np
 
 from bpnetz.config import BpnetParams, Split, Splits, check_split_chroms
 from bpnetz.errors import InputError
+from bpnetz.files.atomic import output_directory
+from bpnetz.files.names import path_under
 from bpnetz.model.contract import (
     MODEL_FILE,
     PARAMS_FILE,
     TrackGroups,
     check_lengths,
-    finish_partial,
     model_dir_name,
-    start_partial,
     write_fold_records,
     write_history,
     write_training_record,
@@ -130,6 +133,8 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
     check_split_chroms({k: splits.folds[k] for k in keys}, reader.chromosomes, path=splits.path,
                        all_chroms=options.chroms)
     output_dir = Path(output_dir)
+    for key in keys:  # every name checked before anything is written
+        path_under(output_dir, model_dir_name(options.model_name, key, source=options.splits_path))
     output_dir.mkdir(parents=True, exist_ok=True)
     summaries = [_train_fold(reader, params, key, splits.folds[key], output_dir, options, callbacks=callbacks)
                  for key in keys]
@@ -254,28 +259,26 @@ def _val_counts_mse(model: Any, stream: LocusStream) -> float:
     return total / max(n, 1)
 
 
-def _write_records(directory: Path, key: str, fold: Split, params: BpnetParams, reader: StoreReader,
+def _write_records(directory: Path, name: str, key: str, fold: Split, params: BpnetParams, reader: StoreReader,
                    train_stream: LocusStream, history: dict[str, list[float]], best: int) -> None:
     """Everything beside the model: history, learning curves, params, the fold and the store's identity."""
     from bpnetz.model.plots import plot_learning_curves
 
     write_history(history, directory)
     plot_learning_curves(history, directory / "learning_curves.png", best_epoch=best if best >= 0 else None,
-                         title=f"{directory.name.removesuffix('.partial')} (kept epoch {best + 1})")
+                         title=f"{name} (kept epoch {best + 1})")
     resolved = fold.model_copy(update={"train": train_stream.selection.chroms})
     write_fold_records(directory, key, resolved, params.to_json(), reader)
 
 
-def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split, output_dir: Path,
-                options: TrainOptions, *, callbacks: Sequence[Any]) -> TrainingSummary:
-    """Train, save and describe one fold's model in ``<dir>.partial``, then move it into place."""
+def _train_fold_into(partial: Path, final: Path, reader: StoreReader, params: BpnetParams, key: str, fold: Split,
+                     options: TrainOptions, *, callbacks: Sequence[Any]) -> TrainingSummary:
+    """Train one fold's model and write everything into ``partial`` (to become ``final``); returns the summary."""
     began = time.perf_counter()
-    final = output_dir / model_dir_name(options.model_name, key)
-    partial = start_partial(final)
     train_stream, val_stream = _fold_streams(reader, key, fold, options)
     history, best, train_seconds, refit = _fit(partial, params, reader.layout, train_stream, val_stream, options,
                                                callbacks=callbacks)
-    _write_records(partial, key, fold, params, reader, train_stream, history, best)
+    _write_records(partial, final.name, key, fold, params, reader, train_stream, history, best)
 
     def at_best(name: str) -> float | None:
         values = history.get(name)
@@ -291,7 +294,15 @@ def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split,
         train_examples_per_second=train_stream.n_examples * epochs_run / max(train_seconds, 1e-9),
         counts_refit=refit)
     write_training_record(partial, options.record(), asdict(summary))
-    finish_partial(partial, final)
+    return summary
+
+
+def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split, output_dir: Path,
+                options: TrainOptions, *, callbacks: Sequence[Any]) -> TrainingSummary:
+    """Train, save and describe one fold's model in a temporary directory, then swap it into place."""
+    final = path_under(output_dir, model_dir_name(options.model_name, key))
+    with output_directory(final, what="model directory") as partial:
+        summary = _train_fold_into(partial, final, reader, params, key, fold, options, callbacks=callbacks)
     if options.verbose:
         print(summary.line(), file=sys.stderr)
     return summary

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -28,10 +26,9 @@ from typing import Any
 import numpy as np
 
 from bpnetz.errors import InputError
-from bpnetz.files.atomic import write_text
-from bpnetz.motifs.modisco import ScoreWindow, load_patterns, load_score_window
+from bpnetz.files.atomic import output_directory, write_text
+from bpnetz.motifs.modisco import Pattern, ScoreWindow, load_patterns, load_score_window
 
-FINEMO_FILES = ("hits.tsv", "hits_unique.tsv", "hits.bed", "peaks_qc.tsv", "motif_data.tsv")
 MODES = ("pp", "ph", "hp", "hh")
 
 
@@ -139,6 +136,16 @@ def call_hits(modisco_h5: str | os.PathLike, scores_h5: str | os.PathLike, outpu
     data_io, hitcaller = import_finemo()
     patterns, scores, regions = _load_inputs(modisco_h5, scores_h5, scores_key, window, peaks)
 
+    out = Path(output_dir)
+    with output_directory(out, what="hits output directory") as tmp:
+        return _fit_and_write(tmp, out, data_io, hitcaller, patterns, scores, regions, str(modisco_h5), t0, lambda_,
+                              mode, trim_threshold, batch_size, max_steps)
+
+
+def _fit_and_write(tmp: Path, out: Path, data_io: Any, hitcaller: Any, patterns: list[Pattern], scores: ScoreWindow,
+                   regions: Any, modisco_h5: str, t0: float, lambda_: float, mode: str, trim_threshold: float,
+                   batch_size: int, max_steps: int) -> HitsSummary:
+    """Run FiNeMo and write its files and the summary into ``tmp`` (paths recorded as under ``out``)."""
     import polars as pl
 
     chrom_ids = {c: i for i, c in enumerate(dict.fromkeys(regions.chroms))}
@@ -148,7 +155,7 @@ def call_hits(modisco_h5: str | os.PathLike, scores_h5: str | os.PathLike, outpu
         "chr_id": np.array([chrom_ids[c] for c in regions.chroms], dtype=np.uint32)})
     motif_type = "cwm" if mode[0] == "p" else "hcwm"
     motifs_df, cwms, trim_masks, _ = data_io.load_modisco_motifs(
-        str(modisco_h5), None, None, trim_threshold, motif_type, None, None, None, lambda_, True)
+        modisco_h5, None, None, trim_threshold, motif_type, None, None, None, lambda_, True)
     sequences = np.ascontiguousarray(scores.one_hot.transpose(0, 2, 1)).astype(np.int8)
     contribs = np.ascontiguousarray(scores.hypothetical.transpose(0, 2, 1)).astype(np.float16)
     print(f"hits: {len(patterns)} motifs on {scores.n_loci} loci × {scores.width} bp (lambda {lambda_}, "
@@ -159,9 +166,10 @@ def call_hits(modisco_h5: str | os.PathLike, scores_h5: str | os.PathLike, outpu
             cwms, contribs, sequences, trim_masks, mode[1] == "h",
             motifs_df.get_column("lambda").to_numpy(writable=True), max_steps=max_steps,
             batch_size=max(1, min(batch_size, scores.n_loci)), post_filter=True)
-    out = Path(output_dir)
-    _write_finemo_files(data_io, out, hits_df, peaks_df, motifs_df, qc_df, cwms.shape[2])
-    hits = pl.read_csv(out / "hits.tsv", separator="\t", columns=["motif_name", "peak_id"])
+    data_io.write_hits(hits_df, peaks_df, motifs_df, qc_df, str(tmp), cwms.shape[2])
+    data_io.write_qc(qc_df, peaks_df, str(tmp / "peaks_qc.tsv"))
+    data_io.write_motifs_df(motifs_df, str(tmp / "motif_data.tsv"))
+    hits = pl.read_csv(tmp / "hits.tsv", separator="\t", columns=["motif_name", "peak_id"])
     counts = dict(hits.group_by("motif_name").len().iter_rows())
     summary = HitsSummary(
         modisco=str(modisco_h5), scores=str(scores.path), output_dir=str(out), n_loci=scores.n_loci,
@@ -170,7 +178,7 @@ def call_hits(modisco_h5: str | os.PathLike, scores_h5: str | os.PathLike, outpu
         files={"hits": str(out / "hits.tsv"), "hits_unique": str(out / "hits_unique.tsv"),
                "hits_bed": str(out / "hits.bed"), "summary": str(out / "summary.json")},
         runtime_s=round(time.perf_counter() - t0, 2))
-    write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+    write_text(tmp / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
 
 
@@ -199,15 +207,3 @@ def _load_inputs(modisco_h5: str | os.PathLike, scores_h5: str | os.PathLike, sc
         raise InputError(f"the window of {scores.width} bp is shorter than the motifs "
                          f"({patterns[0].cwm.shape[0]} bp).", fix="Use a larger --window.")
     return patterns, scores, regions
-
-
-def _write_finemo_files(data_io: Any, out: Path, hits_df: Any, peaks_df: Any, motifs_df: Any, qc_df: Any,
-                        motif_width: int) -> None:
-    """FiNeMo's output files, written in a temporary directory and moved into ``out`` one by one."""
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".hits") as tmp:
-        data_io.write_hits(hits_df, peaks_df, motifs_df, qc_df, tmp, motif_width)
-        data_io.write_qc(qc_df, peaks_df, os.path.join(tmp, "peaks_qc.tsv"))
-        data_io.write_motifs_df(motifs_df, os.path.join(tmp, "motif_data.tsv"))
-        for name in FINEMO_FILES:
-            shutil.move(os.path.join(tmp, name), out / name)

@@ -27,13 +27,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
 from bpnetz.errors import InputError
-from bpnetz.files.atomic import atomic_output, write_text
+from bpnetz.files.atomic import atomic_output, output_directory, write_text
 from bpnetz.files.h5 import h5_image_output, open_h5
+from bpnetz.files.names import safe_name
 from bpnetz.genome.motif import format_meme, ic_scaled, read_meme_motifs
 from bpnetz.genome.sequence import reverse_complement_onehot
 
@@ -382,32 +384,39 @@ def run_modisco(scores_h5: str | os.PathLike, output_dir: str | os.PathLike, *, 
                          f"({sliding_window} + 2 × {seqlet_flank} bp).", path=scores.path,
                          fix="Use a larger --window or longer scored sequences.")
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "logos").mkdir(exist_ok=True)
-    print(f"modisco: {scores.n_loci} loci × {scores.width} bp from {scores.path} ({scores_key}); "
-          f"max {max_seqlets} seqlets, {n_leiden_runs} Leiden runs", flush=True)
+    with output_directory(out, what="modisco output directory") as tmp:  # a rerun leaves no stale logo
+        knobs = {"max_seqlets_per_metacluster": max_seqlets, "sliding_window_size": sliding_window,
+                 "flank_size": seqlet_flank, "trim_to_window_size": trim_size, "initial_flank_to_add": initial_flank,
+                 "final_flank_to_add": final_flank, "target_seqlet_fdr": 0.05, "n_leiden_runs": n_leiden_runs,
+                 "verbose": False}
+        return _modisco_into(tmp, out, scores, scores_key, database, motif_db, n_matches, t0, knobs)
 
+
+def _modisco_into(tmp: Path, out: Path, scores: ScoreWindow, scores_key: str, database: Any,
+                  motif_db: str | os.PathLike | None, n_matches: int, t0: float,
+                  knobs: dict[str, Any]) -> ModiscoSummary:
+    """Run tfmodisco-lite and write every output into ``tmp`` (paths recorded as under ``out``)."""
     import modiscolite
 
-    pos, neg = modiscolite.tfmodisco.TFMoDISco(
-        one_hot=scores.one_hot, hypothetical_contribs=scores.hypothetical,
-        max_seqlets_per_metacluster=max_seqlets, sliding_window_size=sliding_window, flank_size=seqlet_flank,
-        trim_to_window_size=trim_size, initial_flank_to_add=initial_flank, final_flank_to_add=final_flank,
-        target_seqlet_fdr=0.05, n_leiden_runs=n_leiden_runs, verbose=False)
-    results = out / RESULTS_NAME
-    with h5_image_output(results) as image:  # h5py writing into a full disk can crash (see bpnetz.files.h5)
+    print(f"modisco: {scores.n_loci} loci × {scores.width} bp from {scores.path} ({scores_key}); "
+          f"max {knobs['max_seqlets_per_metacluster']} seqlets, {knobs['n_leiden_runs']} Leiden runs", flush=True)
+    pos, neg = modiscolite.tfmodisco.TFMoDISco(one_hot=scores.one_hot, hypothetical_contribs=scores.hypothetical,
+                                               **knobs)
+    with h5_image_output(tmp / RESULTS_NAME) as image:  # h5py writing into a full disk can crash (bpnetz.files.h5)
         modiscolite.io.save_hdf5(image, pos, neg, scores.width)  # its File is closed when the call returns
-    patterns = load_patterns(results)
+    patterns = load_patterns(tmp / RESULTS_NAME)
+    for p in patterns:
+        safe_name(p.name, what="pattern name", source=out / RESULTS_NAME)
     matches, notes = _matches_and_notes(patterns, database, n_matches)
-    logos, summaries = _write_logos(out, patterns, matches)
-    files = _write_motif_files(out, results, patterns, scores)
+    logos, summaries = _write_logos(tmp, patterns, matches)
+    files = _write_motif_files(tmp, out, patterns, scores)
     summary = ModiscoSummary(
         scores=str(scores.path), scores_key=scores_key, output_dir=str(out), n_loci=scores.n_loci,
         window=scores.width, n_seqlets_in_patterns=sum(p.n_seqlets for p in patterns), patterns=summaries,
         files=files, runtime_s=round(time.perf_counter() - t0, 2),
         motif_db=str(motif_db) if motif_db is not None else None, notes=notes)
-    write_text(out / "report.html", _report_html(summary, logos))
-    write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+    write_text(tmp / "report.html", _report_html(summary, logos))
+    write_text(tmp / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
 
 
@@ -427,31 +436,33 @@ def _matches_and_notes(patterns: list[Pattern], database: Mapping[str, np.ndarra
     return matches, notes
 
 
-def _write_logos(out: Path, patterns: list[Pattern], matches: dict[str, list[TomtomMatch]]
+def _write_logos(tmp: Path, patterns: list[Any], matches: dict[str, list[TomtomMatch]]
                  ) -> tuple[dict[str, dict[str, bytes]], list[PatternSummary]]:
-    """Each pattern's logo PNGs under ``out/logos`` and its summary."""
+    """Each pattern's logo PNGs under ``tmp/logos``; returns the logos and the pattern summaries."""
     from tqdm.auto import tqdm
 
+    (tmp / "logos").mkdir(exist_ok=True)
     logos, summaries = {}, []
     for p in tqdm(patterns, desc="logos", unit="pattern", disable=None):
         logos[p.name] = pattern_logos(p)
         files = {}
         for kind, png in logos[p.name].items():
             rel = f"logos/{p.name}.{kind}.png"
-            _write_bytes(out / rel, png)
+            _write_bytes(tmp / rel, png)
             files[kind] = rel
         summaries.append(PatternSummary(p.name, p.n_seqlets, len(p.pfm), p.consensus, files,
                                         matches.get(p.name, [])))
     return logos, summaries
 
 
-def _write_motif_files(out: Path, results: Path, patterns: list[Pattern], scores: ScoreWindow) -> dict[str, str]:
-    """patterns.meme (each pattern's core PFM) and, with coordinates, seqlets.bed; returns every output's path."""
-    files = {"results": str(results), "report": str(out / "report.html"), "meme": str(out / "patterns.meme"),
-             "summary": str(out / "summary.json")}
-    write_text(out / "patterns.meme", format_meme({p.name: p.pfm[slice(*p.core())] for p in patterns},
+def _write_motif_files(tmp: Path, out: Path, patterns: list[Pattern], scores: ScoreWindow) -> dict[str, str]:
+    """patterns.meme (each pattern's core PFM) and, with coordinates, seqlets.bed, written into ``tmp``; returns
+    every output's path as it will be under ``out``."""
+    files = {"results": str(out / RESULTS_NAME), "report": str(out / "report.html"),
+             "meme": str(out / "patterns.meme"), "summary": str(out / "summary.json")}
+    write_text(tmp / "patterns.meme", format_meme({p.name: p.pfm[slice(*p.core())] for p in patterns},
                                                    {p.name: p.n_seqlets for p in patterns}))
     if scores.chroms is not None:
         files["seqlets_bed"] = str(out / "seqlets.bed")
-        write_text(out / "seqlets.bed", _seqlet_bed(patterns, scores))
+        write_text(tmp / "seqlets.bed", _seqlet_bed(patterns, scores))
     return files

@@ -32,6 +32,7 @@ import numpy as np
 
 from bpnetz.config import Split, check_split_chroms
 from bpnetz.errors import InputError, notice
+from bpnetz.files.atomic import output_directory, relocated
 from bpnetz.genome.bigwig import write_track_bigwigs
 from bpnetz.genome.intervals import chromosome_sizes
 from bpnetz.model.contract import SPLITS_FILE, STORE_RECORD, ModelDir, ModelShape, TrackGroups, check_model_matches
@@ -235,19 +236,22 @@ def predict(model_dir: str | Path, output_dir: str | Path, options: PredictOptio
                          f"the model, which takes {shape.input_len} bases and predicts {shape.output_len}.",
                          path=mdir.model_file, fix=f"Pass --input-seq-len {shape.input_len} --output-len "
                                                    f"{shape.output_len}.")
-    run = PredictionRun(model_dir=mdir, model=model, shape=shape, out_dir=Path(output_dir),
-                        window=window_of(shape.output_len, o.output_window_size), batch_size=o.batch_size,
-                        reverse_complement_average=o.reverse_complement_average, set_bias_as_zero=o.set_bias_as_zero,
-                        orig_multi_loss=o.orig_multi_loss, progress=o.progress)
-    run.out_dir.mkdir(parents=True, exist_ok=True)
     store_args = {"input_data": o.input_data, "reference_genome": o.reference_genome, "chrom_sizes": o.chrom_sizes,
                   "cache_dir": o.cache_dir}
-    if o.regions is not None or o.tile is not None:
-        tile = [o.tile] if isinstance(o.tile, str) else o.tile
-        summary = _predict_regions_run(run, o.store, store_args, o.regions, tile)
-    else:
-        summary = _predict_peaks_run(run, o.store, store_args, o.split, o.chroms, o.test_indices, o.peaks_only,
-                                     o.generate_bigwigs)
+    final = Path(output_dir)
+    with output_directory(final, what="prediction output directory") as tmp:  # all files of one run, or none
+        run = PredictionRun(model_dir=mdir, model=model, shape=shape, out_dir=tmp,
+                            window=window_of(shape.output_len, o.output_window_size), batch_size=o.batch_size,
+                            reverse_complement_average=o.reverse_complement_average,
+                            set_bias_as_zero=o.set_bias_as_zero, orig_multi_loss=o.orig_multi_loss,
+                            progress=o.progress)
+        if o.regions is not None or o.tile is not None:
+            tile = [o.tile] if isinstance(o.tile, str) else o.tile
+            summary = _predict_regions_run(run, o.store, store_args, o.regions, tile)
+        else:
+            summary = _predict_peaks_run(run, o.store, store_args, o.split, o.chroms, o.test_indices, o.peaks_only,
+                                         o.generate_bigwigs)
+    summary.output_dir, summary.files = final, [relocated(f, tmp, final) for f in summary.files]
     summary.seconds = time.perf_counter() - began
     return summary
 
@@ -275,6 +279,7 @@ def _predict_peaks_run(run: PredictionRun, store: str | Path | None, store_args:
                         set_bias_as_zero=run.set_bias_as_zero, keep=keep, progress=run.progress)
     kinds = [schema.KIND_PEAK] if peaks_only else [schema.KIND_PEAK, schema.KIND_BACKGROUND]
     reference, baseline_source = baseline_reference(reader, mdir.split, reader.chromosomes, kinds, window, pred)
+    reader.check_unchanged()  # every row came from the store opened (never two stores mixed)
     results = evaluate(pred, reference, groups, [t.name for t in layout.tracks], group_names)
     settings = {**run.settings(), "store": reader.path, "split": "chroms" if chroms is not None else split,
                 "chroms": chosen, "peaks_only": peaks_only, "orig_multi_loss": per_track,

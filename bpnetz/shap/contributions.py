@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bpnetz.errors import InputError
+from bpnetz.files.atomic import output_directory, relocated
 from bpnetz.genome.sequence import one_hot
 from bpnetz.model.contract import ModelDir, ModelShape, check_lengths, counts_per_track
 from bpnetz.shap.options import ShapOptions
@@ -165,12 +166,19 @@ def contribution_scores(model_dir: str | Path, output_dir: str | Path,
     Writes ``counts_scores.h5``, ``profile_scores.h5`` (tfmodisco-lite's input), ``peaks_valid_scores.bed`` and,
     with ``generate_bigwigs``, ``counts_scores.bw`` / ``profile_scores.bw`` (needs ``chrom_sizes``).
     """
+    started = time.perf_counter()
+    with output_directory(output_dir, what="SHAP output directory") as tmp:
+        n_loci, skipped, files = _scores_into(tmp, model_dir, options or ShapOptions())
+    files = {key: relocated(path, tmp, output_dir) for key, path in files.items()}
+    return ShapSummary(Path(output_dir), n_loci, skipped, time.perf_counter() - started, files)
+
+
+def _scores_into(out: Path, model_dir: str | Path, o: ShapOptions) -> tuple[int, int, dict[str, Path]]:
+    """:func:`contribution_scores` writing into ``out``; returns the loci scored, the loci skipped, the files."""
     from bpnetz.model.registry import load_model
     from bpnetz.shap.deeplift import DeepLiftExplainer
     from bpnetz.shap.scores import write_score_files
 
-    started = time.perf_counter()
-    o = options or ShapOptions()
     model_dir = ModelDir.open(model_dir)
     model = load_model(model_dir.model_file, compile=False)
     layout = model_dir.recorded_layout()
@@ -199,6 +207,6 @@ def contribution_scores(model_dir: str | Path, output_dir: str | Path,
     except ValueError as err:
         raise InputError(f"cannot explain this model: {err}", path=model_dir.model_file) from None
     sizes = _bigwig_sizes(o.chrom_sizes, o.reference_genome, store) if o.generate_bigwigs else None
-    files = write_score_files(output_dir, loci.chrom, loci.start, loci.end, loci.sequences, scores,
+    files = write_score_files(out, loci.chrom, loci.start, loci.end, loci.sequences, scores,
                               names=loci.names, chrom_sizes=sizes)
-    return ShapSummary(Path(output_dir), len(loci.chrom), skipped, time.perf_counter() - started, files)
+    return len(loci.chrom), skipped, files

@@ -10,8 +10,9 @@ It writes, under OUT::
     input_data.json bpnet_params.json splits.json     the reference tool's three JSON files (paths relative to OUT)
     truth/motifs.meme truth/motifs.json truth/sites.tsv truth/expected_{plus,minus}.bw truth/summary.json
 
-Everything derives from one seeded generator, so a seed gives byte-identical files. The experiment is built in
-``OUT.partial`` and renamed when complete. The modelling choices live in ``simulate_genome`` (sequence),
+Everything derives from one seeded generator, so a seed gives byte-identical files (all but bpnetz's output
+marker, which records when and how). The experiment is built in a temporary directory beside OUT and swapped in
+when complete (:func:`bpnetz.files.atomic.output_directory`); ``--force`` replaces only an earlier bpnetz output. The modelling choices live in ``simulate_genome`` (sequence),
 ``simulate_loci`` (regions, sites, peaks, background) and ``simulate_signal`` (rates, counts, bigWigs).
 """
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bpnetz.errors import InputError
+from bpnetz.files.atomic import output_directory
 from bpnetz.genome import motif as motif_lib
 from bpnetz.preprocess.counts_loss_weight import counts_loss_weight
 from bpnetz.simulate import genome as genome_lib
@@ -156,20 +157,9 @@ def simulate(out: Path | str, *, seed: int = 0, n_chroms: int = 6, chrom_length:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise InputError("the output exists and is not empty.", path=out,
                          fix="Choose a new directory or pass --force to replace it.")
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
     began = time.perf_counter()
-    try:
+    with output_directory(out, what="simulated experiment") as partial:  # --force replaces only bpnetz's output
         counts = _write_experiment(partial, opts, progress)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out.is_dir():
-        shutil.rmtree(out)
-    elif out.exists():
-        out.unlink()
-    partial.rename(out)
     return _summary(out, opts, counts, time.perf_counter() - began)
 
 

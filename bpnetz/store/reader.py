@@ -8,6 +8,7 @@ Framework-free: no TensorFlow.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,12 +93,22 @@ def available_memory() -> int:
 
 
 class StoreReader:
-    """An open store: its metadata, layout, locus table and block reads of the seq/signal/bias rows."""
+    """An open store: its metadata, layout, locus table and block reads of the seq/signal/bias rows.
+
+    The reader pins the store it opened: its content id and creation time (the ``bpnetz`` attribute) and the
+    identity (inode, mtime) of its ``zarr.json``. :meth:`check_unchanged` (after every block read and by callers
+    at the end of a run) fails with an InputError when the path now holds another store (``build --overwrite``
+    swapped one in): a prediction never mixes two stores. The check costs one ``stat`` while nothing changed.
+    """
 
     def __init__(self, store: str | Path | Any):
         self.group = schema.open_group(store) if isinstance(store, (str, Path)) else store
         self.path = str(store) if isinstance(store, (str, Path)) else str(getattr(self.group.store, "root", "?"))
         self.meta = schema.metadata(self.group)
+        self._zarr_json = Path(self.path) / "zarr.json" if isinstance(store, (str, Path)) else None
+        if self._zarr_json is not None and not self._zarr_json.is_file():
+            self._zarr_json = None  # a remote store: not pinned
+        self._pinned_stat = self._stat()
         self.layout = schema.layout(self.group)
         self.seq = self.group["seq"]
         self.signal = self.group["signal"]
@@ -116,6 +127,35 @@ class StoreReader:
         self._decoders = {name: ShardDecoder.for_array(self.group[name], all_written=self.all_written)
                           for name in ("seq", "signal", "bias") if name in self.group}
         self.loci = self._read_loci()
+
+    def _stat(self) -> tuple[int, int] | None:
+        if self._zarr_json is None:
+            return None
+        try:
+            stat = self._zarr_json.stat()
+        except OSError:
+            return (-1, -1)
+        return stat.st_ino, stat.st_mtime_ns
+
+    def _changed(self, why: str) -> InputError:
+        return InputError(f"the store changed while it was being read ({why}; it was rebuilt or replaced, e.g. by "
+                          "'bpnetz build --overwrite'), so results would mix two stores.", path=self.path,
+                          fix="Rerun the command once the store is no longer being rebuilt.")
+
+    def check_unchanged(self) -> None:
+        """Raise an InputError when the store path no longer holds the store this reader opened."""
+        stat = self._stat()
+        if stat == self._pinned_stat:
+            return
+        try:
+            node = json.loads(self._zarr_json.read_text())  # type: ignore[union-attr]
+        except (OSError, ValueError):
+            raise self._changed("it is gone or unreadable now") from None
+        meta = (node.get("attributes") or {}).get(schema.ATTR_KEY) or {}
+        pinned = (self.meta.get("checksum"), self.meta.get("created"), self.meta.get("build_key"))
+        if (meta.get("checksum"), meta.get("created"), meta.get("build_key")) != pinned:
+            raise self._changed(f"content id {self.meta.get('checksum')} when opened, {meta.get('checksum')} now")
+        self._pinned_stat = stat
 
     def _read_loci(self) -> pd.DataFrame:
         columns = {}
@@ -154,12 +194,18 @@ class StoreReader:
         """Decode every row of ``block`` into ``out`` at rows ``[at, at + block_rows)``."""
         lo = block * self.block_loci
         n = self.block_rows(block)
-        for name, target in out.arrays().items():
-            decoder = self._decoders[name]
-            if decoder is not None and self.block_loci == decoder.shard_rows:
-                decoder.read_into(block, target[at:at + n])
-            else:
-                target[at:at + n] = read_checked(self.group[name], lo, lo + n, all_written=self.all_written)
+        try:
+            for name, target in out.arrays().items():
+                decoder = self._decoders[name]
+                if decoder is not None and self.block_loci == decoder.shard_rows:
+                    decoder.read_into(block, target[at:at + n])
+                else:
+                    target[at:at + n] = read_checked(self.group[name], lo, lo + n,
+                                                      all_written=self.all_written)
+        except Exception:
+            self.check_unchanged()  # a read that failed because the store was swapped says so
+            raise
+        self.check_unchanged()
 
     def read_block(self, block: int, rows: np.ndarray | None = None) -> RawRows:
         """Rows of one block (``rows``: sorted store rows inside it; all of them when None)."""

@@ -29,6 +29,7 @@ key: they stay readable, without chunk checksums, and an absent chunk there read
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,16 @@ def chunk_guarantees(meta: dict[str, Any]) -> dict[str, Any]:
 def layout(group: Any) -> StoreLayout:
     """The :class:`StoreLayout` of an open store group."""
     return StoreLayout.from_dict(metadata(group)["layout"])
+
+
+def is_store(path: str | Path) -> bool:
+    """Whether ``path`` is a directory holding a Zarr group with the ``bpnetz`` attribute (any schema version):
+    what ``bpnetz build --overwrite`` may replace."""
+    try:
+        node = json.loads((Path(path) / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(node, dict) and node.get("node_type") == "group" and ATTR_KEY in (node.get("attributes") or {})
 
 
 def open_group(path: str | Path, mode: str = "r") -> Any:

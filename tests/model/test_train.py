@@ -157,3 +157,84 @@ def test_a_damaged_shard_met_while_streaming_is_one_error_naming_the_file(store,
     assert run_guarded(train_cli.main, argv) == 2  # raised on a reader thread, inside tf.data
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(shard) in err and "CRC32C" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------- names and one writer at a time
+
+
+@pytest.mark.parametrize("key", ["/../../x", ".."])
+def test_a_fold_key_that_would_leave_the_output_directory_is_refused(store, tmp_path, capsys, key):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "bpnet_params.json").write_text(tiny_params().to_json())
+    splits = work / "splits.json"
+    splits.write_text(json.dumps({key: {"val": ["chr2"], "test": ["chr3"]}}))
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("keep")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    argv = ["--store", str(store), "--params", str(work / "bpnet_params.json"), "--splits", str(splits), "-d",
+            str(work / "models"), "--epochs", "1", "--quiet"]
+    assert run_guarded(train_cli.main, argv) == 2
+    err = capsys.readouterr().err
+    assert f"{splits}: the fold key {key!r}" in err and "Traceback" not in err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written, nothing removed
+
+
+PAUSED_TRAINING = """
+import sys, time
+from pathlib import Path
+import keras
+from bpnetz.config import BpnetParams, Splits
+from bpnetz.model.options import TrainOptions
+from bpnetz.model.train import train
+store, out, started, go, params, splits = sys.argv[1:]
+
+class Pause(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        Path(started).touch()
+        t0 = time.time()
+        while not Path(go).exists() and time.time() - t0 < 300:
+            time.sleep(0.1)
+
+train(store, BpnetParams.load(params), Splits.load(splits), out,
+      TrainOptions(epochs=1, batch_size=32, folds=["0"], verbose=0), callbacks=[Pause()])
+"""
+
+
+def test_a_second_training_into_one_model_directory_fails_and_the_first_is_kept(store, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    params, splits = tmp_path / "bpnet_params.json", tmp_path / "splits.json"
+    params.write_text(tiny_params().to_json())
+    splits.write_text(json.dumps({k: v.model_dump() for k, v in SPLITS.folds.items()}))
+    out, started, go = tmp_path / "models", tmp_path / "started", tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    first = subprocess.Popen([sys.executable, "-c", PAUSED_TRAINING, str(store), str(out), str(started), str(go),
+                              str(params), str(splits)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while not started.exists():
+            assert first.poll() is None, first.stderr.read()
+            assert time.time() - t0 < 300
+            time.sleep(0.2)
+        second = subprocess.run([sys.executable, "-m", "bpnetz", "train", "--store", str(store), "--params",
+                                 str(params), "--splits", str(splits), "-d", str(out), "--folds", "0", "--epochs",
+                                 "1", "--quiet"], env=env, capture_output=True, text=True, check=False)
+        assert second.returncode == 2, second.stderr
+        assert "another bpnetz process is writing this model directory" in second.stderr
+        assert f"pid {first.pid}" in second.stderr and str(out / "model_split000") in second.stderr
+    finally:
+        go.touch()
+        first.wait(300)
+    assert first.returncode == 0, first.stderr.read()
+    from bpnetz.model.registry import load_model
+
+    model_dir = out / "model_split000"
+    assert load_model(model_dir) is not None
+    assert json.loads((model_dir / "training.json").read_text())["summary"]["fold"] == "0"
+    assert (model_dir / ".bpnetz-output.json").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["model_split000"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import h5py
 import numpy as np
@@ -200,3 +201,21 @@ def test_too_short_window_is_an_input_error(tmp_path):
     make_scores(tmp_path / "s.h5", n_loci=5, length=LENGTH)
     with pytest.raises(InputError, match="shorter than one seqlet"):
         run_modisco(tmp_path / "s.h5", tmp_path / "o", window=20)
+
+
+def test_a_rerun_leaves_no_stale_logo_and_a_users_directory_is_refused(modisco_run, tmp_path, capsys):
+    root, _ = modisco_run
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)  # the previous run's output, marker included
+    assert list((out / "logos").glob("*.png"))
+    make_scores(tmp_path / "few.h5", n_loci=8, length=LENGTH, locus_spacing=SPACING)
+    assert cli_main(["modisco", "--scores", str(tmp_path / "few.h5"), "--output-dir", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    listed = {rel for p in summary["patterns"] for rel in p["logos"].values()}
+    assert {f"logos/{p.name}" for p in (out / "logos").iterdir()} == listed
+    assert summary["n_loci"] == 8 and sorted(p.name for p in tmp_path.iterdir()) == ["few.h5", "out"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert cli_main(["modisco", "--scores", str(tmp_path / "few.h5"), "--output-dir", str(mine)]) == 2
+    assert "bpnetz did not write" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "keep"

@@ -243,14 +243,14 @@ def test_test_indices_pick_positions_among_the_evaluated_loci(setup, test_run, t
     from bpnetz.predict.predict import predict
 
     (tmp_path / "indices.txt").write_text("3\n1\n\n")
-    predict(setup["model_dir"], tmp_path,
+    predict(setup["model_dir"], tmp_path / "out",
             PredictOptions(store=setup["tiny"].path, test_indices=tmp_path / "indices.txt", progress=False))
-    with h5py.File(tmp_path / "model_split000_predictions.h5", "r") as picked, \
+    with h5py.File(tmp_path / "out" / "model_split000_predictions.h5", "r") as picked, \
             h5py.File(test_run[1] / "model_split000_predictions.h5", "r") as every:
         np.testing.assert_array_equal(picked["coords/coords_start"][:], every["coords/coords_start"][[1, 3]])
         np.testing.assert_allclose(picked["predictions/pred_profs"][:], every["predictions/pred_profs"][[1, 3]])
     with pytest.raises(InputError, match="0-based positions among the 8"):
-        predict(setup["model_dir"], tmp_path,
+        predict(setup["model_dir"], tmp_path / "out",
                 PredictOptions(store=setup["tiny"].path, test_indices=[8], progress=False))
 
 
@@ -260,8 +260,8 @@ def test_per_track_log_counts_are_read_from_the_model(setup, tmp_path):
 
     tiny = setup["tiny"]
     model = save_model_dir(tmp_path / "multi_split000", tiny.path, tiny.layout, PARAMS, SPLIT, orig_multi_loss=True)
-    predict(tmp_path / "multi_split000", tmp_path, PredictOptions(store=tiny.path, split="val", progress=False))
-    with h5py.File(tmp_path / "multi_split000_predictions.h5", "r") as h5:
+    predict(tmp_path / "multi_split000", tmp_path / "out", PredictOptions(store=tiny.path, split="val", progress=False))
+    with h5py.File(tmp_path / "out" / "multi_split000_predictions.h5", "r") as h5:
         summits = (h5["coords/coords_start"][:] + OUTPUT_LEN // 2).tolist()
         pred, pred_lc = h5["predictions/pred_profs"][:], h5["predictions/pred_logcounts"][:]
     logits, logcounts = run_model(model, model_inputs(tiny, "chr2", summits))
@@ -269,7 +269,7 @@ def test_per_track_log_counts_are_read_from_the_model(setup, tmp_path):
     softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # per track, over positions
     np.testing.assert_allclose(pred, softmax * np.exp(logcounts)[:, None, :], rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(pred_lc, logcounts, rtol=1e-4, atol=1e-5)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["orig_multi_loss"] is True
     assert set(metrics["results"]["model"]["task"]) == set(TRACKS)  # one softmax group per track
 
@@ -346,13 +346,13 @@ def test_regions_without_controls_use_zero_bias_with_a_notice(setup, tmp_path, c
     for track in layout["bias_tracks"]:
         track["source"] = str(tmp_path / "gone" / Path(track["source"]).name)
     (model_dir / "store.json").write_text(json.dumps({"path": str(tmp_path / "gone.zarr"), "layout": layout}))
-    predict(model_dir, tmp_path,
+    predict(model_dir, tmp_path / "out",
             PredictOptions(tile=["chr2"], reference_genome=tiny.fasta, chrom_sizes=setup["sizes"], progress=False))
     assert "bias inputs of the regions are zero" in capsys.readouterr().err
     inputs = model_inputs(tiny, "chr2", [30])
     inputs = {**inputs, "profile_bias": 0 * inputs["profile_bias"], "counts_bias": 0 * inputs["counts_bias"]}
     expected = counts_from(*run_model(setup["model"], inputs))
-    bw = pyBigWig.open(str(tmp_path / "moved_split000_predictions_track_0.bw"))
+    bw = pyBigWig.open(str(tmp_path / "out" / "moved_split000_predictions_track_0.bw"))
     np.testing.assert_allclose(bw.values("chr2", 20, 40), expected[0, :, 0], rtol=2e-4, atol=1e-6)
     bw.close()
 

@@ -18,6 +18,7 @@ from scipy.stats import spearmanr
 from bpnetz.cli import run_guarded
 from bpnetz.cli.simulate import main as cli_main
 from bpnetz.config import BpnetParams, InputData, Splits
+from bpnetz.files.atomic import MARKER
 from bpnetz.simulate.experiment import simulate
 from tests.conftest import TINY_OPTIONS
 
@@ -322,8 +323,8 @@ def test_json_files_load_and_loss_weight_follows_the_reference_formula(tiny_expe
 def test_same_seed_gives_identical_files(tiny_experiment: Path, tmp_path: Path) -> None:
     again = simulate(tmp_path / "again", progress=False, **TINY_OPTIONS).out
     compare = filecmp.dircmp(tiny_experiment, again)
-    paths = [p.relative_to(tiny_experiment) for p in tiny_experiment.rglob("*") if p.is_file()]
-    assert sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file()) == sorted(paths)
+    paths = [p.relative_to(tiny_experiment) for p in tiny_experiment.rglob("*") if p.is_file() and p.name != MARKER]
+    assert sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file() and p.name != MARKER) == sorted(paths)
     for rel in paths:
         assert filecmp.cmp(tiny_experiment / rel, again / rel, shallow=False), rel
     assert not compare.left_only and not compare.right_only
@@ -393,10 +394,13 @@ def test_cli_refuses_a_non_empty_output_unless_forced(tmp_path: Path, capsys) ->
             "--output-len", "200", "--max-jitter", "16", "--quiet"]
     assert run_guarded(cli_main, args) == 2
     assert "--force" in capsys.readouterr().err and (out / "keep.txt").exists()
-    assert run_guarded(cli_main, args + ["--force"]) == 0
+    assert run_guarded(cli_main, args + ["--force"]) == 2  # --force never replaces a directory bpnetz did not write
+    assert "bpnetz did not write" in capsys.readouterr().err and (out / "keep.txt").read_text() == "x"
+    (out / "keep.txt").unlink()
+    assert run_guarded(cli_main, args) == 0
     assert "30 peaks" in capsys.readouterr().out
-    assert not (out / "keep.txt").exists() and (out / "genome.fa").exists()
-    assert not (tmp_path / "exp.partial").exists()
+    assert run_guarded(cli_main, args + ["--force"]) == 0  # an earlier simulation is replaced
+    assert (out / "genome.fa").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
 
 
 def test_bad_options_are_input_errors(tmp_path: Path, capsys) -> None:
