@@ -41,6 +41,7 @@ from bpnetz.model.contract import (
     write_training_record,
 )
 from bpnetz.model.data import iterate, raise_stream_failures, stream_dataset
+from bpnetz.model.memory import peak_rss_gb
 from bpnetz.model.options import TrainOptions
 from bpnetz.store import schema
 from bpnetz.store.reader import StoreReader
@@ -66,10 +67,11 @@ class TrainingSummary:
     seconds: float
     train_examples_per_second: float
     counts_refit: dict[str, Any] | None = None  # validation log-count MSE before/after, and whether it was kept
+    peak_rss_gb: float | None = None  # the process' peak resident memory so far (VmHWM, see model/memory.py)
 
     def line(self) -> str:
-        parts = [f"{Path(self.model_dir).name}: best epoch {self.best_epoch}/{self.epochs_run}, "
-                 f"val loss {self.best_val_loss:.4g}"]
+        parts = [(f"{Path(self.model_dir).name}: best epoch {self.best_epoch}/{self.epochs_run}, "
+                  f"val loss {self.best_val_loss:.4g}")]
         if self.best_val_profile_loss is not None and self.best_val_logcounts_loss is not None:
             parts.append(f" (profile {self.best_val_profile_loss:.4g}, counts {self.best_val_logcounts_loss:.4g})")
         if self.counts_refit is not None:
@@ -77,6 +79,8 @@ class TrainingSummary:
             parts.append(f"; counts head refit: val log-count MSE {refit['val_mse_before']:.4g} -> "
                          f"{refit['val_mse_after']:.4g}" + ("" if refit["kept"] else " (not kept)"))
         parts.append(f", {self.seconds:.0f} s, {self.train_examples_per_second:,.0f} training examples/s")
+        if self.peak_rss_gb is not None:
+            parts.append(f", peak memory {self.peak_rss_gb:.2f} GB")
         return "".join(parts)
 
 
@@ -292,7 +296,7 @@ def _train_fold_into(partial: Path, final: Path, reader: StoreReader, params: Bp
         best_val_logcounts_loss=at_best("val_logcounts_loss"), train_loci_per_epoch=train_stream.n_examples,
         val_loci=val_stream.n_examples, seconds=time.perf_counter() - began,
         train_examples_per_second=train_stream.n_examples * epochs_run / max(train_seconds, 1e-9),
-        counts_refit=refit)
+        counts_refit=refit, peak_rss_gb=peak_rss_gb())
     write_training_record(partial, options.record(), asdict(summary))
     return summary
 
