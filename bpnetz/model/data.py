@@ -46,7 +46,8 @@ def stream_dataset(stream: LocusStream, *, with_index: bool = False) -> Any:
     options = tf.data.Options()
     options.deterministic = True
     options.threading.max_intra_op_parallelism = 1  # parallelism comes from the parallel map over elements
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # never auto-sharded: workers stream disjoint shares of the blocks themselves (LocusStream(shard=...))
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.with_options(options)
 
 

@@ -34,6 +34,8 @@ class TrainOptions:
     ``input_len``/``output_len``, when given (command line), must match the params and the store;
     ``params_path`` and ``splits_path`` name those files in error messages. ``verbose``: 0 silent, 1 Keras
     progress bars and summaries, 2 one line per epoch. ``threads``: TensorFlow CPU threads (default: all).
+    ``devices``: "all" or N, the devices trained on (``batch_size`` is the global batch; see
+    :mod:`bpnetz.model.devices`).
     """
 
     model_name: str = "model"
@@ -58,6 +60,7 @@ class TrainOptions:
     seed: int = DEFAULT_SEED
     cache: str = "auto"
     threads: int | None = None
+    devices: str = "all"
     input_len: int | None = None
     output_len: int | None = None
     params_path: str = "bpnet_params.json"
@@ -65,6 +68,9 @@ class TrainOptions:
     verbose: int = 1
 
     def __post_init__(self) -> None:
+        from bpnetz.model.devices import check_devices
+
+        object.__setattr__(self, "devices", check_devices(self.devices))
         for name, choices in (("cache", CACHE_CHOICES), ("reverse_complement", REVERSE_COMPLEMENT_CHOICES)):
             if getattr(self, name) not in choices:
                 raise InputError(f"{name} {getattr(self, name)!r} is not one of {', '.join(choices)}.",

@@ -16,7 +16,9 @@ to the minimum. The kept weights are those of the epoch with the lowest validati
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from bpnetz.config import BpnetParams, Split, Splits, check_split_chroms
-from bpnetz.errors import InputError
+from bpnetz.errors import InputError, notice
 from bpnetz.files.atomic import output_directory
 from bpnetz.files.names import path_under
 from bpnetz.model.contract import (
@@ -99,12 +101,16 @@ def check_model_lengths(params: BpnetParams, store_layout: schema.StoreLayout, *
 # ------------------------------------------------------------------------------------------------- training
 
 
-def _strategy() -> Any:
-    """MirroredStrategy over all visible GPUs when there are several, else the default strategy."""
-    import tensorflow as tf
+@dataclass(frozen=True)
+class FoldRun:
+    """What one fold's fit needs beside its streams: params, store layout, the strategy, and where the training
+    state is kept between epochs with the fingerprint it must match (:mod:`bpnetz.model.resume`)."""
 
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    params: BpnetParams
+    layout: schema.StoreLayout
+    strategy: Any
+    checkpoint: Path
+    digest: str
 
 
 def _set_threads(threads: int | None) -> None:
@@ -125,8 +131,11 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
     ``options``: see :class:`~bpnetz.model.options.TrainOptions` (None: its defaults). ``callbacks`` are extra
     Keras callbacks.
     """
+    from bpnetz.model.devices import training_strategy
+
     options = options or TrainOptions()
     _set_threads(options.threads)
+    strategy = training_strategy(options.devices)  # first: a multi-worker strategy configures collectives at start
     reader = StoreReader(store)
     check_model_lengths(params, reader.layout, input_len=options.input_len, output_len=options.output_len,
                         params_path=options.params_path)
@@ -140,23 +149,28 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
     for key in keys:  # every name checked before anything is written
         path_under(output_dir, model_dir_name(options.model_name, key, source=options.splits_path))
     output_dir.mkdir(parents=True, exist_ok=True)
-    summaries = [_train_fold(reader, params, key, splits.folds[key], output_dir, options, callbacks=callbacks)
-                 for key in keys]
+    summaries = [_train_fold(reader, params, key, splits.folds[key], output_dir, options, strategy,
+                             callbacks=callbacks) for key in keys]
     if options.verbose and len(summaries) > 1:
         print("\n".join(summary.line() for summary in summaries), file=sys.stderr)
     return [Path(summary.model_dir) for summary in summaries]
 
 
-def _fold_streams(reader: StoreReader, key: str, fold: Split,
-                  options: TrainOptions) -> tuple[LocusStream, LocusStream]:
-    """The training stream (augmented, shuffled, backgrounds redrawn per epoch) and the fixed validation one."""
+def _fold_streams(reader: StoreReader, key: str, fold: Split, options: TrainOptions,
+                  shard: tuple[int, int] | None = None) -> tuple[LocusStream, LocusStream]:
+    """The training stream (augmented, shuffled, backgrounds redrawn per epoch; this worker's share of each
+    epoch when ``shard``) and the fixed validation one."""
     common = {"batch_size": options.batch_size, "all_chroms": options.chroms, "seed": options.seed,
               "mnll_loss_sample_weight": options.mnll_loss_sample_weight,
               "mnll_background_weight": options.mnll_loss_background_sample_weight,
               "orig_multi_loss": options.orig_multi_loss, "cache": options.stream_cache,
               "progress": bool(options.verbose)}
+    if shard is not None:  # each worker's batches are its share of the global batch
+        common["batch_size"] = _worker_batch(options.batch_size, shard[1])
     train_stream = LocusStream(reader, fold, "train", reverse_complement=options.reverse_complement,
-                               shuffle=options.shuffle, **common)
+                               shuffle=options.shuffle, shard=shard, **common)
+    if shard is not None:
+        _check_equal_steps(train_stream, shard[1])
     val_stream = LocusStream(reader, fold, "val", **common)
     if options.verbose:
         print(f"fold {key}: training on {', '.join(train_stream.selection.chroms)} "
@@ -164,6 +178,25 @@ def _fold_streams(reader: StoreReader, key: str, fold: Split,
               f"validating on {', '.join(val_stream.selection.chroms)} ({val_stream.n_loci:,} loci); "
               f"{'RAM-cached' if train_stream.cached else 'streamed from disk'}", file=sys.stderr)
     return train_stream, val_stream
+
+
+def _worker_batch(global_batch: int, workers: int) -> int:
+    if global_batch % workers:
+        raise InputError(f"the batch size {global_batch} does not split evenly across {workers} workers.",
+                         fix=f"Use a multiple of {workers} for --batch-size (the global batch).")
+    return global_batch // workers
+
+
+def _check_equal_steps(stream: LocusStream, workers: int) -> None:
+    """Workers must run the same number of steps per epoch (collective ops wait for every worker): their shares
+    differ by at most one locus, which adds a batch only when the larger share ends one locus into a batch."""
+    total, batch = stream.selection.n_examples, stream.batch_size
+    steps = {math.ceil((k + 1) * total // workers - k * total // workers) for k in range(workers)}
+    batches = {math.ceil(n / batch) for n in steps}
+    if len(batches) > 1:
+        raise InputError(f"{total:,} training loci per epoch in {workers} shares of {sorted(steps)} loci give the "
+                         f"workers {sorted(batches)} batches of {batch}: they must run equal steps.",
+                         fix="Change --batch-size by a multiple of the number of workers.")
 
 
 def _schedule_callbacks(options: TrainOptions) -> list[Any]:
@@ -177,10 +210,33 @@ def _schedule_callbacks(options: TrainOptions) -> list[Any]:
                                               patience=options.reduce_lr_on_plateau_patience,
                                               min_lr=options.min_learning_rate, verbose=verbose)]
 
-def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout, train_stream: LocusStream,
-         val_stream: LocusStream, options: TrainOptions, *,
-         callbacks: Sequence[Any]) -> tuple[dict[str, list[float]], int, float, dict[str, Any] | None]:
-    """Build, compile and fit a model; save the best epoch's weights as ``directory/model.keras``.
+def _compiled_model(params: BpnetParams, store_layout: schema.StoreLayout, options: TrainOptions) -> Any:
+    """The model, compiled for training (call inside the strategy's scope)."""
+    from bpnetz.model.bpnet import build_model, compile_model
+
+    model = build_model(params, store_layout, orig_multi_loss=options.orig_multi_loss)
+    return compile_model(model, params, learning_rate=options.learning_rate,
+                         task_tracks=TrackGroups.of(store_layout).task_lists(),
+                         orig_multi_loss=options.orig_multi_loss, jit_compile=bool(options.xla))
+
+
+def _float32_twin(model: Any, params: BpnetParams, store_layout: schema.StoreLayout, options: TrainOptions) -> Any:
+    """A float32 copy of a mixed-precision model (same weights, which mixed precision keeps in float32): it
+    predicts and attributes in full precision anywhere and loads without the loss-scaling optimizer's state."""
+    from bpnetz.model.bpnet import build_model, compile_model
+
+    twin = build_model(params, store_layout, orig_multi_loss=options.orig_multi_loss)
+    twin.set_weights(model.get_weights())
+    twin = compile_model(twin, params, learning_rate=options.learning_rate,
+                         task_tracks=TrackGroups.of(store_layout).task_lists(), orig_multi_loss=options.orig_multi_loss)
+    twin.optimizer.build(twin.trainable_variables)  # saved with (fresh) state, so it loads without warnings
+    return twin
+
+
+def _fit(directory: Path, run: FoldRun, train_stream: LocusStream, val_stream: LocusStream, options: TrainOptions,
+         *, callbacks: Sequence[Any]) -> tuple[dict[str, list[float]], int, float, dict[str, Any] | None]:
+    """Build, compile and fit a model (resuming from ``run.checkpoint`` when a killed run left one there); save
+    the best epoch's weights as ``directory/model.keras``.
 
     Returns the history, the best (0-based) epoch, the seconds spent in training batches and the counts-head
     refit's record (None when not tried).
@@ -188,43 +244,51 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
     import keras
 
     from bpnetz.model import registry  # noqa: F401  (registers the custom objects for saving/loading)
-    from bpnetz.model.bpnet import build_model, compile_model
     from bpnetz.model.callbacks import EpochScalars, KeepBestWeights, TrainingTime
+    from bpnetz.model.devices import nonfinite_loss_guard
+    from bpnetz.model.resume import EpochCheckpoint
 
     keras.utils.set_random_seed(options.seed)
     previous_policy = keras.config.dtype_policy()
     if options.mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
     try:
-        with _strategy().scope():
-            model = build_model(params, store_layout, orig_multi_loss=options.orig_multi_loss)
-            compile_model(model, params, learning_rate=options.learning_rate,
-                          task_tracks=TrackGroups.of(store_layout).task_lists(),
-                          orig_multi_loss=options.orig_multi_loss, jit_compile=bool(options.xla))
-            _calibrate(model, store_layout, train_stream, options)
-        keep_best, timer = KeepBestWeights("val_loss"), TrainingTime()
-        fit_callbacks = [*_schedule_callbacks(options), EpochScalars(directory / "logs"), keep_best, timer,
-                         *callbacks]
+        with run.strategy.scope():
+            model = _compiled_model(run.params, run.layout, options)
+        schedules, keep_best, timer = _schedule_callbacks(options), KeepBestWeights("val_loss"), TrainingTime()
+        checkpoint = EpochCheckpoint(run.checkpoint, run.digest, schedules=schedules, keep_best=keep_best,
+                                     timer=timer, streams=(train_stream, val_stream))
+        if checkpoint.initial_epoch == 0:
+            with run.strategy.scope():
+                _calibrate(model, run.layout, train_stream, options)
+        else:
+            checkpoint.restore_streams()
+            notice(f"resuming {directory.name.split('.bpnetz-tmp-')[0].lstrip('.')} after epoch "
+                   f"{checkpoint.initial_epoch}, from {run.checkpoint}.")
+        fit_callbacks = [*schedules, EpochScalars(directory / "logs"), keep_best, timer, checkpoint, *callbacks]
+        if run.strategy.num_replicas_in_sync > 1:
+            fit_callbacks.insert(0, nonfinite_loss_guard(run.strategy))
         with raise_stream_failures(train_stream, val_stream):
-            history = model.fit(stream_dataset(train_stream), validation_data=stream_dataset(val_stream),
-                                epochs=options.epochs, callbacks=fit_callbacks, verbose=options.verbose,
-                                shuffle=False).history  # the stream shuffles itself
+            model.fit(_training_data(train_stream, run.strategy), validation_data=stream_dataset(val_stream),
+                      epochs=checkpoint.last_epoch(options.epochs), initial_epoch=checkpoint.initial_epoch,
+                      callbacks=fit_callbacks, verbose=options.verbose, shuffle=False)  # the stream shuffles itself
     finally:
         keras.config.set_dtype_policy(previous_policy)
     if options.mixed_precision:
-        # Save a float32 twin (same weights, which mixed precision keeps in float32): it predicts and attributes
-        # in full precision anywhere and loads without the loss-scaling optimizer's extra state.
-        twin = build_model(params, store_layout, orig_multi_loss=options.orig_multi_loss)
-        twin.set_weights(model.get_weights())
-        model = compile_model(twin, params, learning_rate=options.learning_rate,
-                              task_tracks=TrackGroups.of(store_layout).task_lists(),
-                              orig_multi_loss=options.orig_multi_loss)
-        model.optimizer.build(model.trainable_variables)  # saved with (fresh) state, so it loads without warnings
+        model = _float32_twin(model, run.params, run.layout, options)
     refit = None
-    if options.refit_counts_head and params.counts_loss == "MSE":
-        refit = _refit_counts_head(model, store_layout, train_stream, val_stream, options.orig_multi_loss)
+    if options.refit_counts_head and run.params.counts_loss == "MSE":
+        refit = _refit_counts_head(model, run.layout, train_stream, val_stream, options.orig_multi_loss)
     model.save(directory / MODEL_FILE)
-    return history, keep_best.best_epoch, timer.seconds, refit
+    return checkpoint.history, keep_best.best_epoch, timer.seconds, refit
+
+
+def _training_data(stream: LocusStream, strategy: Any) -> Any:
+    """The training dataset; a sharded stream (one worker's share) is handed to the strategy as this worker's
+    input pipeline, so tf.data's auto-sharding never splits it again."""
+    if stream.shard is None:
+        return stream_dataset(stream)
+    return strategy.distribute_datasets_from_function(lambda _context: stream_dataset(stream))
 
 
 def _calibrate(model: Any, store_layout: schema.StoreLayout, train_stream: LocusStream,
@@ -275,14 +339,15 @@ def _write_records(directory: Path, name: str, key: str, fold: Split, params: Bp
     write_fold_records(directory, key, resolved, params.to_json(), reader)
 
 
-def _train_fold_into(partial: Path, final: Path, reader: StoreReader, params: BpnetParams, key: str, fold: Split,
+def _train_fold_into(partial: Path, final: Path, reader: StoreReader, run: FoldRun, key: str, fold: Split,
                      options: TrainOptions, *, callbacks: Sequence[Any]) -> TrainingSummary:
     """Train one fold's model and write everything into ``partial`` (to become ``final``); returns the summary."""
+    from bpnetz.model.devices import worker_shard
+
     began = time.perf_counter()
-    train_stream, val_stream = _fold_streams(reader, key, fold, options)
-    history, best, train_seconds, refit = _fit(partial, params, reader.layout, train_stream, val_stream, options,
-                                               callbacks=callbacks)
-    _write_records(partial, final.name, key, fold, params, reader, train_stream, history, best)
+    train_stream, val_stream = _fold_streams(reader, key, fold, options, worker_shard(run.strategy))
+    history, best, train_seconds, refit = _fit(partial, run, train_stream, val_stream, options, callbacks=callbacks)
+    _write_records(partial, final.name, key, fold, run.params, reader, train_stream, history, best)
 
     def at_best(name: str) -> float | None:
         values = history.get(name)
@@ -302,11 +367,18 @@ def _train_fold_into(partial: Path, final: Path, reader: StoreReader, params: Bp
 
 
 def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split, output_dir: Path,
-                options: TrainOptions, *, callbacks: Sequence[Any]) -> TrainingSummary:
-    """Train, save and describe one fold's model in a temporary directory, then swap it into place."""
+                options: TrainOptions, strategy: Any, *, callbacks: Sequence[Any]) -> TrainingSummary:
+    """Train, save and describe one fold's model in a temporary directory, then swap it into place; the training
+    state saved after each epoch beside it resumes a killed run, and is removed once the model is in place."""
+    from bpnetz.model.resume import checkpoint_dir, fingerprint
+
     final = path_under(output_dir, model_dir_name(options.model_name, key))
+    digest = fingerprint(options.record(), json.loads(params.to_json()), fold.model_dump(mode="json"),
+                         {"checksum": reader.meta.get("checksum"), "path": str(Path(reader.path).absolute())})
+    run = FoldRun(params, reader.layout, strategy, checkpoint_dir(final), digest)
     with output_directory(final, what="model directory") as partial:
-        summary = _train_fold_into(partial, final, reader, params, key, fold, options, callbacks=callbacks)
+        summary = _train_fold_into(partial, final, reader, run, key, fold, options, callbacks=callbacks)
+    shutil.rmtree(run.checkpoint, ignore_errors=True)
     if options.verbose:
         print(summary.line(), file=sys.stderr)
     return summary

@@ -22,7 +22,7 @@ SUBSETS = ("train", "val", "test", "all")
 BACKGROUND_MODES = ("draw", "all", "none")
 
 # independent random streams per (seed, epoch)
-STREAM_BACKGROUND, STREAM_ORDER, STREAM_AUGMENT = 0, 1, 2
+STREAM_BACKGROUND, STREAM_ORDER, STREAM_AUGMENT, STREAM_SHARD = 0, 1, 2, 3
 
 
 def subset_chroms(reader: StoreReader, split: Split | None, subset: Subset,

@@ -43,6 +43,7 @@ from bpnetz.store.selection import (
     BACKGROUND_MODES,
     STREAM_AUGMENT,
     STREAM_ORDER,
+    STREAM_SHARD,
     LocusSelection,
     Subset,
     subset_chroms,
@@ -103,7 +104,7 @@ class LocusStream:
                  seed: int = 0, mnll_loss_sample_weight: float = 1.0, mnll_background_weight: float = 0.0,
                  orig_multi_loss: bool = False, cache: bool | str = "auto", shuffle_loci: int = 16384,
                  read_ahead: int = 2, batches_per_element: int | None = None,
-                 progress: bool = False):
+                 progress: bool = False, shard: tuple[int, int] | None = None):
         if reverse_complement not in RC_MODES:
             raise ValueError(f"reverse_complement must be one of {RC_MODES}, got {reverse_complement!r}")
         backgrounds = backgrounds or ("draw" if subset in ("train", "val") else "none")
@@ -126,6 +127,10 @@ class LocusStream:
         chroms = subset_chroms(self.reader, split, subset, all_chroms)
         self.selection = LocusSelection(self.reader, chroms, backgrounds=backgrounds, redraw=subset == "train",
                                         seed=self.seed)
+        if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+            raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
+        #: (worker index, workers): this stream yields only its worker's share of each epoch (see shard_positions)
+        self.shard = None if shard is None or shard[1] == 1 else (int(shard[0]), int(shard[1]))
         kinds = self.reader.loci["kind"].to_numpy()[self.selection.rows]
         self._weights = np.where(kinds == schema.KIND_PEAK, mnll_loss_sample_weight,
                                  mnll_background_weight).astype(np.float32)
@@ -150,8 +155,26 @@ class LocusStream:
 
     @property
     def n_loci(self) -> int:
-        """Distinct loci per epoch."""
-        return self.selection.n_examples
+        """Distinct loci per epoch (this worker's share of them when sharded)."""
+        if self.shard is None:
+            return self.selection.n_examples
+        index, count = self.shard
+        return (index + 1) * self.selection.n_examples // count - index * self.selection.n_examples // count
+
+    def shard_positions(self, positions: np.ndarray, epoch: int) -> np.ndarray:
+        """This worker's share of an epoch's positions: the epoch's blocks in an order drawn per (seed, epoch),
+        the same on every worker, cut into ``count`` contiguous runs of (as nearly as possible) equal length.
+        The shares are disjoint and together hold every position once; each worker reads its own blocks but for
+        the at most ``count - 1`` blocks cut between two neighbouring shares."""
+        if self.shard is None:
+            return positions
+        index, count = self.shard
+        blocks = self.selection.rows[positions] // self.reader.block_loci
+        distinct = np.unique(blocks)
+        rank = np.empty(int(distinct[-1]) + 1, np.int64)
+        rank[distinct] = np.random.default_rng([self.seed, epoch, STREAM_SHARD]).permutation(len(distinct))
+        in_block_order = positions[np.argsort(rank[blocks], kind="stable")]
+        return np.sort(in_block_order[index * len(positions) // count:(index + 1) * len(positions) // count])
 
     @property
     def n_examples(self) -> int:
@@ -179,7 +202,7 @@ class LocusStream:
         (k, b, input_len, 4), ``signal`` and ``bias`` (k, b, output_len, ·) as stored and oriented, and ``row``,
         ``jitter``, ``flip``, ``weight`` (k, b). Full batches travel ``batches_per_element`` at a time; a batch
         that spans two groups of blocks, and the last, partial batch, travel alone."""
-        positions = self.selection.epoch_positions(epoch)
+        positions = self.shard_positions(self.selection.epoch_positions(epoch), epoch)
         augmentation = self._augmentation(epoch)
         rng = np.random.default_rng([self.seed, epoch, STREAM_ORDER])
         segments = self._cached_segments(positions, rng) if self.cached else self._streamed_segments(positions, rng)
@@ -303,6 +326,15 @@ class LocusStream:
         return [executor.submit(self.reader.read_block_into, b, buffer, k * size) for k, (b, _, _) in enumerate(group)]
 
     # ----------------------------------------------------------------------------------------------- epochs
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next call of :meth:`next_epoch` produces; set it to resume a stream's sequence."""
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch = int(value)
 
     def next_epoch(self) -> Iterator[dict[str, np.ndarray]]:
         """The elements of the next epoch (0, 1, … at each call). An InputError met on the way (a damaged shard,

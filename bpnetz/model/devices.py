@@ -1,0 +1,105 @@
+"""Which devices train a model: one device, several on one host (``MirroredStrategy``), or several hosts
+(``MultiWorkerMirroredStrategy`` from ``TF_CONFIG`` or Slurm's environment).
+
+``--devices all|N`` (:attr:`~bpnetz.model.options.TrainOptions.devices`): the first N logical GPUs, or when the
+host has none its logical CPU devices (one unless split with ``tf.config.set_logical_device_configuration``, as
+the tests do). One device: TensorFlow's default strategy, exactly the single-device training.
+
+Batch and learning rate: ``--batch-size`` is the *global* batch: each step splits it across the replicas
+(every replica gets batch / replicas examples) and the gradients are averaged over the whole global batch, so
+the same global batch gives the same step as on one device and the learning rate is used as given (no linear
+scaling: scale ``--learning-rate`` yourself when you grow the batch with the devices). Every locus of an epoch
+goes to exactly one replica, so every peak is still seen once per epoch.
+
+Many hosts: a ``TF_CONFIG`` naming more than one worker, or a Slurm step with more than one task
+(``SLURM_NTASKS``; TensorFlow's ``SlurmClusterResolver`` reads the nodes and the task id), selects
+``MultiWorkerMirroredStrategy``; each worker then streams its own disjoint share of every epoch's blocks
+(``LocusStream(shard=(worker, workers))``; tf.data's AutoShard is off, since DATA sharding would make every
+worker read every block and drop most rows).
+
+NaN losses: TensorFlow ≥ 2.16 with Keras 3 has open reports of MirroredStrategy losses turning NaN after some
+steps where one device trains normally (tensorflow#90686, CREsted#100, tensorflow#87432).
+:class:`NonFiniteLossGuard` detects a non-finite training loss under a multi-device strategy and stops with an
+InputError that says to rerun with ``--devices 1`` (the last completed epoch is kept for resuming).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from bpnetz.errors import InputError
+
+
+def check_devices(value: str) -> str:
+    """``"all"`` or a positive integer, as text (the option's value)."""
+    text = str(value).strip().lower()
+    if text == "all" or (text.isdigit() and int(text) >= 1):
+        return text
+    raise InputError(f"--devices {value!r} is neither 'all' nor a positive number of devices.",
+                     fix="Use --devices all, or e.g. --devices 2.")
+
+
+def cluster_workers(environ: Mapping[str, str] | None = None) -> int:
+    """How many workers the environment's cluster has: from ``TF_CONFIG``, else Slurm's ``SLURM_NTASKS``; 1
+    when neither names a cluster."""
+    environ = os.environ if environ is None else environ
+    if environ.get("TF_CONFIG"):
+        try:
+            cluster = json.loads(environ["TF_CONFIG"]).get("cluster", {})
+        except (ValueError, AttributeError) as err:
+            raise InputError(f"TF_CONFIG is not a JSON object with a 'cluster' ({err}).", path="TF_CONFIG",
+                             fix="Set TF_CONFIG as TensorFlow documents it, or unset it.") from None
+        return sum(len(cluster.get(role, [])) for role in ("chief", "worker")) or 1
+    if environ.get("SLURM_JOB_ID") and environ.get("SLURM_NTASKS", "1").isdigit():
+        return int(environ.get("SLURM_NTASKS", "1"))
+    return 1
+
+
+def training_strategy(devices: str = "all") -> Any:
+    """The tf.distribute strategy for ``devices`` (see the module docstring). Call before any other TensorFlow
+    operation of the process when the environment names a cluster (collective ops are configured at start)."""
+    import tensorflow as tf
+
+    devices = check_devices(devices)
+    if cluster_workers() > 1:
+        resolver = (tf.distribute.cluster_resolver.TFConfigClusterResolver() if os.environ.get("TF_CONFIG")
+                    else tf.distribute.cluster_resolver.SlurmClusterResolver())
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    pool = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    wanted = len(pool) if devices == "all" else int(devices)
+    if wanted > len(pool):
+        raise InputError(f"--devices {devices}: this host has {len(pool)} device(s) "
+                         f"({', '.join(d.name for d in pool)}).", fix=f"Use --devices {len(pool)} or all.")
+    if wanted == 1:
+        return tf.distribute.get_strategy()
+    return tf.distribute.MirroredStrategy(devices=[d.name for d in pool[:wanted]])
+
+
+def worker_shard(strategy: Any) -> tuple[int, int] | None:
+    """``(worker index, workers)`` of a multi-worker strategy, None on one host."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    workers = getattr(getattr(strategy, "extended", None), "_num_workers", 1)
+    if resolver is None or workers <= 1:
+        return None
+    return int(resolver.task_id), int(workers)
+
+
+def nonfinite_loss_guard(strategy: Any) -> Any:
+    """A Keras callback stopping a multi-device training at its first non-finite loss with an InputError."""
+    import keras
+
+    class NonFiniteLossGuard(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise InputError(
+                    f"the training loss became {float(loss)} at batch {batch} with {strategy.num_replicas_in_sync} "
+                    "replicas (a known TensorFlow >= 2.16 + Keras 3 defect of distributed training, "
+                    "tensorflow#90686).",
+                    fix="Rerun the same command with --devices 1: it resumes from the last completed epoch.")
+
+    return NonFiniteLossGuard()
