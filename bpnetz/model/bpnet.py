@@ -203,7 +203,8 @@ def _counts_head(x, p: CountsHeadParams, n_outputs: int, n_tasks: int):
     layer is affine, so DeepLIFT's linear rule applies to it.
     """
     x = layers.GlobalAveragePooling1D(name="counts_pool")(x)
-    x = layers.BatchNormalization(momentum=0.9, name="counts_pool_norm")(x)
+    x = layers.BatchNormalization(momentum=0.9, synchronized=True, name="counts_pool_norm")(x)  # one set of
+    # batch statistics over all replicas (per-replica ones made 2-device training diverge from 1-device)
     last = len(p.units) - 1
     if p.activations[last].lower() not in ("linear", "none", "") or p.dropouts[last] > 0:
         warnings.warn(f"{PARAMS_FILE}: the last counts Dense layer predicts log counts and stays linear without "

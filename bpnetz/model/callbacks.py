@@ -2,7 +2,8 @@
 
 :class:`KeepBestWeights` keeps the weights of the epoch with the lowest validation loss exactly (Keras'
 ``restore_best_weights`` keeps the last epoch that improved by more than min-delta, which can differ);
-:class:`TrainingTime` times the training batches only, for examples/s; :class:`EpochScalars` writes TensorBoard
+:class:`TrainingTime` times the training batches only, for examples/s; :class:`PinStreamEpoch` makes training
+epoch e read the stream's epoch e + offset, however often Keras iterates the dataset beforehand; :class:`EpochScalars` writes TensorBoard
 scalars with TensorFlow's own summary ops, so the tensorboard package is not needed.
 """
 
@@ -83,3 +84,21 @@ class EpochScalars(keras.callbacks.Callback):
     def on_train_end(self, logs: Any = None) -> None:
         for writer in self._writers.values():
             writer.close()
+
+
+class PinStreamEpoch(keras.callbacks.Callback):
+    """Set a :class:`~bpnetz.store.stream.LocusStream`'s epoch counter to ``offset + epoch`` as each training epoch
+    begins (Keras creates the epoch's iterator after ``on_epoch_begin``).
+
+    Without it the stream's epoch was the number of iterators created so far: under ``MirroredStrategy`` Keras'
+    symbolic build iterates the dataset once more before training, so two devices trained on the data of the
+    next epoch (measured: the tiny model's per-epoch losses came out in another order than on one device); a
+    resumed run is pinned to the same epochs as an uninterrupted one the same way.
+    """
+
+    def __init__(self, stream: Any, offset: int):
+        super().__init__()
+        self.stream, self.offset = stream, offset
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.stream.epoch = self.offset + epoch

@@ -51,6 +51,8 @@ from bpnetz.store.stream import LocusStream
 
 #: training loci the counts head is calibrated on before training (see bpnet.calibrate_counts_head)
 CALIBRATION_LOCI = 2048
+#: stream epochs read before training (the calibration's): training epoch e reads the stream's epoch e + this
+CALIBRATION_EPOCHS = 1
 
 
 @dataclass
@@ -70,6 +72,7 @@ class TrainingSummary:
     train_examples_per_second: float
     counts_refit: dict[str, Any] | None = None  # validation log-count MSE before/after, and whether it was kept
     peak_rss_gb: float | None = None  # the process' peak resident memory so far (VmHWM, see model/memory.py)
+    replicas: int = 1  # devices trained on (all workers' together)
 
     def line(self) -> str:
         parts = [(f"{Path(self.model_dir).name}: best epoch {self.best_epoch}/{self.epochs_run}, "
@@ -244,8 +247,8 @@ def _fit(directory: Path, run: FoldRun, train_stream: LocusStream, val_stream: L
     import keras
 
     from bpnetz.model import registry  # noqa: F401  (registers the custom objects for saving/loading)
-    from bpnetz.model.callbacks import EpochScalars, KeepBestWeights, TrainingTime
-    from bpnetz.model.devices import nonfinite_loss_guard
+    from bpnetz.model.callbacks import EpochScalars, KeepBestWeights, PinStreamEpoch, TrainingTime
+    from bpnetz.model.devices import clip_across_replicas, nonfinite_loss_guard
     from bpnetz.model.resume import EpochCheckpoint
 
     keras.utils.set_random_seed(options.seed)
@@ -255,6 +258,8 @@ def _fit(directory: Path, run: FoldRun, train_stream: LocusStream, val_stream: L
     try:
         with run.strategy.scope():
             model = _compiled_model(run.params, run.layout, options)
+        if run.strategy.num_replicas_in_sync > 1:
+            clip_across_replicas(model.optimizer)
         schedules, keep_best, timer = _schedule_callbacks(options), KeepBestWeights("val_loss"), TrainingTime()
         checkpoint = EpochCheckpoint(run.checkpoint, run.digest, schedules=schedules, keep_best=keep_best,
                                      timer=timer, streams=(train_stream, val_stream))
@@ -265,7 +270,8 @@ def _fit(directory: Path, run: FoldRun, train_stream: LocusStream, val_stream: L
             checkpoint.restore_streams()
             notice(f"resuming {directory.name.split('.bpnetz-tmp-')[0].lstrip('.')} after epoch "
                    f"{checkpoint.initial_epoch}, from {run.checkpoint}.")
-        fit_callbacks = [*schedules, EpochScalars(directory / "logs"), keep_best, timer, checkpoint, *callbacks]
+        fit_callbacks = [PinStreamEpoch(train_stream, CALIBRATION_EPOCHS), *schedules, EpochScalars(directory / "logs"),
+                         keep_best, timer, checkpoint, *callbacks]
         if run.strategy.num_replicas_in_sync > 1:
             fit_callbacks.insert(0, nonfinite_loss_guard(run.strategy))
         with raise_stream_failures(train_stream, val_stream):
@@ -361,7 +367,7 @@ def _train_fold_into(partial: Path, final: Path, reader: StoreReader, run: FoldR
         best_val_logcounts_loss=at_best("val_logcounts_loss"), train_loci_per_epoch=train_stream.n_examples,
         val_loci=val_stream.n_examples, seconds=time.perf_counter() - began,
         train_examples_per_second=train_stream.n_examples * epochs_run / max(train_seconds, 1e-9),
-        counts_refit=refit, peak_rss_gb=peak_rss_gb())
+        counts_refit=refit, peak_rss_gb=peak_rss_gb(), replicas=int(run.strategy.num_replicas_in_sync))
     write_training_record(partial, options.record(), asdict(summary))
     return summary
 
