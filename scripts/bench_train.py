@@ -4,7 +4,9 @@
 On the CPU: float32 (and float32 + XLA with ``--cpu-xla``). With a GPU: float32, mixed precision, XLA, and both.
 Each configuration trains a fresh model with ``model.fit`` for ``--warmup`` + ``--steps`` batches and is timed
 from the end of the warm-up batches (tracing and XLA compilation excluded) to the end of the last batch. The
-loader alone (same batches, no model) is timed too, to show whether the model or the input waits.
+loader alone (same batches, no model) is timed too, to show whether the model or the input waits. Beside each
+rate: the process' peak resident memory so far (VmHWM, :mod:`bpnetz.model.memory`; cumulative, configurations run
+in the order printed).
 The experiment is made with ``bpnetz simulate`` + ``bpnetz build`` in a temporary directory unless ``--store``.
 
     python scripts/bench_train.py [--store store.zarr] [--steps 5] [--batch-size 64]
@@ -85,6 +87,7 @@ def main() -> int:
     import tensorflow as tf
 
     from bpnetz.config import BpnetParams
+    from bpnetz.model.memory import peak_rss_gb
     from bpnetz.store.stream import LocusStream
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -97,17 +100,21 @@ def main() -> int:
                     ("mixed_float16 + XLA", True, True)] if gpus
                    else [("float32", False, False)] + ([("float32 + XLA", False, True)] if args.cpu_xla else []))
         loader_rate = time_loader(stream, max(20, args.steps))
-        rates = {name: time_training(stream, params, stream.layout, mixed=mixed, xla=xla, warmup=args.warmup,
-                                     steps=args.steps) for name, mixed, xla in configs}
+        peaks = {"loader alone": peak_rss_gb()}
+        rates = {}
+        for name, mixed, xla in configs:
+            rates[name] = time_training(stream, params, stream.layout, mixed=mixed, xla=xla, warmup=args.warmup,
+                                        steps=args.steps)
+            peaks[name] = peak_rss_gb()
 
     device = f"GPU: {', '.join(d.name for d in gpus)}" if gpus else f"CPU only, {os.cpu_count()} cores"
     print(f"\ntraining throughput, default BPNet {params.input_len} -> {params.output_profile_len}, batch "
           f"{args.batch_size}, {args.steps} timed steps after {args.warmup}; {device}; "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'configuration':24s} {'examples/s':>11s}")
-    print(f"{'loader alone':24s} {loader_rate:11,.0f}")
+    print(f"{'configuration':24s} {'examples/s':>11s} {'peak RSS GB':>12s}")
+    print(f"{'loader alone':24s} {loader_rate:11,.0f} {peaks['loader alone']:12.2f}")
     for name, rate in rates.items():
-        print(f"{name:24s} {rate:11,.1f}")
+        print(f"{name:24s} {rate:11,.1f} {peaks[name]:12.2f}")
     fastest = max(rates, key=rates.get)
     print(f"fastest: {fastest} ({rates[fastest] / rates['float32']:.2f}x float32); the loader delivers "
           f"{loader_rate / rates[fastest]:.0f}x what it consumes")
