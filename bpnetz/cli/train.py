@@ -84,8 +84,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
                         help="TensorFlow CPU threads (default: all)")
     parser.add_argument("--devices", default=DEFAULTS.devices,
                         help="train on all devices of this host (all, default) or the first N (GPUs, else logical "
-                             "CPUs); --batch-size is the global batch, split across them. A TF_CONFIG or Slurm "
-                             "environment naming several workers trains on all of them")
+                             "CPUs); --batch-size is the global batch, split across them (several hosts: not yet)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
 
 

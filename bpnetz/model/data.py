@@ -32,7 +32,6 @@ from bpnetz.store.reader import StoreReader, keep_freed_memory
 from bpnetz.store.selection import Subset
 from bpnetz.store.stream import LocusStream
 
-
 #: bytes tf.data's autotuned buffers (prefetch, parallel map) may hold together
 LOADER_RAM_BUDGET = 1 << 30
 

@@ -138,7 +138,7 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
 
     options = options or TrainOptions()
     _set_threads(options.threads)
-    strategy = training_strategy(options.devices)  # first: a multi-worker strategy configures collectives at start
+    strategy = training_strategy(options.devices)
     reader = StoreReader(store)
     check_model_lengths(params, reader.layout, input_len=options.input_len, output_len=options.output_len,
                         params_path=options.params_path)
@@ -159,21 +159,16 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
     return [Path(summary.model_dir) for summary in summaries]
 
 
-def _fold_streams(reader: StoreReader, key: str, fold: Split, options: TrainOptions,
-                  shard: tuple[int, int] | None = None) -> tuple[LocusStream, LocusStream]:
-    """The training stream (augmented, shuffled, backgrounds redrawn per epoch; this worker's share of each
-    epoch when ``shard``) and the fixed validation one."""
+def _fold_streams(reader: StoreReader, key: str, fold: Split,
+                  options: TrainOptions) -> tuple[LocusStream, LocusStream]:
+    """The training stream (augmented, shuffled, backgrounds redrawn per epoch) and the fixed validation one."""
     common = {"batch_size": options.batch_size, "all_chroms": options.chroms, "seed": options.seed,
               "mnll_loss_sample_weight": options.mnll_loss_sample_weight,
               "mnll_background_weight": options.mnll_loss_background_sample_weight,
               "orig_multi_loss": options.orig_multi_loss, "cache": options.stream_cache,
               "progress": bool(options.verbose)}
-    if shard is not None:  # each worker's batches are its share of the global batch
-        common["batch_size"] = _worker_batch(options.batch_size, shard[1])
     train_stream = LocusStream(reader, fold, "train", reverse_complement=options.reverse_complement,
-                               shuffle=options.shuffle, shard=shard, **common)
-    if shard is not None:
-        _check_equal_steps(train_stream, shard[1])
+                               shuffle=options.shuffle, **common)
     val_stream = LocusStream(reader, fold, "val", **common)
     if options.verbose:
         print(f"fold {key}: training on {', '.join(train_stream.selection.chroms)} "
@@ -181,25 +176,6 @@ def _fold_streams(reader: StoreReader, key: str, fold: Split, options: TrainOpti
               f"validating on {', '.join(val_stream.selection.chroms)} ({val_stream.n_loci:,} loci); "
               f"{'RAM-cached' if train_stream.cached else 'streamed from disk'}", file=sys.stderr)
     return train_stream, val_stream
-
-
-def _worker_batch(global_batch: int, workers: int) -> int:
-    if global_batch % workers:
-        raise InputError(f"the batch size {global_batch} does not split evenly across {workers} workers.",
-                         fix=f"Use a multiple of {workers} for --batch-size (the global batch).")
-    return global_batch // workers
-
-
-def _check_equal_steps(stream: LocusStream, workers: int) -> None:
-    """Workers must run the same number of steps per epoch (collective ops wait for every worker): their shares
-    differ by at most one locus, which adds a batch only when the larger share ends one locus into a batch."""
-    total, batch = stream.selection.n_examples, stream.batch_size
-    steps = {math.ceil((k + 1) * total // workers - k * total // workers) for k in range(workers)}
-    batches = {math.ceil(n / batch) for n in steps}
-    if len(batches) > 1:
-        raise InputError(f"{total:,} training loci per epoch in {workers} shares of {sorted(steps)} loci give the "
-                         f"workers {sorted(batches)} batches of {batch}: they must run equal steps.",
-                         fix="Change --batch-size by a multiple of the number of workers.")
 
 
 def _schedule_callbacks(options: TrainOptions) -> list[Any]:
@@ -275,7 +251,7 @@ def _fit(directory: Path, run: FoldRun, train_stream: LocusStream, val_stream: L
         if run.strategy.num_replicas_in_sync > 1:
             fit_callbacks.insert(0, nonfinite_loss_guard(run.strategy))
         with raise_stream_failures(train_stream, val_stream):
-            model.fit(_training_data(train_stream, run.strategy), validation_data=stream_dataset(val_stream),
+            model.fit(stream_dataset(train_stream), validation_data=stream_dataset(val_stream),
                       epochs=checkpoint.last_epoch(options.epochs), initial_epoch=checkpoint.initial_epoch,
                       callbacks=fit_callbacks, verbose=options.verbose, shuffle=False)  # the stream shuffles itself
     finally:
@@ -287,14 +263,6 @@ def _fit(directory: Path, run: FoldRun, train_stream: LocusStream, val_stream: L
         refit = _refit_counts_head(model, run.layout, train_stream, val_stream, options.orig_multi_loss)
     model.save(directory / MODEL_FILE)
     return checkpoint.history, keep_best.best_epoch, timer.seconds, refit
-
-
-def _training_data(stream: LocusStream, strategy: Any) -> Any:
-    """The training dataset; a sharded stream (one worker's share) is handed to the strategy as this worker's
-    input pipeline, so tf.data's auto-sharding never splits it again."""
-    if stream.shard is None:
-        return stream_dataset(stream)
-    return strategy.distribute_datasets_from_function(lambda _context: stream_dataset(stream))
 
 
 def _calibrate(model: Any, store_layout: schema.StoreLayout, train_stream: LocusStream,
@@ -348,10 +316,8 @@ def _write_records(directory: Path, name: str, key: str, fold: Split, params: Bp
 def _train_fold_into(partial: Path, final: Path, reader: StoreReader, run: FoldRun, key: str, fold: Split,
                      options: TrainOptions, *, callbacks: Sequence[Any]) -> TrainingSummary:
     """Train one fold's model and write everything into ``partial`` (to become ``final``); returns the summary."""
-    from bpnetz.model.devices import worker_shard
-
     began = time.perf_counter()
-    train_stream, val_stream = _fold_streams(reader, key, fold, options, worker_shard(run.strategy))
+    train_stream, val_stream = _fold_streams(reader, key, fold, options)
     history, best, train_seconds, refit = _fit(partial, run, train_stream, val_stream, options, callbacks=callbacks)
     _write_records(partial, final.name, key, fold, run.params, reader, train_stream, history, best)
 

@@ -1,6 +1,7 @@
 """Training on several devices (bpnetz/model/devices.py): a CPU split into two logical devices trains the same
-model as one device with the same global batch, and multi-worker shares of the training stream (each worker in
-its own process) are disjoint, cover every locus of every epoch once and give every worker the same steps."""
+model as one device with the same global batch; the loader's per-worker shares of the training stream (each
+worker in its own process) are disjoint, cover every locus of every epoch once and give every worker the same
+steps; a cluster environment (several hosts) is refused with the reason."""
 
 from __future__ import annotations
 
@@ -70,3 +71,16 @@ def test_a_cluster_is_read_from_tf_config_or_slurm():
     assert cluster_workers({}) == 1
     with pytest.raises(InputError, match="TF_CONFIG"):
         cluster_workers({"TF_CONFIG": "{not json"})
+
+
+def test_a_cluster_environment_is_refused_with_the_reason(monkeypatch):
+    """Several hosts do not train yet (Keras 3.15, see bpnetz/model/devices.py): one InputError naming the
+    variable and the fix, not a traceback from inside Keras."""
+    from bpnetz.errors import InputError
+    from bpnetz.model.devices import training_strategy
+
+    config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    with pytest.raises(InputError, match="TF_CONFIG names 2 workers") as caught:
+        training_strategy("all")
+    assert "Train on one host" in str(caught.value)
