@@ -6,9 +6,11 @@ a parallel graph map turns them into float targets, ``counts_bias`` and the ``lo
 split into batches again. One map call per core from the start: AUTOTUNE ramps up too slowly for short epochs
 (measured 20% slower).
 
-Memory: tf.data's autotuner may otherwise buffer up to half of the machine's RAM; its buffers are bounded by
-:data:`LOADER_RAM_BUDGET` (a batch of 64 loci at 2114/1000 is ~1 MB, so prefetching never reaches it; the loader
-alone iterating two cached epochs of the demo store peaked at 0.78 GB, the store's cache included).
+Memory: the pipeline's buffers are a few elements and batches (a batch of 64 loci at 2114/1000 is ~1 MB; the
+loader alone iterating two cached epochs of the demo store peaked at 0.78 GB, the store's cache included). An
+explicit ``autotune.ram_budget`` of 1 GiB was tried and dropped: no memory to win, and loci per CPU-second 3–12%
+lower in two before/after runs of scripts/bench_loader.py (2-core machine, shared; within its noise, but not
+worth the risk).
 
 tf.data hands its consumer (Keras ``fit``, a prediction loop) an ``UnknownError`` carrying a traceback when the
 generator raises; :func:`raise_stream_failures` turns it back into the stream's own :class:`InputError`, by
@@ -32,9 +34,6 @@ from bpnetz.store.reader import StoreReader, keep_freed_memory
 from bpnetz.store.selection import Subset
 from bpnetz.store.stream import LocusStream
 
-#: bytes tf.data's autotuned buffers (prefetch, parallel map) may hold together
-LOADER_RAM_BUDGET = 1 << 30
-
 
 def stream_dataset(stream: LocusStream, *, with_index: bool = False) -> Any:
     """The tf.data pipeline: elements of several batches -> model inputs/targets (parallel map) -> batches.
@@ -53,7 +52,6 @@ def stream_dataset(stream: LocusStream, *, with_index: bool = False) -> Any:
     options = tf.data.Options()
     options.deterministic = True
     options.threading.max_intra_op_parallelism = 1  # parallelism comes from the parallel map over elements
-    options.autotune.ram_budget = LOADER_RAM_BUDGET
     # never auto-sharded: workers stream disjoint shares of the blocks themselves (LocusStream(shard=...))
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.with_options(options)
