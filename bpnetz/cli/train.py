@@ -74,9 +74,15 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
                         help="after training, set the last counts layer to its least-squares fit on the training "
                              "loci, kept only when it lowers the validation log-count MSE (default on; MSE "
                              "counts loss only)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of weights, sampling and augmentation")
+    _add_hardware_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+
+
+def _add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
+    """How training uses the machine: precision, XLA, the store cache, threads and devices."""
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 compute (GPU)")
     parser.add_argument("--xla", action="store_true", help="compile the training step with XLA")
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of weights, sampling and augmentation")
     parser.add_argument("--cache", choices=CACHE_CHOICES, default=DEFAULTS.cache,
                         help="keep the selected loci in RAM, or stream them from disk (auto: RAM when they use "
                              "under 40%% of the available memory)")
@@ -85,7 +91,6 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
     parser.add_argument("--devices", default=DEFAULTS.devices,
                         help="train on all devices of this host (all, default) or the first N (GPUs, else logical "
                              "CPUs); --batch-size is the global batch, split across them (several hosts: not yet)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
 
 
 def training_options(args: argparse.Namespace, **overrides: Any) -> TrainOptions:
