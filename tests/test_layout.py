@@ -30,6 +30,7 @@ LAYERS = [
     ["shap"],
     ["motifs"],
     ["ensemble"],
+    ["batch"],
     ["demo", "api"],
     ["cli", "__main__", "__init__"],
 ]
