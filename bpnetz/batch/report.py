@@ -86,9 +86,8 @@ def group_motifs(patterns: dict[str, list], logos: dict[str, Path]) -> list[Moti
         scored = [(align_motifs(g.pfm, pattern.pfm).similarity, g) for g in groups if exp not in g.members]
         similarity, group = max(scored, key=lambda sg: sg[0], default=(0.0, None))
         if group is None or similarity < SAME_MOTIF:
-            logo = logos[exp] / f"{pattern.name}.cwm_fwd.png"
-            group = MotifGroup(f"motif {len(groups) + 1}", pattern.pfm, logo if logo.is_file() else None,
-                               pattern.consensus)
+            logo = logos[exp] / f"{pattern.name}.cwm_fwd.png" if exp in logos else None
+            group = MotifGroup(f"motif {len(groups) + 1}", pattern.pfm, logo, pattern.consensus)
             groups.append(group)
             similarity = 1.0
         group.members[exp] = (pattern.name, round(float(similarity), 3), pattern.n_seqlets)
