@@ -37,7 +37,7 @@ def stage_key(stage: str, parts: dict[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def input_checksums(paths: list[Path], cache_file: Path) -> dict[str, str]:
+def input_checksums(paths: list[Path], cache_file: Path | None) -> dict[str, str]:
     """``{absolute path: checksum}`` of input files, remembered per unchanged file in ``cache_file``."""
     cache = ChecksumCache(cache_file)
     return {str(p): cache.checksum(p)["checksum"] for p in paths}

@@ -1,10 +1,12 @@
 """Run a manifest of experiments on dask.distributed: one task per (experiment, stage), stores shared.
 
-The engine is a ``LocalCluster`` started here (one single-threaded worker process per core, or ``workers``), or
-an existing cluster joined with ``scheduler`` (e.g. one of dask-jobqueue's Slurm clusters, see docs/atlas.md).
-Where the cluster's workers advertise resources, stages ask for them: train, predict and shap ``GPU=1``;
-build, modisco and hits ``CPU=1`` — so a cluster of GPU and CPU workers places each stage where it belongs; a
-cluster without them (a CPU-only machine) runs every stage anywhere. Each task is retried ``retries`` times
+The engine is a ``LocalCluster`` started here, or an existing cluster joined with ``scheduler`` (e.g. one of
+dask-jobqueue's Slurm clusters, see docs/atlas.md). The LocalCluster has single-threaded worker processes (a
+stage is a subprocess, so a thread per worker suffices): on a machine with GPUs one worker per GPU (resource
+``GPU=1``, ``CUDA_VISIBLE_DEVICES`` that device) plus CPU workers (``CPU=1``, no device); without GPUs one plain
+worker per core. Where the cluster's workers advertise resources, stages ask for them: train, predict and shap
+``GPU=1``; build, modisco and hits ``CPU=1`` — so a cluster of GPU and CPU workers places each stage where it
+belongs, and a cluster without them (a CPU-only machine) runs every stage anywhere. Each task is retried ``retries`` times
 when its worker is lost or its command crashes.
 
 Experiments whose build inputs are the same files with the same lengths share one build task and one store
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -96,15 +99,51 @@ def plan(experiments: list[Experiment], out: Path) -> tuple[dict[str, StageTask]
     return builds, stages
 
 
-def _client(scheduler: str | None, workers: int | None):
-    """A Client of the given scheduler, or of a new LocalCluster (single-threaded worker processes)."""
-    from distributed import Client, LocalCluster
+def gpu_ids() -> list[str]:
+    """This machine's GPUs: ``CUDA_VISIBLE_DEVICES`` when set, else ``nvidia-smi -L`` (none without it)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(ln for ln in listed.stdout.splitlines() if ln.startswith("GPU "))]
+
+
+def _local_cluster(workers: int | None, gpus: int | None):
+    """Single-threaded worker processes: one per GPU (``GPU=1``, that device only) and ``workers`` CPU ones
+    (``CPU=1``, no device; default: the remaining cores). Without GPUs: ``workers`` (default one per core)
+    plain workers, no resources, so every stage runs anywhere."""
+    from distributed import LocalCluster
+
+    devices = gpu_ids() if gpus is None else (gpu_ids() or [str(i) for i in range(gpus)])[:gpus]
+    cores = os.cpu_count() or 1
+    cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=":0")
+    if not devices:
+        cluster.scale(workers or cores)
+        return cluster, workers or cores
+    n_cpu = workers or max(1, cores - len(devices))
+    specs = {f"gpu{i}": ({"GPU": 1}, device) for i, device in enumerate(devices)}
+    specs |= {f"cpu{i}": ({"CPU": 1}, "-1") for i in range(n_cpu)}
+    for name, (resources, device) in specs.items():
+        template = cluster.new_spec
+        options = {**template["options"], "resources": resources, "env": {"CUDA_VISIBLE_DEVICES": device}}
+        cluster.worker_spec[name] = {**template, "options": options}
+    cluster.sync(cluster._correct_state)
+    return cluster, len(specs)
+
+
+def _client(scheduler: str | None, workers: int | None, gpus: int | None):
+    """A Client of the given scheduler, or of a new LocalCluster (:func:`_local_cluster`)."""
+    from distributed import Client
 
     if scheduler:
         return Client(scheduler, timeout="60s")
-    n = workers or max(1, os.cpu_count() or 1)
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
-    return Client(cluster)
+    cluster, n = _local_cluster(workers, gpus)
+    client = Client(cluster)
+    client.wait_for_workers(n, timeout=120)
+    return client
 
 
 def _resources(client) -> Callable[[str], dict[str, float] | None]:
@@ -144,9 +183,9 @@ def _errored(future, owner: tuple[str, str]) -> dict[str, Any]:
     error = future.exception()
     own = isinstance(error, StageCrashed) and (error.stage, error.experiment) == (stage, name)
     if own or type(error).__name__ == "KilledWorker":
-        return {"experiment": name, "stage": stage, "status": "failed", "key": "", "seconds": 0.0,
+        return {"experiment": name, "stage": stage, "status": "failed", "key": "", "seconds": 0.0, "worker": "",
                 "error": str(error) if own else f"its worker was lost on every try ({error})"}
-    return {"experiment": name, "stage": stage, "status": "skipped", "key": "", "seconds": 0.0,
+    return {"experiment": name, "stage": stage, "status": "skipped", "key": "", "seconds": 0.0, "worker": "",
             "error": f"a stage it needs failed: {error}"}
 
 
@@ -172,7 +211,8 @@ def _write_plan(out: Path, manifest: Path, experiments: list[Experiment], dashbo
 
 
 def run_batch(manifest: str | Path, output_dir: str | Path, *, scheduler: str | None = None,
-              workers: int | None = None, stages: list[str] | None = None, retries: int = 2,
+              workers: int | None = None, gpus: int | None = None, stages: list[str] | None = None,
+              retries: int = 2,
               say: Callable[[str], None] | None = None) -> BatchResult:
     """Run every experiment of ``manifest`` into ``output_dir`` (see the module docstring); writes run.json."""
     say = say or (lambda line: print(line, flush=True))
@@ -180,7 +220,7 @@ def run_batch(manifest: str | Path, output_dir: str | Path, *, scheduler: str | 
     experiments = load_manifest(manifest, stages=stages)
     out = Path(output_dir).absolute()
     builds, tasks = plan(experiments, out)
-    with _client(scheduler, workers) as client:
+    with _client(scheduler, workers, gpus) as client:
         result = BatchResult(out, dashboard=client.dashboard_link or "")
         _write_plan(out, Path(manifest).absolute(), experiments, result.dashboard)
         say(f"batch: {len(experiments)} experiments, {len(builds)} stores, on {client.scheduler.address} "

@@ -60,7 +60,7 @@ class StageTask:
     outputs: list[str]
     inputs: list[Path] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
-    checksum_cache: Path | None = None
+    checksum_cache: Path | None = None  # input checksums remembered per unchanged file (None: re-read)
 
 
 def model_dirs(splits: Path) -> list[str]:
@@ -91,7 +91,7 @@ def build_task(exp: Experiment, store_root: Path, checksum_cache: Path) -> Stage
                              "args": exp.args.get("build", [])}, checksum_cache=checksum_cache)
 
 
-def _per_model(root: Path, folder: str, models: list[str]) -> list[tuple[str, str]]:
+def _per_model(folder: str, models: list[str]) -> list[tuple[str, str]]:
     """(model directory, output folder) per fold: ``folder`` for one fold, ``folder/<model>`` for several."""
     return [(f"models/{m}", folder if len(models) == 1 else f"{folder}/{m}") for m in models]
 
@@ -106,16 +106,16 @@ def experiment_tasks(exp: Experiment, root: Path, checksum_cache: Path) -> dict[
                    "--output-dir", "models", "--seed", str(exp.seed), "--quiet", *args.get("train", [])]],
         "predict": [["predict", "--model", m, "--store", store, "--split", "test", "--output-dir", out,
                      "--chrom-sizes", str(exp.chrom_sizes), "--quiet", *args.get("predict", [])]
-                    for m, out in _per_model(root, "pred", models)],
+                    for m, out in _per_model("pred", models)],
         "shap": [["shap", "--model", m, "--store", store, "--output-dir", out, "--quiet", *args.get("shap", [])]
-                 for m, out in _per_model(root, "shap", models)],
+                 for m, out in _per_model("shap", models)],
         "modisco": [["modisco", "--scores", f"{s}/counts_scores.h5", "--output-dir", out, *args.get("modisco", [])]
-                    for (_, s), (_, out) in zip(_per_model(root, "shap", models), _per_model(root, "modisco", models))],
+                    for (_, s), (_, out) in zip(_per_model("shap", models), _per_model("modisco", models))],
         "hits": [["hits", "--modisco", f"{m}/modisco_results.h5", "--scores", f"{s}/counts_scores.h5",
                   "--output-dir", out, *args.get("hits", [])]
-                 for (_, s), (_, m), (_, out) in zip(_per_model(root, "shap", models),
-                                                     _per_model(root, "modisco", models),
-                                                     _per_model(root, "hits", models))],
+                 for (_, s), (_, m), (_, out) in zip(_per_model("shap", models),
+                                                     _per_model("modisco", models),
+                                                     _per_model("hits", models))],
     }
     inputs = {"train": [exp.params, exp.splits], "predict": [exp.chrom_sizes]}
     folders = {"train": "models", "predict": "pred", "shap": "shap", "modisco": "modisco", "hits": "hits"}
@@ -128,7 +128,7 @@ def experiment_tasks(exp: Experiment, root: Path, checksum_cache: Path) -> dict[
 
 def _outcome(task: StageTask, status: str, key: str = "", seconds: float = 0.0, error: str = "") -> dict[str, Any]:
     return {"experiment": task.experiment, "stage": task.stage, "root": str(task.root), "status": status,
-            "key": key, "seconds": round(seconds, 2), "error": error}
+            "key": key, "seconds": round(seconds, 2), "error": error, "worker": _worker_name()}
 
 
 def _key(task: StageTask, upstream: tuple[dict[str, Any], ...]) -> str:
@@ -136,7 +136,7 @@ def _key(task: StageTask, upstream: tuple[dict[str, Any], ...]) -> str:
     paths = list(task.inputs)
     if task.stage == "build" and task.inputs[-1].is_file():
         paths += input_data_files(task.inputs[-1])[1:]
-    sums = input_checksums([p for p in paths if p.is_file()], task.checksum_cache) if task.checksum_cache else {}
+    sums = input_checksums([p for p in paths if p.is_file()], task.checksum_cache)
     parts = {"inputs": [sums.get(str(p), "missing") for p in paths], "params": task.params,
              "upstream": [u["key"] for u in upstream]}
     return stage_key(task.stage, parts)

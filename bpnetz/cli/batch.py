@@ -19,7 +19,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("manifest", help="manifest of experiments (.tsv, .yaml or .yml)")
     run.add_argument("--output-dir", required=True, help="one directory per experiment goes here")
     run.add_argument("--scheduler", help="address of a running dask scheduler (default: start a LocalCluster)")
-    run.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
+    run.add_argument("--workers", type=int,
+                     help="LocalCluster CPU worker processes (default: one per core not taken by a GPU worker)")
+    run.add_argument("--gpus", type=int, help="LocalCluster GPU workers, one per device (default: every GPU "
+                                              "found; 0: none, every stage on the CPU workers)")
     run.add_argument("--stages", nargs="+", choices=STAGES,
                      help="stages of experiments that list none (default: all; hits when FiNeMo is installed)")
     run.add_argument("--retries", type=int, default=2, help="retries of a stage whose worker or command dies (2)")
@@ -38,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from bpnetz.batch.runner import main_summary, run_batch
 
-    result = run_batch(args.manifest, args.output_dir, scheduler=args.scheduler, workers=args.workers,
+    result = run_batch(args.manifest, args.output_dir, scheduler=args.scheduler, workers=args.workers, gpus=args.gpus,
                        stages=args.stages, retries=args.retries)
     if not args.no_report:
         from bpnetz.batch.report import write_report

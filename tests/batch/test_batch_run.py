@@ -161,7 +161,7 @@ def _chromium_dom(html: Path) -> str | None:
     return run.stdout
 
 
-def test_params_change_and_missing_bigwig_rerun_only_what_they_touch(finished, tmp_path):
+def test_params_change_and_missing_bigwig_rerun_only_what_they_touch_each_on_its_worker(finished, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(finished["out"], out, symlinks=True)  # copy2 keeps mtimes
     before = _done_outputs(out)
@@ -175,12 +175,15 @@ def test_params_change_and_missing_bigwig_rerun_only_what_they_touch(finished, t
                                                                                    str(broken))]
     manifest = tmp_path / "manifest.tsv"
     manifest.write_text(HEADER + "".join(rows))
-    result = _bpnetz("batch", "run", str(manifest), "--output-dir", str(out), "--workers", "2")
+    # one GPU worker (a CPU stands in for the device) and one CPU worker: each stage must run where it belongs
+    result = _bpnetz("batch", "run", str(manifest), "--output-dir", str(out), "--workers", "1", "--gpus", "1")
     assert result.returncode == 2
     assert "no_such_plus.bw" in result.stderr
     run = json.loads((out / ".batch" / "run.json").read_text())
     ran = {(o["experiment"], o["stage"]) for o in run["outcomes"] if o["status"] == "done"}
     assert ran == {("d", "train"), ("d", "predict")}
+    placed = {(o["stage"] in ("train", "predict"), o["worker"]) for o in run["outcomes"] if o["status"] != "skipped"}
+    assert placed == {(True, "gpu0"), (False, "cpu0")}
     after = _done_outputs(out)
     unchanged = [p for p in before if "/d/" not in p]
     assert {p: after[p] for p in unchanged} == {p: before[p] for p in unchanged}
