@@ -15,6 +15,10 @@ Fields of an experiment (relative paths are relative to the manifest's folder):
   ``train_args: --epochs 20 --batch-size 32``.
 
 A YAML manifest may give a ``defaults`` mapping merged under every experiment (the per-experiment overrides).
+
+The manifest itself and the params and splits files it names are checked before anything runs (an error there
+stops the command with exit status 2); an experiment's data (FASTA, bigWigs, peaks) is read by its stages, so
+bad data fails that experiment alone.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ Outcomes: ``done`` (ran and recorded), ``cached`` (key unchanged, outputs verifi
 exited with status 2: its one-paragraph error is recorded and returned), ``skipped`` (a stage it needs did not
 finish). Any other exit status raises :class:`StageCrashed` after recording the failure, so Dask retries the
 stage (as it does when the worker itself is lost).
+
+A stage's outputs are removed before its command runs, except the build's ``store.zarr.partial``: the builder
+resumes a partial store of the same build and starts one of other inputs over, so a build killed midway
+continues where it stopped.
 """
 
 from __future__ import annotations
@@ -134,7 +138,7 @@ def _outcome(task: StageTask, status: str, key: str = "", seconds: float = 0.0, 
 def _key(task: StageTask, upstream: tuple[dict[str, Any], ...]) -> str:
     """The stage key: input checksums in order (a missing file counts as 'missing'), params, upstream keys."""
     paths = list(task.inputs)
-    if task.stage == "build" and task.inputs[-1].is_file():
+    if task.stage == "build" and task.inputs[-1].is_file():  # a build's last input is input_data.json
         paths += input_data_files(task.inputs[-1])[1:]
     sums = input_checksums([p for p in paths if p.is_file()], task.checksum_cache)
     parts = {"inputs": [sums.get(str(p), "missing") for p in paths], "params": task.params,

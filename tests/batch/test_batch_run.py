@@ -200,3 +200,38 @@ def test_params_change_and_missing_bigwig_rerun_only_what_they_touch_each_on_its
     metrics = json.loads((out / "a" / "pred" / "metrics.json").read_text())["results"]
     assert f"{metrics['model']['task']['0']['counts_pearson']:.3f}" in dom
     assert f"{metrics['upper_bound']['task']['0']['counts_pearson']:.3f}" in dom
+
+
+def test_report_shows_every_experiments_metrics_and_the_motifs_they_share(finished, tmp_path):
+    """tfmodisco-lite finds nothing in the tiny experiments, so a real run on planted-motif scores stands in
+    for the modisco stage of experiments a and c; the report must group its patterns across them."""
+    from bpnetz.batch.report import write_report
+    from bpnetz.motifs.modisco import load_patterns
+    from tests.shap.synthetic_motifs import make_scores
+
+    out = tmp_path / "out"
+    shutil.copytree(finished["out"], out, symlinks=True)
+    make_scores(tmp_path / "counts_scores.h5", n_loci=400, length=200)
+    assert _bpnetz("modisco", "--scores", str(tmp_path / "counts_scores.h5"), "--output-dir",
+                   str(out / "a" / "modisco"), "--max-seqlets", "1000").returncode == 0
+    shutil.copytree(out / "a" / "modisco", out / "c" / "modisco")
+    patterns = load_patterns(out / "a" / "modisco" / "modisco_results.h5")
+    assert patterns
+    tsv, page = write_report(out)
+    rows = [line.split("\t") for line in tsv.read_text().splitlines()]
+    header = rows[0]
+    motifs = {row[0]: row[header.index("motifs")] for row in rows[1:]}
+    assert motifs["a"] == motifs["c"] != "" and motifs["b"] == motifs["d"] == ""
+    dom = _chromium_dom(page)
+    if dom is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium): the page was checked as text only")
+    for name in "abcd":
+        metrics = json.loads((out / name / "pred" / "metrics.json").read_text())["results"]
+        assert f'data-name="{name}"' in dom
+        for point in ("model", "baseline", "upper_bound"):
+            assert f"{metrics[point]['task']['0']['counts_pearson']:.3f}" in dom
+    motif_rows = dom.split("id=\"motifs\"")[1]
+    assert motif_rows.count('class="motif"') == len(patterns)
+    assert motif_rows.count("data:image/png;base64,") == len(patterns)
+    for pattern in patterns:
+        assert motif_rows.count(f"{pattern.name}<br>similarity 1.00") == 2  # in a and in c
