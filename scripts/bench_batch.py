@@ -44,7 +44,7 @@ def _simulate(out: Path, n: int) -> list[str]:
 def _batch(manifest: Path, out: Path) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "bpnetz", "batch", "run", str(manifest), "--output-dir", str(out),
-                    "--workers", "2", "--stages", "modisco"], check=False, stdout=subprocess.DEVNULL)
+                    "--workers", "2", "--stages", "predict", "modisco"], check=False, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
