@@ -1,5 +1,6 @@
 """``bpnetz batch`` end to end on tiny simulated experiments, with real processes (the command, a dask scheduler
-and two dask workers), SIGKILL midway, reruns, a params change, a missing bigWig and the report in Chromium.
+and two dask workers), SIGKILL midway, a worker killed mid-stage, reruns, a params change, a missing bigWig and
+the report in Chromium.
 
 One batch is run once per session (``finished``): 4 experiments, two per simulated experiment (so two pairs
 share a store), build → train (1 epoch, tiny model) → predict. It is started on a LocalCluster the command
@@ -235,3 +236,47 @@ def test_report_shows_every_experiments_metrics_and_the_motifs_they_share(finish
     assert motif_rows.count("data:image/png;base64,") == len(patterns)
     for pattern in patterns:
         assert motif_rows.count(f"{pattern.name}<br>similarity 1.00") == 2  # in a and in c
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_a_worker_lost_mid_stage_is_retried_elsewhere(make_experiment, tmp_path):
+    """SIGKILL the worker process (and the command it runs) while a build runs: the build reruns, the batch ends."""
+    sim = make_experiment()
+    dask = str(Path(sys.executable).parent / "dask")
+    file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([dask, "scheduler", "--scheduler-file", str(file), "--port", "0",
+                               "--dashboard-address", ":0"], stderr=subprocess.DEVNULL)]
+    try:
+        while not file.is_file():
+            time.sleep(0.2)
+        procs += [subprocess.Popen([dask, "worker", "--scheduler-file", str(file), "--nthreads", "1"],
+                                   stderr=subprocess.DEVNULL) for _ in range(2)]
+        (tmp_path / "m.tsv").write_text(HEADER + _row("a", sim, sim / "bpnet_params.json", 1).replace(
+            "\tpredict\t", "\tbuild\t"))
+        batch = subprocess.Popen([sys.executable, "-m", "bpnetz", "batch", "run", str(tmp_path / "m.tsv"),
+                                  "--output-dir", str(tmp_path / "out"), "--scheduler",
+                                  json.loads(file.read_text())["address"]], stdout=subprocess.PIPE, text=True)
+        marker = None
+        while marker is None and batch.poll() is None:
+            marker = next(iter((tmp_path / "out" / "stores").glob("*/.batch/build.running")), None)
+            time.sleep(0.05)
+        assert marker is not None, "the build finished before it could be interrupted"
+        running = json.loads(marker.read_text())
+        victim = running["pid"]
+        for pid in [*_children(victim), victim]:
+            os.kill(pid, signal.SIGKILL)
+        stdout, _ = batch.communicate(timeout=300)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+    assert batch.returncode == 0, stdout
+    record = json.loads(next((tmp_path / "out" / "stores").glob("*/.batch/build.json")).read_text())
+    assert record["worker"] != running["worker"]  # rerun by another (or the restarted) worker process
+    assert (tmp_path / "out" / "a" / "store.zarr" / "zarr.json").is_file() and "build    done" in stdout
