@@ -30,6 +30,7 @@ LAYERS = [
     ["shap"],
     ["motifs"],
     ["ensemble"],
+    ["batch"],
     ["demo", "api"],
     ["cli", "__main__", "__init__"],
 ]
@@ -45,7 +46,7 @@ def _modules() -> dict[str, ast.Module]:
 def _unit(relative: str) -> str:
     """The layer unit of a module: its top-level folder, or its file stem at the top level."""
     first = relative.split("/")[0]
-    return first[:-3] if first.endswith(".py") else first
+    return first.removesuffix(".py")
 
 
 def _imported_units(tree: ast.Module) -> set[str]:
