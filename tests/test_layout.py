@@ -29,6 +29,7 @@ LAYERS = [
     ["predict"],
     ["shap"],
     ["motifs"],
+    ["insilico"],
     ["ensemble"],
     ["demo", "api"],
     ["cli", "__main__", "__init__"],
