@@ -63,22 +63,30 @@ def onehot_text(text: str) -> np.ndarray:
     return np.array([[float(c == b) for b in "ACGT"] for c in text.upper()], dtype=np.float32)
 
 
-def direct_logcount(model, experiment: Path, sequences: list[str], chrom: str, out_start: int,
-                    output_len: int) -> np.ndarray:
-    """Task-0 log counts of sequences, reverse-complement averaged, with bias inputs read straight from the
-    simulation's control bigWigs (plus, minus: raw values, NaN as 0) over [out_start, out_start + output_len)."""
+def direct_bias(experiment: Path, chrom: str, out_start: int, output_len: int) -> dict[str, np.ndarray]:
+    """Bias inputs read straight from the simulation's control bigWigs (plus, minus: raw values, NaN as 0) over
+    [out_start, out_start + output_len): profile_bias (1, L, 2) and counts_bias (1, 2)."""
     bias = []
     for name in ("control_plus", "control_minus"):
         with pyBigWig.open(str(experiment / f"data/{name}.bw")) as bw:
             bias.append(np.nan_to_num(np.array(bw.values(chrom, out_start, out_start + output_len))))
     profile = np.stack(bias, axis=1)[None].astype(np.float32)
+    return {"profile_bias": profile, "counts_bias": np.log1p(profile.sum(axis=1))}
+
+
+def direct_logcount(model, experiment: Path, sequences: list[str], chrom: str, out_start: int,
+                    output_len: int, rc_average: bool = True) -> np.ndarray:
+    """Task-0 log counts of sequences (reverse-complement averaged unless told not) with :func:`direct_bias`."""
+    bias = direct_bias(experiment, chrom, out_start, output_len)
+    profile, counts = bias["profile_bias"], bias["counts_bias"]
     rc_profile = profile[:, ::-1, ::-1]  # positions reversed, plus <-> minus
-    counts = np.log1p(profile.sum(axis=1))
     forward = np.stack([onehot_text(s) for s in sequences])
     reverse = np.stack([onehot_text(s.translate(COMPLEMENT)[::-1]) for s in sequences])
     n = len(sequences)
     out_f = model.predict_on_batch({"sequence": forward, "profile_bias": np.repeat(profile, n, 0),
                                     "counts_bias": np.repeat(counts, n, 0)})
+    if not rc_average:
+        return np.asarray(out_f["logcounts"])[:, 0]
     out_r = model.predict_on_batch({"sequence": reverse, "profile_bias": np.repeat(rc_profile, n, 0),
                                     "counts_bias": np.repeat(counts[:, ::-1], n, 0)})
     return (np.asarray(out_f["logcounts"])[:, 0] + np.asarray(out_r["logcounts"])[:, 0]) / 2
