@@ -36,10 +36,10 @@ def held_out_sites(experiment: Path, chrom: str = "chr1", min_affinity: float = 
     return sites
 
 
-def site_and_random_variants(experiment: Path, path: Path, seed: int = 0) -> Path:
+def site_and_random_variants(experiment: Path, path: Path, seed: int = 0, chrom: str = "chr1") -> Path:
     """A TSV: for each held-out site, the SNV of its strongest base to the motif's least likely base ('site…'),
     and an SNV at a random position of the same peak at least 10 bp from every planted site ('random…')."""
-    sites = held_out_sites(experiment)
+    sites = held_out_sites(experiment, chrom)
     with open(experiment / "truth/sites.tsv") as handle:
         every = [(r["chrom"], int(r["start"]), int(r["end"])) for r in csv.DictReader(handle, delimiter="\t")]
     fasta = pyfaidx.Fasta(str(experiment / "genome.fa"))

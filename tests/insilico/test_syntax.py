@@ -5,6 +5,8 @@ the cooperativity curve of two planted motifs is largest within the simulator's 
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -27,7 +29,7 @@ def run_syntax_cli(trained, out, motifs, *extra):
 
 def dinucleotides(text: str) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for a, b in zip(text, text[1:], strict=False):
+    for a, b in pairwise(text):
         counts[a + b] = counts.get(a + b, 0) + 1
     return counts
 
