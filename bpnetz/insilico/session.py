@@ -100,17 +100,20 @@ class ModelSession:
             chroms = np.asarray(chroms).astype(str)
             covered = set.intersection(*(set(h.chroms()) for h in self.controls.values()))
             inside = np.isin(chroms, sorted(covered))
+            if not inside.all():
+                lacking = sorted(set(chroms[~inside]))
+                notice(f"the controls lack {', '.join(lacking[:5])}: bias inputs there are zero.")
             if inside.any():
                 profile[inside], _ = bias_block(self.controls, self.layout.bias_tracks, chroms[inside].astype(object),
                                                 np.asarray(out_starts)[inside], self.output_len)
         inputs = {"profile_bias": profile, "counts_bias": np.log1p(profile.sum(axis=1, dtype=np.float64))}
         return {name: inputs[name].astype(np.float32) for name in self.bias_inputs}
 
-    def predict(self, onehot: np.ndarray, bias: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """``profile`` logits (N, L, T) and ``logcounts`` of one-hot sequences (N, input_len, 4), in batches."""
+    def predict(self, onehot: np.ndarray, bias: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``profile`` logits (N, L, T) and ``logcounts`` of one-hot sequences (N, input_len, 4) with their bias
+        inputs (:meth:`bias`, N rows), in batches."""
         from bpnetz.predict.reverse_complement import rc_average
 
-        bias = bias if bias is not None else self.bias(["."] * len(onehot), np.zeros(len(onehot), dtype=np.int64))
         outputs: dict[str, list[np.ndarray]] = {"profile": [], "logcounts": []}
         for start in range(0, len(onehot), self.batch_size):
             batch = np.asarray(onehot[start:start + self.batch_size], dtype=np.float32)
