@@ -26,11 +26,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--task-id", "-t", type=int, default=0, help="task whose outputs are scored (0)")
     args = parser.parse_args(argv)
     from bpnetz.insilico.ism import run_ism
+    from bpnetz.insilico.session import writing_to
 
     session = open_model(args)
     try:
-        summary = run_ism(session, args.regions, args.reference_genome, args.output_dir, width=args.width,
-                          task=args.task_id, chrom_sizes=args.chrom_sizes)
+        with writing_to(args.output_dir):
+            summary = run_ism(session, args.regions, args.reference_genome, args.output_dir, width=args.width,
+                              task=args.task_id, chrom_sizes=args.chrom_sizes)
     finally:
         session.close()
     print(summary.format())

@@ -27,13 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-spacing", type=int, default=150, help="largest centre-to-centre spacing (150)")
     parser.add_argument("--task-id", "-t", type=int, default=0, help="task of the plots and the printed peak (0)")
     args = parser.parse_args(argv)
+    from bpnetz.insilico.session import writing_to
     from bpnetz.insilico.syntax import run_syntax
 
     session = open_model(args)
     try:
-        summary = run_syntax(session, args.motif, args.regions, args.reference_genome, args.output_dir,
-                             n_backgrounds=args.n_backgrounds, seed=args.seed, max_spacing=args.max_spacing,
-                             task=args.task_id)
+        with writing_to(args.output_dir):
+            summary = run_syntax(session, args.motif, args.regions, args.reference_genome, args.output_dir,
+                                 n_backgrounds=args.n_backgrounds, seed=args.seed, max_spacing=args.max_spacing,
+                                 task=args.task_id)
     finally:
         session.close()
     print(summary.format())

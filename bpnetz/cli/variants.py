@@ -52,13 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-shuffles", type=int, default=20, help="DeepLIFT-SHAP references (20)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"DeepLIFT-SHAP seed ({DEFAULT_SEED})")
     args = parser.parse_args(argv)
+    from bpnetz.insilico.session import writing_to
     from bpnetz.insilico.variants import run_variants
 
     session = open_model(args)
     try:
-        summary = run_variants(session, args.variants, args.reference_genome, args.output_dir,
-                               chrom_sizes=args.chrom_sizes, shap_top=args.shap_top, plot_top=args.plot_top,
-                               task=args.task_id, num_shuffles=args.num_shuffles, seed=args.seed)
+        with writing_to(args.output_dir):
+            summary = run_variants(session, args.variants, args.reference_genome, args.output_dir,
+                                   chrom_sizes=args.chrom_sizes, shap_top=args.shap_top, plot_top=args.plot_top,
+                                   task=args.task_id, num_shuffles=args.num_shuffles, seed=args.seed)
     finally:
         session.close()
     print(summary.format())

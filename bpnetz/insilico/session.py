@@ -21,9 +21,10 @@ explain the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,19 @@ STORE_RECORD = "store.json"
 
 def notice(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def writing_to(output_dir: str | Path) -> Iterator[Path]:
+    """Create the output directory and turn an OSError inside (a read-only or full disk, an unreadable file)
+    into an InputError naming the file."""
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        yield output_dir
+    except OSError as err:
+        raise InputError(f"cannot be read or written ({err.strerror or err}).", path=err.filename or output_dir,
+                         fix="Outputs need a writable --output-dir with free space; inputs a readable file.") from None
 
 
 def read_layout(model_dir: Path) -> StoreLayout:

@@ -183,6 +183,8 @@ def run_syntax(session: ModelSession, motifs: list[str], regions_bed: str | Path
 
     if not 1 <= len(motifs) <= 2 or n_backgrounds < 2:
         raise InputError("give one or two --motif and --n-backgrounds of at least 2.")
+    if not 0 <= task < len(session.layout.tasks):
+        raise InputError(f"--task-id {task} does not exist (the model has {len(session.layout.tasks)} tasks).")
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

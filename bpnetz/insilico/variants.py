@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bpnetz.errors import InputError
 from bpnetz.files.atomic import atomic_output, write_text
 from bpnetz.genome.intervals import read_chrom_sizes
 from bpnetz.genome.sequence import one_hot
@@ -188,6 +189,8 @@ def run_variants(session: ModelSession, variants_path: str | Path, reference_gen
     """Score every variant of a VCF/TSV and write the outputs (see the module docstring)."""
     from bpnetz.insilico.plots import plot_variant
 
+    if not 0 <= task < len(session.layout.tasks):
+        raise InputError(f"--task-id {task} does not exist (the model has {len(session.layout.tasks)} tasks).")
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
