@@ -189,6 +189,10 @@ def run_syntax(session: ModelSession, motifs: list[str], regions_bed: str | Path
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     named = [motif_codes(spec) for spec in motifs]
+    for name, codes in named:
+        if len(codes) > session.input_len // 4:
+            raise InputError(f"motif {name} is {len(codes)} bp, more than a quarter of the model's input "
+                             f"({session.input_len} bp).", fix="Insert a shorter motif (trim its flanks).")
     bg = make_backgrounds(regions_bed, reference_genome, session.input_len, n_backgrounds, seed)
     bias = session.bias(bg.chrom, bg.in_start + session.input_len // 2 - session.output_len // 2)
     base, base_counts = log_totals(session, bg.codes, bias)

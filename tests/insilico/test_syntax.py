@@ -70,3 +70,13 @@ def test_spacing_curve_lies_in_the_cooperative_range(trained, tmp_path, capsys):
         assert peak < PAIR_CLOSE
         assert curve.excess_mean.max() > 5 * far.abs().max()
     assert (tmp_path / "s/spacing.png").stat().st_size > 10_000
+
+
+def test_bad_motifs_are_refused_with_the_fix(trained, tmp_path, capsys):
+    meme = trained.experiment / "truth/motifs.meme"
+    for motif, message in (("GATAXG", "neither A/C/G/T text nor an existing file"),
+                           (f"{meme}:nope", "no motif 'nope' (it holds gata, ap1, ctcf)"),
+                           ("A" * 150, "more than a quarter of the model's input")):
+        assert run_syntax_cli(trained, tmp_path / "x", [motif]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
