@@ -80,3 +80,27 @@ def test_bad_motifs_are_refused_with_the_fix(trained, tmp_path, capsys):
         assert run_syntax_cli(trained, tmp_path / "x", [motif]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_motif_sources_text_meme_and_modisco_pattern(tmp_path):
+    from bpnetz.genome.motif import format_meme
+    from bpnetz.insilico.syntax import motif_codes
+
+    pfm = np.eye(4)[[2, 0, 3, 0, 0, 2]] * 0.9 + 0.025  # GATAAG
+    meme = tmp_path / "m.meme"
+    meme.write_text(format_meme({"first": pfm[::-1, ::-1], "gata": pfm}))
+    assert decode(motif_codes(f"{meme}:gata")[1]) == "GATAAG"
+    assert motif_codes(str(meme))[0] == "first" and decode(motif_codes(str(meme))[1]) == "CTTATC"
+    assert decode(motif_codes("gataag")[1]) == "GATAAG"
+    h5 = tmp_path / "modisco_results.h5"
+    flank = np.full((3, 4), 0.25)
+    sequence = np.vstack([flank, pfm, flank])  # a tfmodisco-lite pattern: uninformative flanks around the core
+    contrib = (sequence - 0.25) * np.r_[np.zeros(3), np.ones(6), np.zeros(3)][:, None]
+    with h5py.File(h5, "w") as f:
+        for name, scale in (("pattern_0", 1.0), ("pattern_1", 0.5)):
+            g = f.create_group(f"pos_patterns/{name}")
+            g["sequence"], g["contrib_scores"], g["hypothetical_contribs"] = sequence, contrib * scale, contrib
+            g["seqlets/n_seqlets"] = np.array([30])
+    assert motif_codes(str(h5))[0] == "pos_patterns.pattern_0"
+    name, codes = motif_codes(f"{h5}:pos_patterns.pattern_1")
+    assert name == "pos_patterns.pattern_1" and decode(codes) == "GATAAG"
