@@ -56,7 +56,7 @@ def train_model(workdir: Path, quick: bool, epochs: int | None) -> tuple[Path, P
     cwd = Path.cwd()
     os.chdir(experiment)
     try:
-        build_store("input_data.json", "genome.fa", "chrom.sizes", input_len=sim["input_len"],
+        build_store("input_data.json", experiment / "genome.fa", experiment / "chrom.sizes", input_len=sim["input_len"],
                     output_len=sim["output_len"], max_jitter=sim["max_jitter"], output=workdir / "store.zarr",
                     progress=False)
     finally:

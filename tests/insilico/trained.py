@@ -38,7 +38,7 @@ def train_tiny(experiment: Path, out: Path, epochs: int = 10, filters: int = 32)
     cwd = Path.cwd()
     os.chdir(experiment)
     try:
-        build_store("input_data.json", "genome.fa", "chrom.sizes", input_len=INPUT_LEN, output_len=OUTPUT_LEN,
+        build_store("input_data.json", experiment / "genome.fa", experiment / "chrom.sizes", input_len=INPUT_LEN, output_len=OUTPUT_LEN,
                     max_jitter=MAX_JITTER, output=store, progress=False)
     finally:
         os.chdir(cwd)
