@@ -56,9 +56,9 @@ def train_model(workdir: Path, quick: bool, epochs: int | None) -> tuple[Path, P
     cwd = Path.cwd()
     os.chdir(experiment)
     try:
-        build_store("input_data.json", experiment / "genome.fa", experiment / "chrom.sizes", input_len=sim["input_len"],
-                    output_len=sim["output_len"], max_jitter=sim["max_jitter"], output=workdir / "store.zarr",
-                    progress=False)
+        build_store("input_data.json", experiment / "genome.fa", experiment / "chrom.sizes",
+                    input_len=sim["input_len"], output_len=sim["output_len"], max_jitter=sim["max_jitter"],
+                    output=workdir / "store.zarr", progress=False)
     finally:
         os.chdir(cwd)
     raw = json.loads((experiment / "bpnet_params.json").read_text())

@@ -38,8 +38,8 @@ def train_tiny(experiment: Path, out: Path, epochs: int = 10, filters: int = 32)
     cwd = Path.cwd()
     os.chdir(experiment)
     try:
-        build_store("input_data.json", experiment / "genome.fa", experiment / "chrom.sizes", input_len=INPUT_LEN, output_len=OUTPUT_LEN,
-                    max_jitter=MAX_JITTER, output=store, progress=False)
+        build_store("input_data.json", experiment / "genome.fa", experiment / "chrom.sizes", input_len=INPUT_LEN,
+                    output_len=OUTPUT_LEN, max_jitter=MAX_JITTER, output=store, progress=False)
     finally:
         os.chdir(cwd)
     raw = json.loads((experiment / "bpnet_params.json").read_text())
