@@ -16,6 +16,10 @@ Outputs (atomic): ``ism.h5`` (chrom, start, end of the mutated spans, one-hot ``
 ``{counts,profile}/{delta,hyp,projected,reference}``), ``ism_{counts,profile}.bw`` (projected scores; chromosome
 sizes from ``--chrom-sizes`` or the FASTA) and ``skipped.tsv``: every interval not scored (window past a
 chromosome end, unknown chromosome, N bases in the span) with its line and reason.
+
+Measured (scripts/bench_insilico.py, 2-core CPU machine, demo-size model, 40-bp spans at 99 planted sites):
+51 positions/s (3 mutants each); projected counts scores against DeepLIFT-SHAP's (20 shuffles): Spearman 0.79,
+the same sign at every site's strongest base.
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ Outputs (atomic): ``variants.tsv`` (every input allele, scored or with its statu
 (the scored rows' effects, both alleles' predicted counts, and with ``shap_top`` the DeepLIFT-SHAP counts
 contributions of both alleles for the top variants), and ``plots/`` PNGs for the ``plot_top`` variants with the
 largest |logfc| (ref/alt profiles, contribution logos when computed).
+
+Measured (scripts/bench_insilico.py, 2-core CPU machine, demo-size 1000/500-bp model): 65 variants/s with both
+alleles and their reverse complements in one model call per batch (87 per CPU-second); SNVs that destroy planted
+sites separate from random SNVs of the same peaks with AUROC 1.00 of |logfc|, every one a decrease.
 """
 
 from __future__ import annotations
