@@ -63,13 +63,13 @@ def allele_effects(ref: np.ndarray, alt: np.ndarray, layout: StoreLayout) -> dic
     """Effects (see the module docstring) of predicted counts ``ref`` and ``alt`` (n, L, T)."""
     from bpnetz.predict.metrics import _js_distance
 
-    n, _, n_tracks = ref.shape
+    n, length, n_tracks = ref.shape
     tiny = 1e-12
     out = {k: np.zeros((n, len(layout.tasks))) for k in ("logfc", "jsd")}
     out["max_change"] = np.zeros((n, len(layout.tasks)), dtype=np.int64)
     for task in range(len(layout.tasks)):
         tracks = layout.task_tracks(task)
-        r, a = ref[:, :, tracks].reshape(n, -1), alt[:, :, tracks].reshape(n, -1)
+        r, a = ref[:, :, tracks].reshape(n, length * len(tracks)), alt[:, :, tracks].reshape(n, length * len(tracks))
         r_tot, a_tot = r.sum(axis=1) + tiny, a.sum(axis=1) + tiny
         out["logfc"][:, task] = np.log(a_tot) - np.log(r_tot)
         out["jsd"][:, task] = _js_distance(r / r_tot[:, None], a / a_tot[:, None])

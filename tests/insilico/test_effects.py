@@ -42,3 +42,9 @@ def test_mutants_cover_every_substitution_once():
     assert np.array_equal(np.flatnonzero(changed.any(axis=0)), [1, 2, 3])
     assert sorted(zip(pos.tolist(), bases.tolist())) == sorted(
         (p - 1, b) for p in (1, 2, 3) for b in range(4) if b != codes[p])
+
+
+def test_no_scored_variant_gives_empty_effects():
+    empty = np.zeros((0, 6, 3))
+    out = allele_effects(empty, empty, LAYOUT)
+    assert out["logfc"].shape == (0, 2) and out["track_jsd"].shape == (0, 3) and out["max_change"].shape == (0, 2)
