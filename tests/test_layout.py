@@ -29,6 +29,7 @@ LAYERS = [
     ["predict"],
     ["shap"],
     ["motifs"],
+    ["insilico"],
     ["ensemble"],
     ["batch"],
     ["demo", "api"],
