@@ -22,8 +22,6 @@ explain the same numbers.
 from __future__ import annotations
 
 import contextlib
-import json
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +30,11 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from bpnetz.errors import InputError
+from bpnetz.errors import InputError, notice
+from bpnetz.model.contract import MODEL_FILE, ModelDir
 from bpnetz.store.schema import StoreLayout
 
 DEFAULT_BATCH = 128
-STORE_RECORD = "store.json"
-
-
-def notice(message: str) -> None:
-    print(f"note: {message}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -54,19 +48,6 @@ def writing_to(output_dir: str | Path) -> Iterator[Path]:
     except OSError as err:
         raise InputError(f"cannot be read or written ({err.strerror or err}).", path=err.filename or output_dir,
                          fix="Outputs need a writable --output-dir with free space; inputs a readable file.") from None
-
-
-def read_layout(model_dir: Path) -> StoreLayout:
-    """The training store's layout recorded in a model directory's store.json."""
-    record = model_dir / STORE_RECORD
-    try:
-        layout = json.loads(record.read_text()).get("layout")
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot read the record of the training store ({err}).", path=record,
-                         fix="Use a model directory written by 'bpnetz train'.") from None
-    if not layout:
-        raise InputError("holds no store layout.", path=record, fix="Use a model directory written by 'bpnetz train'.")
-    return StoreLayout.from_dict(layout)
 
 
 @dataclass
@@ -167,17 +148,20 @@ def open_session(model_dir: str | Path, *, input_data: str | Path | None = None,
     from bpnetz.model.registry import load_model
     from bpnetz.shap.contributions import control_layout
 
-    path = Path(model_dir)
-    directory = path.parent if path.is_file() else path
-    model = load_model(path, compile=False)
-    layout = control_layout(read_layout(directory), input_data)
+    directory = ModelDir.open(model_dir)
+    recorded = directory.recorded_layout()
+    if recorded is None:
+        raise InputError("store.json holds no record of the training store's layout.", path=directory.path,
+                         fix="Use a model directory written by 'bpnetz train'.")
+    model = load_model(directory.model_file, compile=False)
+    layout = control_layout(recorded, input_data)
     needs_bias = any(t.name != "sequence" for t in model.inputs)
     controls = None
     if needs_bias and not zero_controls and layout.bias_tracks:
         controls = _open_controls(layout)
     elif needs_bias:
         notice("bias (control) inputs are zero.")
-    return ModelSession(model, layout, directory / "model.keras", controls, rc_average, batch_size)
+    return ModelSession(model, layout, directory.path / MODEL_FILE, controls, rc_average, batch_size)
 
 
 def _open_controls(layout: StoreLayout) -> dict[str, Any]:

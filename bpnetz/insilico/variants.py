@@ -35,6 +35,7 @@ from bpnetz.genome.intervals import read_chrom_sizes
 from bpnetz.genome.sequence import one_hot
 from bpnetz.insilico.alleles import OK, AlleleWindows, Variant, allele_windows, read_variants
 from bpnetz.insilico.session import ModelSession
+from bpnetz.shap.options import DEFAULT_SEED
 from bpnetz.store.schema import StoreLayout
 
 SHAP_TARGET = "counts"
@@ -61,7 +62,7 @@ class VariantEffects:
 
 def allele_effects(ref: np.ndarray, alt: np.ndarray, layout: StoreLayout) -> dict[str, np.ndarray]:
     """Effects (see the module docstring) of predicted counts ``ref`` and ``alt`` (n, L, T)."""
-    from bpnetz.predict.metrics import _js_distance
+    from bpnetz.predict.metrics import js_distance
 
     n, length, n_tracks = ref.shape
     tiny = 1e-12
@@ -72,12 +73,12 @@ def allele_effects(ref: np.ndarray, alt: np.ndarray, layout: StoreLayout) -> dic
         r, a = ref[:, :, tracks].reshape(n, length * len(tracks)), alt[:, :, tracks].reshape(n, length * len(tracks))
         r_tot, a_tot = r.sum(axis=1) + tiny, a.sum(axis=1) + tiny
         out["logfc"][:, task] = np.log(a_tot) - np.log(r_tot)
-        out["jsd"][:, task] = _js_distance(r / r_tot[:, None], a / a_tot[:, None])
+        out["jsd"][:, task] = js_distance(r / r_tot[:, None], a / a_tot[:, None])
         change = np.abs(alt[:, :, tracks] - ref[:, :, tracks]).sum(axis=2)
         out["max_change"][:, task] = change.argmax(axis=1)
     r_tot, a_tot = ref.sum(axis=1) + tiny, alt.sum(axis=1) + tiny  # (n, T)
     out["track_logfc"] = np.log(a_tot) - np.log(r_tot)
-    out["track_jsd"] = np.stack([_js_distance(ref[:, :, t] / r_tot[:, t, None], alt[:, :, t] / a_tot[:, t, None])
+    out["track_jsd"] = np.stack([js_distance(ref[:, :, t] / r_tot[:, t, None], alt[:, :, t] / a_tot[:, t, None])
                                  for t in range(n_tracks)], axis=1) if n else np.zeros((0, n_tracks))
     return out
 
@@ -188,8 +189,9 @@ class VariantSummary:
 
 
 def run_variants(session: ModelSession, variants_path: str | Path, reference_genome: str | Path,
-                 output_dir: str | Path, *, chrom_sizes: str | Path | None = None, shap_top: int = 0, plot_top: int = 5, task: int = 0,
-                 num_shuffles: int = 20, seed: int = 20210304) -> VariantSummary:
+                 output_dir: str | Path, *, chrom_sizes: str | Path | None = None, shap_top: int = 0,
+                 plot_top: int = 5, task: int = 0, num_shuffles: int = 20,
+                 seed: int = DEFAULT_SEED) -> VariantSummary:
     """Score every variant of a VCF/TSV and write the outputs (see the module docstring)."""
     from bpnetz.insilico.plots import plot_variant
 
