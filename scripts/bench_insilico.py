@@ -38,8 +38,10 @@ sys.path.insert(0, str(ROOT))  # tests/insilico/helpers.py: truth sites and dire
 def train_model(workdir: Path, quick: bool, epochs: int | None) -> tuple[Path, Path]:
     """Simulate, build and train (held-out chr1); returns (experiment, model directory)."""
     from bpnetz.build.builder import build_store
+    from bpnetz.build.options import BuildOptions
     from bpnetz.config import BpnetParams, Split, Splits
     from bpnetz.demo import DemoSize
+    from bpnetz.model.options import TrainOptions
     from bpnetz.model.train import train
     from bpnetz.simulate.experiment import simulate
 
@@ -56,9 +58,9 @@ def train_model(workdir: Path, quick: bool, epochs: int | None) -> tuple[Path, P
     cwd = Path.cwd()
     os.chdir(experiment)
     try:
-        build_store("input_data.json", experiment / "genome.fa", experiment / "chrom.sizes",
-                    input_len=sim["input_len"], output_len=sim["output_len"], max_jitter=sim["max_jitter"],
-                    output=workdir / "store.zarr", progress=False)
+        build_store("input_data.json", experiment / "genome.fa", experiment / "chrom.sizes", workdir / "store.zarr",
+                    BuildOptions(input_len=sim["input_len"], output_len=sim["output_len"],
+                                 max_jitter=sim["max_jitter"], progress=False))
     finally:
         os.chdir(cwd)
     raw = json.loads((experiment / "bpnet_params.json").read_text())
@@ -67,7 +69,7 @@ def train_model(workdir: Path, quick: bool, epochs: int | None) -> tuple[Path, P
     chroms = [f"chr{i}" for i in range(2, sim["n_chroms"] + 1)]
     split = Splits(folds={"0": Split(val=["chr1"], test=[], train=chroms)})
     [model_dir] = train(workdir / "store.zarr", BpnetParams.model_validate(raw), split, workdir / "models",
-                        epochs=epochs or n_epochs, seed=1, verbose=2)
+                        TrainOptions(epochs=epochs or n_epochs, seed=1, verbose=2))
     return experiment, model_dir
 
 

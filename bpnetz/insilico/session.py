@@ -31,7 +31,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from bpnetz.errors import InputError, notice
-from bpnetz.model.contract import MODEL_FILE, ModelDir
+from bpnetz.model.contract import MODEL_FILE, ModelDir, TrackGroups
 from bpnetz.store.schema import StoreLayout
 
 DEFAULT_BATCH = 128
@@ -127,10 +127,10 @@ class ModelSession:
 
     def counts(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """Predicted counts (N, L, T): the joint softmax of each group × exp(its log count)."""
-        from bpnetz.predict.metrics import predicted_counts, softmax_groups
+        from bpnetz.predict.metrics import predicted_counts
 
-        return predicted_counts(outputs["profile"], outputs["logcounts"],
-                                softmax_groups(self.layout, per_track=self.per_track_counts))
+        groups = TrackGroups.of(self.layout, per_track=self.per_track_counts)
+        return predicted_counts(outputs["profile"], outputs["logcounts"], groups.softmax())
 
     def targets(self, outputs: dict[str, np.ndarray], task: int) -> dict[str, np.ndarray]:
         """The DeepLIFT targets of one task (see the module docstring): {"counts": (N,), "profile": (N,)}."""

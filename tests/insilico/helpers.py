@@ -25,7 +25,8 @@ def held_out_sites(experiment: Path, chrom: str = "chr1", min_affinity: float = 
         rows = list(csv.DictReader(handle, delimiter="\t"))
     sites = []
     for r in rows:
-        if r["chrom"] != chrom or r["bound"] != "1" or float(r["affinity"]) < min_affinity or r["peak_name"] not in peaks:
+        if (r["chrom"] != chrom or r["bound"] != "1" or float(r["affinity"]) < min_affinity
+                or r["peak_name"] not in peaks):
             continue
         pwm = np.array(motifs[r["motif"]])
         if r["strand"] == "-":

@@ -31,21 +31,25 @@ SPLIT = {"0": {"val": ["chr1"], "test": [], "train": ["chr2", "chr3", "chr4"]}}
 def train_tiny(experiment: Path, out: Path, epochs: int = 10, filters: int = 32) -> TrainedExperiment:
     """Build the experiment's store and train one fold (chr1 held out) into ``out``."""
     from bpnetz.build.builder import build_store
+    from bpnetz.build.options import BuildOptions
     from bpnetz.config import BpnetParams, Split, Splits
+    from bpnetz.model.options import TrainOptions
     from bpnetz.model.train import train
 
     store = out / "store.zarr"
     cwd = Path.cwd()
     os.chdir(experiment)
     try:
-        build_store("input_data.json", experiment / "genome.fa", experiment / "chrom.sizes", input_len=INPUT_LEN,
-                    output_len=OUTPUT_LEN, max_jitter=MAX_JITTER, output=store, progress=False)
+        build_store("input_data.json", experiment / "genome.fa", experiment / "chrom.sizes", store,
+                    BuildOptions(input_len=INPUT_LEN, output_len=OUTPUT_LEN, max_jitter=MAX_JITTER, progress=False))
     finally:
         os.chdir(cwd)
     raw = json.loads((experiment / "bpnet_params.json").read_text())
     raw["motif_module_params"]["filters"] = [filters]
     raw["syntax_module_params"].update(filters=filters, num_dilation_layers=3)
     params = BpnetParams.model_validate(raw)
-    [model_dir] = train(store, params, Splits(folds={k: Split(**v) for k, v in SPLIT.items()}), out / "models", epochs=epochs,
-                        batch_size=32, early_stopping_patience=100, seed=1, verbose=0, refit_counts_head=True)
+    splits = Splits(folds={k: Split(**v) for k, v in SPLIT.items()})
+    options = TrainOptions(epochs=epochs, batch_size=32, early_stopping_patience=100, seed=1, verbose=0,
+                           refit_counts_head=True)
+    [model_dir] = train(store, params, splits, out / "models", options)
     return TrainedExperiment(experiment, store, model_dir)
