@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bpnetz.errors import InputError
+from bpnetz.files.remote import is_url
 from bpnetz.store import schema
 from bpnetz.store.shards import ShardDecoder, read_checked
 
@@ -105,7 +106,8 @@ class StoreReader:
         self.group = schema.open_group(store) if isinstance(store, (str, Path)) else store
         self.path = str(store) if isinstance(store, (str, Path)) else str(getattr(self.group.store, "root", "?"))
         self.meta = schema.metadata(self.group)
-        self._zarr_json = Path(self.path) / "zarr.json" if isinstance(store, (str, Path)) else None
+        local = isinstance(store, Path) or (isinstance(store, str) and not is_url(store))
+        self._zarr_json = Path(self.path) / "zarr.json" if local else None  # a store at a URL never changes
         if self._zarr_json is not None and not self._zarr_json.is_file():
             self._zarr_json = None  # a remote store: not pinned
         self._pinned_stat = self._stat()
@@ -189,6 +191,12 @@ class StoreReader:
         """Uninitialised, aligned arrays for ``n`` raw rows."""
         return RawRows(*(None if array is None else aligned_empty((n, *array.shape[1:]), array.dtype)
                          for array in (self.seq, self.signal, self.bias)))
+
+    def prefetch(self, blocks: list[int]) -> None:
+        """Start fetching the shards of these blocks (a store in object storage; nothing to do for a local one)."""
+        for decoder in self._decoders.values():
+            if decoder is not None and self.block_loci == decoder.shard_rows:
+                decoder.prefetch(blocks)
 
     def read_block_into(self, block: int, out: RawRows, at: int) -> None:
         """Decode every row of ``block`` into ``out`` at rows ``[at, at + block_rows)``."""
