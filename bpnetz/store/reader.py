@@ -93,6 +93,10 @@ def available_memory() -> int:
     return 4 << 30
 
 
+#: blocks fetched ahead while a whole selection is read into RAM (a store in object storage: one GET per shard)
+READ_AHEAD_BLOCKS = 8
+
+
 class StoreReader:
     """An open store: its metadata, layout, locus table and block reads of the seq/signal/bias rows.
 
@@ -230,8 +234,11 @@ class StoreReader:
         out = self.empty_rows(len(rows))
         blocks, starts = np.unique(rows // self.block_loci, return_index=True)
         bounds = [*starts[1:], len(rows)]
-        for b, s, e in tqdm(list(zip(blocks, starts, bounds)), desc="caching store in RAM", unit="block",
-                            disable=not progress, leave=False):
+        self.prefetch([int(b) for b in blocks[:READ_AHEAD_BLOCKS]])
+        for i, (b, s, e) in enumerate(tqdm(list(zip(blocks, starts, bounds)), desc="caching store in RAM",
+                                           unit="block", disable=not progress, leave=False)):
+            if i + READ_AHEAD_BLOCKS < len(blocks):
+                self.prefetch([int(blocks[i + READ_AHEAD_BLOCKS])])
             if e - s == self.block_rows(int(b)):  # the whole block: decode in place
                 self.read_block_into(int(b), out, int(s))
                 continue
