@@ -15,8 +15,8 @@ URL instead (see ``builder._build_at_url``):
 
 Why stage locally rather than let the Dask blocks write shards to the bucket: every block then writes one local
 shard file per array, the lock and resume logic stay those of the local build, and the upload is one parallel
-pass over finished files (on the loopback SeaweedFS server the upload of a 20 MB store took well under a
-second).
+pass over finished files (an 8.7 MB store of 10,156 loci: 7.6 s for the whole command against 4.5 s for the
+local build, on the loopback SeaweedFS server and a shared 2-core machine).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from bpnetz.errors import InputError
-from bpnetz.files.remote import is_url, join, read_object, storage_error
+from bpnetz.files.remote import is_url, join, list_children, read_object, storage_error
 
 SCHEMA_VERSION = 1
 ATTR_KEY = "bpnetz"
@@ -249,7 +249,7 @@ def open_remote_group(url: str) -> Any:
     url = url.rstrip("/")
     record = commit_record(url)
     if record is None:
-        if read_object(join(url, "zarr.json")) is not None:
+        if list_children(url):  # objects there, but no marker
             raise InputError("is an uncommitted store: a build is writing it, or was interrupted before its "
                              f"commit marker {COMMIT_MARKER} (written last).", path=url,
                              fix="Wait for that build to finish, or rerun the same 'bpnetz build' to resume it.")

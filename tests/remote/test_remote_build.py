@@ -215,3 +215,35 @@ def test_a_read_only_identity_cannot_build_and_writes_nothing(experiment, as_rea
     prefix = remote.rsplit("/", 1)[1]
     assert not [k for k in _objects(f"s3://{as_reader.bucket}") if prefix in k]
     _no_secret(result.stdout, result.stderr)
+
+
+def test_an_interrupted_remote_build_resumes(experiment, as_writer, staging):
+    """The state an interruption during the upload leaves (the store finished in staging, part of its objects in
+    the bucket, no marker): the rerun builds nothing, uploads the rest and commits."""
+    import s3fs
+
+    from bpnetz.build import remote as publish
+    from bpnetz.build.builder import _build
+    from bpnetz.store.checksum import ChecksumCache
+
+    remote = url(as_writer, _unique("resume") + ".zarr")
+    local = publish.staging_path(remote)
+    local.parent.mkdir(parents=True)
+    args = experiment.build_args(local)
+    _build(args["input_data"], args["reference_genome"], args["chrom_sizes"], local, args["options"],
+           ChecksumCache(None))
+    fs = s3fs.S3FileSystem()
+    files = sorted(f for f in local.rglob("*") if f.is_file())
+    for file in files[: len(files) // 2]:
+        fs.pipe_file(f"{remote.removeprefix('s3://')}/{file.relative_to(local).as_posix()}", file.read_bytes())
+    with pytest.raises(InputError, match="uncommitted store"):
+        schema.open_group(remote)
+    summary = build_store(**experiment.build_args(remote))
+    assert summary.blocks_built == 0 and summary.loci_built == 0
+    reference = StoreReader(schema.open_group(remote))
+    fresh = staging.parent / "fresh.zarr"
+    build_store(**experiment.build_args(fresh))
+    expected = StoreReader(fresh)
+    rows = np.arange(expected.n_loci)
+    for name, array in expected.read_rows(rows).arrays().items():
+        assert np.array_equal(array, reference.read_rows(rows).arrays()[name]), name
