@@ -2,7 +2,8 @@
 
 The store is never read one random row at a time (each such read decompresses a whole chunk): rows are read a
 block at a time (a block is a shard, or a chunk in an unsharded store), decoded in place into aligned buffers
-(:mod:`bpnetz.store.shards`). The memory helpers size the loader's RAM cache and keep its batch buffers cheap.
+(:mod:`bpnetz.store.shards`); a store at a URL the same way, one whole-object GET per shard, fetched ahead
+(:meth:`StoreReader.prefetch`). The memory helpers size the loader's RAM cache and keep its batch buffers cheap.
 Framework-free: no TensorFlow.
 """
 

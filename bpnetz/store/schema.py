@@ -25,6 +25,10 @@ records ``{"checksum": "crc32c", "all_written": true}``: every inner chunk of ev
 (the Zarr v3 ``crc32c`` codec, checked on every read) and every chunk exists on disk (written even when it holds
 only the fill value), so a missing shard or chunk is damage, never zeros. Stores built before this record lack the
 key: they stay readable, without chunk checksums, and an absent chunk there reads as the fill value.
+
+Stores at URLs (``s3://``, ``gs://``, ``http(s)://``; see docs/stores.md): :func:`open_group` opens one read-only
+and only once its commit marker (:data:`COMMIT_MARKER`, written last by the build, naming the content id and build
+key) exists and matches the metadata; objects without a marker are an uncommitted store, refused with the fix.
 """
 
 from __future__ import annotations
