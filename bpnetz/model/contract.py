@@ -36,6 +36,7 @@ import numpy as np
 from bpnetz.config import Split, Splits, read_json
 from bpnetz.errors import InputError
 from bpnetz.files.names import safe_name
+from bpnetz.files.remote import is_url
 from bpnetz.store.schema import StoreLayout
 
 MODEL_FILE = "model.keras"
@@ -281,7 +282,7 @@ def write_fold_records(directory: Path, key: str, fold: Split, params_json: str,
     (directory / PARAMS_FILE).write_text(params_json + "\n")
     (directory / SPLITS_FILE).write_text(json.dumps({key: fold.model_dump()}, indent=2) + "\n")
     (directory / STORE_RECORD).write_text(json.dumps({
-        "path": str(Path(reader.path).resolve()), "checksum": reader.meta.get("checksum"),
+        "path": reader.path if is_url(reader.path) else str(Path(reader.path).resolve()), "checksum": reader.meta.get("checksum"),
         "n_loci": reader.n_loci, "layout": reader.layout.to_dict()}, indent=2) + "\n")
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from bpnetz.config import Split, check_split_chroms
 from bpnetz.errors import InputError, notice
 from bpnetz.files.atomic import output_directory, relocated
+from bpnetz.files.remote import is_url
 from bpnetz.genome.bigwig import write_track_bigwigs
 from bpnetz.genome.intervals import chromosome_sizes
 from bpnetz.model.contract import SPLITS_FILE, STORE_RECORD, ModelDir, ModelShape, TrackGroups, check_model_matches
@@ -79,7 +80,7 @@ def resolve_store(model_dir: ModelDir, store: str | Path | None, *, input_data: 
     """The store to read: ``store``; else the cached store of raw inputs (built first when absent); else the
     model's training store named in ``store.json``."""
     if store is not None:
-        return Path(store)
+        return store if is_url(store) else Path(store)
     if input_data is not None:
         missing = [flag for flag, value in (("--reference-genome", reference_genome),
                                             ("--chrom-sizes", chrom_sizes)) if value is None]
