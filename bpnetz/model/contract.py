@@ -222,10 +222,14 @@ class ModelDir:
         layout = self.store_record.get("layout")
         return StoreLayout.from_dict(layout) if layout else None
 
-    def recorded_store(self) -> Path | None:
-        """The path of the store the model was trained on, when ``store.json`` names one."""
+    def recorded_store(self) -> str | Path | None:
+        """The store the model was trained on, when ``store.json`` names one: a Path, or a URL kept as text."""
+        from bpnetz.files.remote import is_url
+
         value = self.store_record.get("path") or self.store_record.get("store")
-        return Path(value) if value else None
+        if not value:
+            return None
+        return str(value) if is_url(value) else Path(value)
 
 
 def read_model_split(path: Path, model_name: str) -> Split:
