@@ -53,7 +53,7 @@ class TrainingSummary:
     val_loci: int
     seconds: float
     train_examples_per_second: float
-    counts_refit: dict[str, Any] | None = None  # validation log-count MSE before/after, and whether it was kept
+    counts_refit: dict[str, Any] | None = None  # the counts head's choice and its fit (counts_head.fit_counts_head)
 
     def line(self) -> str:
         parts = [f"{Path(self.model_dir).name}: best epoch {self.best_epoch}/{self.epochs_run}, "
@@ -61,9 +61,9 @@ class TrainingSummary:
         if self.best_val_profile_loss is not None and self.best_val_logcounts_loss is not None:
             parts.append(f" (profile {self.best_val_profile_loss:.4g}, counts {self.best_val_logcounts_loss:.4g})")
         if self.counts_refit is not None:
-            refit = self.counts_refit
-            parts.append(f"; counts head refit: val log-count MSE {refit['val_mse_before']:.4g} -> "
-                         f"{refit['val_mse_after']:.4g}" + ("" if refit["kept"] else " (not kept)"))
+            from bpnetz.model.counts_head import describe
+
+            parts.append(f"; {describe(self.counts_refit)}")
         parts.append(f", {self.seconds:.0f} s, {self.train_examples_per_second:,.0f} training examples/s")
         return "".join(parts)
 
@@ -223,9 +223,10 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
     ``chroms`` are all chromosomes considered (training = chroms minus val and test when a fold has no "train";
     default: the store's). ``reverse_complement``: "random" (flip each example with p = 0.5), "double" (the
     reference's doubled batches) or "none". ``cache``: "auto", True (RAM) or False (stream from disk).
-    ``refit_counts_head``: after training, replace the last counts layer by its least-squares fit on one epoch of
-    training examples when that lowers the validation log-count MSE (MSE counts loss only; see
-    :func:`~bpnetz.model.bpnet.refit_counts_head`).
+    ``refit_counts_head``: after training, set the counts output to the trained head or a ridge refit of its last
+    layer, calibrated on validation peaks, whichever predicts validation peaks best (MSE counts loss only; see
+    :mod:`bpnetz.model.counts_head`). Either way the summary reports the validation-peak log-count MSE beside
+    the constant predictor's, with a warning when the model does not beat it.
     ``input_len``/``output_len``, when given (command line), must match the params and the store. ``callbacks``
     are extra Keras callbacks. ``verbose``: 0 silent, 1 Keras progress bars and summaries, 2 one line per epoch.
     """
@@ -332,35 +333,15 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
                               task_tracks=task_track_indices(store_layout),
                               orig_multi_loss=options["orig_multi_loss"])
         model.optimizer.build(model.trainable_variables)  # saved with (fresh) state, so it loads without warnings
-    refit = None
-    if options["refit_counts_head"] and params.counts_loss == "MSE":
-        refit = _refit_counts_head(model, store_layout, train_stream, val_stream, options["orig_multi_loss"])
+    from bpnetz.model.counts_head import fit_counts_head
+
+    peak_rows = train_stream.reader.loci["kind"].to_numpy() == schema.KIND_PEAK
+    refit = fit_counts_head(model, store_layout, train_stream.dataset(with_index=True),
+                            val_stream.dataset(with_index=True), peak_rows,
+                            refit=options["refit_counts_head"] and params.counts_loss == "MSE",
+                            orig_multi_loss=options["orig_multi_loss"])
     model.save(directory / MODEL_FILE)
     return history, keep_best.best_epoch, timer.seconds, refit
-
-
-def _refit_counts_head(model: Any, store_layout: schema.StoreLayout, train_stream: LocusStream,
-                       val_stream: LocusStream, orig_multi_loss: bool) -> dict[str, Any]:
-    """Least-squares refit of the last counts layer on one training epoch, kept when the validation log-count
-    MSE drops (else the trained weights are restored)."""
-    from bpnetz.model.bpnet import refit_counts_head
-
-    before, trained = _val_counts_mse(model, val_stream), model.get_weights()
-    refit_counts_head(model, store_layout, train_stream.dataset(), orig_multi_loss=orig_multi_loss)
-    after = _val_counts_mse(model, val_stream)
-    kept = bool(after < before)
-    if not kept:
-        model.set_weights(trained)
-    return {"val_mse_before": before, "val_mse_after": after, "kept": kept}
-
-
-def _val_counts_mse(model: Any, stream: LocusStream) -> float:
-    """Mean squared error of the predicted log counts over every example and output of a stream."""
-    total, n = 0.0, 0
-    for inputs, targets, _ in stream.dataset():
-        error = np.asarray(model(inputs, training=False)["logcounts"]) - np.asarray(targets["logcounts"])
-        total, n = total + float(np.sum(error.astype(np.float64) ** 2)), n + error.size
-    return total / max(n, 1)
 
 
 def _write_records(directory: Path, key: str, fold: Split, params: BpnetParams, reader: StoreReader,
@@ -410,4 +391,9 @@ def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split,
     _replace_dir(partial, final)
     if verbose:
         print(summary.line(), file=sys.stderr)
+    if refit is not None and not refit["beats_constant"]:
+        print(f"warning: {final.name} predicts validation peaks' log counts no better than their training mean "
+              f"(MSE {refit['val_peaks_mse']:.4g} vs {refit['val_peaks_mse_constant']:.4g}); its counts "
+              "predictions carry no information beyond the mean. More training peaks or epochs may help.",
+              file=sys.stderr)
     return summary
