@@ -13,7 +13,7 @@ to the candidate that predicts *validation peaks* best, calibrated on them:
   (calibrate on one half, score on the other), so the choice does not reward fitting the validation noise.
 
 The record it returns (training.json ``counts_refit``) holds the validation-peak log-count MSE of the chosen
-head beside the trained head's and the **constant predictor's** (the mean training-peak log count), the training
+head beside the trained head's, every candidate's before calibration, and the **constant predictor's** (the mean training-peak log count), the training
 peaks' MSE (the fit on training peaks beside held-out peaks), the validation backgrounds' MSE and the
 predicted / observed log-count SD on validation peaks.
 
@@ -259,12 +259,15 @@ def fit_counts_head(model: Any, layout: StoreLayout, train_batches: Iterable[Seq
         return {"chosen": "trained", "refit": False, **before}
     candidates = [trained, Candidate("constant"), *ridge_candidates(train, layout, columns, biased)]
     best, slope, offset, scores = choose(candidates, val, layout, columns, biased)
+    uncalibrated = {c.name: _mse(candidate_predictions(c, val, layout, columns, biased)[val.peak],
+                                 val.targets[val.peak]) for c in candidates if c.name != "constant"}
     write_candidate(model, layout, best, slope, offset, orig_multi_loss=orig_multi_loss)
     after = assessment(*(offset + slope * candidate_predictions(best, data, layout, columns, biased)
                          for data in (val, train)), val, train)
     return {"chosen": best.name, "refit": True, "slope": slope.tolist(), "offset": offset.tolist(), **after,
             "val_peaks_mse_trained": before["val_peaks_mse"], "train_peaks_mse_trained": before["train_peaks_mse"],
-            "val_peaks_sd_predicted_trained": before["val_peaks_sd_predicted"], "candidate_scores": scores}
+            "val_peaks_sd_predicted_trained": before["val_peaks_sd_predicted"], "candidate_scores": scores,
+            "candidate_val_peaks_mse_uncalibrated": uncalibrated}
 
 
 def describe(record: dict[str, Any]) -> str:
