@@ -333,15 +333,22 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
                               task_tracks=task_track_indices(store_layout),
                               orig_multi_loss=options["orig_multi_loss"])
         model.optimizer.build(model.trainable_variables)  # saved with (fresh) state, so it loads without warnings
+    refit = _fit_counts_head(model, params, store_layout, train_stream, val_stream, options)
+    model.save(directory / MODEL_FILE)
+    return history, keep_best.best_epoch, timer.seconds, refit
+
+
+def _fit_counts_head(model: Any, params: BpnetParams, store_layout: schema.StoreLayout, train_stream: LocusStream,
+                     val_stream: LocusStream, options: dict[str, Any]) -> dict[str, Any]:
+    """The counts head's choice and calibration on validation peaks (MSE counts loss and ``refit_counts_head``),
+    or only its assessment; see :func:`bpnetz.model.counts_head.fit_counts_head`."""
     from bpnetz.model.counts_head import fit_counts_head
 
     peak_rows = train_stream.reader.loci["kind"].to_numpy() == schema.KIND_PEAK
-    refit = fit_counts_head(model, store_layout, train_stream.dataset(with_index=True),
-                            val_stream.dataset(with_index=True), peak_rows,
-                            refit=options["refit_counts_head"] and params.counts_loss == "MSE",
-                            orig_multi_loss=options["orig_multi_loss"])
-    model.save(directory / MODEL_FILE)
-    return history, keep_best.best_epoch, timer.seconds, refit
+    return fit_counts_head(model, store_layout, train_stream.dataset(with_index=True),
+                           val_stream.dataset(with_index=True), peak_rows,
+                           refit=options["refit_counts_head"] and params.counts_loss == "MSE",
+                           orig_multi_loss=options["orig_multi_loss"])
 
 
 def _write_records(directory: Path, key: str, fold: Split, params: BpnetParams, reader: StoreReader,
