@@ -10,7 +10,8 @@ to the candidate that predicts *validation peaks* best, calibrated on them:
 * calibration: per output, ``y ≈ offset + slope · prediction`` with the slope least-squares on validation peaks
   and clipped to [0, 1] (shrinking toward the peaks' mean, never spreading predictions wider), the offset making
   the mean right; candidates are compared by the 2-fold cross-fitted validation-peak MSE of this calibration
-  (calibrate on one half, score on the other), so the choice does not reward fitting the validation noise.
+  (calibrate on one half, score on the other), so the choice does not reward fitting the validation noise;
+  candidates within PEAK_TOLERANCE of the best are tied and the one predicting validation backgrounds best wins.
 
 The record it returns (training.json ``counts_refit``) holds the validation-peak log-count MSE of the chosen
 head beside the trained head's, every candidate's before calibration, and the **constant predictor's** (the mean training-peak log count), the training
@@ -38,6 +39,9 @@ from bpnetz.store.schema import StoreLayout
 
 #: ridge strengths tried, per example on standardised features (0 = ordinary least squares)
 RIDGE_ALPHAS = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
+#: candidates whose validation-peak score is within this share of the best one tie; the tie goes to the one
+#: predicting validation backgrounds best (a fit on peaks alone can put backgrounds at the peaks' level)
+PEAK_TOLERANCE = 0.02
 #: fewer validation peaks than this: no calibration (slope 1, offset 0), candidates compared on all loci
 MIN_CALIBRATION_PEAKS = 8
 
@@ -168,8 +172,8 @@ def _mse(predicted: np.ndarray, observed: np.ndarray) -> float:
 
 def choose(candidates: list[Candidate], val: CountsData, layout: StoreLayout, columns: list[list[int]],
            biased: list[bool]) -> tuple[Candidate, np.ndarray, np.ndarray, dict[str, float]]:
-    """The candidate with the lowest cross-fitted validation-peak MSE, its (slope, offset) on all validation
-    peaks and every candidate's score. Too few validation peaks: the lowest plain MSE on all validation loci,
+    """The candidate with the lowest cross-fitted validation-peak MSE (ties within PEAK_TOLERANCE: the lowest
+    validation-background MSE), its (slope, offset) on all validation peaks and every candidate's score. Too few validation peaks: the lowest plain MSE on all validation loci,
     uncalibrated (slope 1, offset 0; the constant is then not a candidate)."""
     calibrate = int(val.peak.sum()) >= MIN_CALIBRATION_PEAKS
     scores = {}
@@ -179,13 +183,24 @@ def choose(candidates: list[Candidate], val: CountsData, layout: StoreLayout, co
         predicted = candidate_predictions(candidate, val, layout, columns, biased)
         scores[candidate.name] = (cross_fitted_mse(predicted[val.peak], val.targets[val.peak]) if calibrate
                                   else _mse(predicted, val.targets))
-    best = min((c for c in candidates if c.name in scores), key=lambda c: scores[c.name])
-    predicted = candidate_predictions(best, val, layout, columns, biased)
+    lowest = min(scores.values())
+    tied = [c for c in candidates if c.name in scores and scores[c.name] <= lowest * (1 + PEAK_TOLERANCE)]
+    fits = {c.name: _calibrated(c, val, layout, columns, biased, calibrate) for c in tied}
+    best = min(tied, key=lambda c: (_mse(fits[c.name][2][~val.peak], val.targets[~val.peak])
+                                    if (~val.peak).any() else 0.0, scores[c.name]))
+    slope, offset, _ = fits[best.name]
+    return best, slope, offset, scores
+
+
+def _calibrated(candidate: Candidate, val: CountsData, layout: StoreLayout, columns: list[list[int]],
+                biased: list[bool], calibrate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(slope, offset) on all validation peaks (1, 0 without calibration) and the calibrated predictions."""
+    predicted = candidate_predictions(candidate, val, layout, columns, biased)
     if calibrate:
         slope, offset = calibration(predicted[val.peak], val.targets[val.peak])
     else:
         slope, offset = np.ones(val.targets.shape[1]), np.zeros(val.targets.shape[1])
-    return best, slope, offset, scores
+    return slope, offset, offset + slope * predicted
 
 
 def write_candidate(model: Any, layout: StoreLayout, candidate: Candidate, slope: np.ndarray, offset: np.ndarray,

@@ -146,3 +146,17 @@ def test_a_fitted_model_predicts_what_its_record_says(tmp_path):
     unchanged = ch.fit_counts_head(model, lay, train_batches, val_batches, peak_rows, refit=False)
     np.testing.assert_allclose(np.asarray(model(x_val, training=False)["logcounts"]), predicted, rtol=1e-6)
     assert unchanged["val_peaks_mse"] == pytest.approx(record["val_peaks_mse"], rel=1e-4)
+
+
+def test_a_tie_on_validation_peaks_goes_to_the_candidate_predicting_backgrounds_best():
+    """Two candidates predicting peaks identically: the one that puts backgrounds at their own level wins."""
+    rng = np.random.default_rng(3)
+    peak = np.arange(400) % 4 != 0
+    signal_ = np.where(peak, rng.normal(0, 1, 400), 0.0)
+    features = np.column_stack([signal_, peak.astype(float)])
+    targets = np.where(peak, 4 + signal_, 1.0)[:, None] + rng.normal(0, 0.3, (400, 1))
+    val = ch.CountsData(features, np.zeros((400, 0)), (4 + signal_)[:, None], targets, peak)
+    aware = ch.Candidate("aware", [np.array([[1.0], [3.0], [1.0]])])  # h0 + 3·peak + 1
+    best, slope, _, scores = ch.choose([ch.Candidate("trained"), aware], val, layout(), [[0]], [False])
+    assert scores["trained"] == pytest.approx(scores["aware"])
+    assert best.name == "aware" and slope[0] == pytest.approx(1.0, abs=0.05)
