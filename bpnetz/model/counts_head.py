@@ -65,8 +65,9 @@ class Candidate:
     coefs: list[np.ndarray] | None = None  # per task (features + task controls + 1, task columns)
 
 
-def collect(model: Any, batches: Iterable[Sequence[Any]], peak_rows: np.ndarray) -> CountsData:
-    """Run ``batches`` ``(inputs, targets, weights, {"row": …})`` through ``model`` (inference mode).
+def collect(model: Any, batches: Iterable[Sequence[Any]], peak_rows: np.ndarray) -> CountsData | None:
+    """Run ``batches`` ``(inputs, targets, weights, {"row": …})`` through ``model`` (inference mode); None when
+    there are no batches.
 
     ``peak_rows``: bool per store row, true for peaks.
     """
@@ -85,6 +86,8 @@ def collect(model: Any, batches: Iterable[Sequence[Any]], peak_rows: np.ndarray)
                                  else np.zeros((n, 0)))
         parts["targets"].append(np.asarray(targets["logcounts"], dtype=np.float64))
         parts["peak"].append(np.asarray(peak_rows)[np.asarray(index["row"])])
+    if not parts["peak"]:
+        return None
     return CountsData(**{k: np.concatenate(v) for k, v in parts.items()})
 
 
@@ -260,12 +263,15 @@ def assessment(predicted_val: np.ndarray, predicted_train: np.ndarray, val: Coun
 
 def fit_counts_head(model: Any, layout: StoreLayout, train_batches: Iterable[Sequence[Any]],
                     val_batches: Iterable[Sequence[Any]], peak_rows: np.ndarray, *, refit: bool = True,
-                    orig_multi_loss: bool = False) -> dict[str, Any]:
-    """Choose, calibrate and write the counts output (see the module docstring); returns the record.
+                    orig_multi_loss: bool = False) -> dict[str, Any] | None:
+    """Choose, calibrate and write the counts output (see the module docstring); returns the record (None, the
+    model unchanged, when there are no training or no validation examples).
 
     ``refit=False`` leaves the model unchanged and only assesses the trained head.
     """
     train, val = collect(model, train_batches, peak_rows), collect(model, val_batches, peak_rows)
+    if train is None or val is None:
+        return None
     columns = count_columns(layout, orig_multi_loss)
     biased = [_biased(model, t) for t in range(len(columns))]
     trained = Candidate("trained")

@@ -339,7 +339,7 @@ def _fit(directory: Path, params: BpnetParams, store_layout: schema.StoreLayout,
 
 
 def _fit_counts_head(model: Any, params: BpnetParams, store_layout: schema.StoreLayout, train_stream: LocusStream,
-                     val_stream: LocusStream, options: dict[str, Any]) -> dict[str, Any]:
+                     val_stream: LocusStream, options: dict[str, Any]) -> dict[str, Any] | None:
     """The counts head's choice and calibration on validation peaks (MSE counts loss and ``refit_counts_head``),
     or only its assessment; see :func:`bpnetz.model.counts_head.fit_counts_head`."""
     from bpnetz.model.counts_head import fit_counts_head

@@ -160,3 +160,11 @@ def test_a_tie_on_validation_peaks_goes_to_the_candidate_predicting_backgrounds_
     best, slope, _, scores = ch.choose([ch.Candidate("trained"), aware], val, layout(), [[0]], [False])
     assert scores["trained"] == pytest.approx(scores["aware"])
     assert best.name == "aware" and slope[0] == pytest.approx(1.0, abs=0.05)
+
+
+def test_without_validation_examples_the_model_is_left_as_it_is():
+    lay = layout()
+    model = build_model(tiny_params(), lay)
+    before = [w.copy() for w in model.get_weights()]
+    assert ch.fit_counts_head(model, lay, _batches(model, 1, n_batches=1), [], np.ones(64, bool)) is None
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
