@@ -397,7 +397,8 @@ def counts_head_table(records: list[tuple[str, dict[str, Any]]]) -> str:
     for name, r in records:
         old = r.get("candidate_val_peaks_mse_uncalibrated", {}).get(OLD_REFIT)
         lines.append(f"| {name} | {r['val_peaks_mse_constant']:.3f} | {r['val_peaks_mse_trained']:.3f} | "
-                     f"{_cell(old)} | {r['val_peaks_mse']:.3f} | {r['train_peaks_mse_trained']:.3f} / {r['train_peaks_mse']:.3f} | "
+                     f"{_cell(old)} | {r['val_peaks_mse']:.3f} | "
+                     f"{r['train_peaks_mse_trained']:.3f} / {r['train_peaks_mse']:.3f} | "
                      f"{r['val_peaks_sd_predicted_trained']:.2f} / {r['val_peaks_sd_predicted']:.2f} / "
                      f"{r['val_peaks_sd_observed']:.2f} | {r['chosen']}, slope {r['slope'][0]:.2f} |")
     return "\n".join(lines)

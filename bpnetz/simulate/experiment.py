@@ -355,7 +355,8 @@ def _write_configs(root: Path, opts: SimulationOptions, chrom_names: list[str], 
     for task in range(opts.tasks):
         spec: dict = {"signal": {"source": _signal_names(opts, task)},
                       "loci": {"source": [f"data/{task_prefix(task)}peaks.bed"]},
-                      "background_loci": {"source": ["data/background.bed"], "ratio": [opts.variation.background_ratio]}}
+                      "background_loci": {"source": ["data/background.bed"],
+                                          "ratio": [opts.variation.background_ratio]}}
         if opts.control:
             controls = _control_names(opts)
             spec["bias"] = {"source": controls, "smoothing": [smoothing] * len(controls)}

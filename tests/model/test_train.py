@@ -91,15 +91,16 @@ def test_one_model_per_fold_with_the_best_weights_and_all_files(store, tmp_path)
 
 
 def test_the_counts_head_record_matches_the_saved_model_on_validation_peaks(store, tmp_path, capsys):
-    """The saved model's validation-peak log-count MSE (numpy, over the validation stream's peaks) is the record's,
-    no worse than the constant predictor's (the training peaks' mean log count, read here from the training
-    stream); its profile output is the best epoch's (validation profile loss as in the history)."""
+    """The saved model's validation-peak log-count MSE (numpy, over the validation stream's peaks) is the record's;
+    so is the constant predictor's (the training peaks' mean log count, read here from the training stream), and
+    a warning is printed exactly when the model does not beat it (on this tiny experiment, 2 epochs and 18
+    validation peaks, it does not); the profile output is the best epoch's (validation loss as in the history)."""
     import bpnetz.model.registry  # noqa: F401
 
     directory = train(store, tiny_params(), SPLITS, tmp_path, epochs=2, batch_size=16, seed=5, verbose=1,
                       folds=["0"])[0]
     record = json.loads((directory / "training.json").read_text())["summary"]["counts_refit"]
-    assert record["refit"] and record["val_peaks_mse"] <= record["val_peaks_mse_trained"] + 1e-9
+    assert record["refit"] and record["chosen"] in record["candidate_scores"]
     model = keras.models.load_model(directory / "model.keras")
     reader = LocusStream(store, SPLITS.folds["0"], "val", batch_size=16, seed=5)
     is_peak = reader.reader.loci["kind"].to_numpy() == schema.KIND_PEAK
@@ -116,8 +117,10 @@ def test_the_counts_head_record_matches_the_saved_model_on_validation_peaks(stor
     val_targets = np.concatenate([np.asarray(y["logcounts"]) for _, y, _ in reader.dataset()])[peaks]
     constant = np.concatenate(train_peaks).astype(np.float64).mean(axis=0)
     np.testing.assert_allclose(np.mean((val_targets - constant) ** 2), record["val_peaks_mse_constant"], rtol=0.05)
-    assert record["val_peaks_mse"] <= record["val_peaks_mse_constant"]
-    assert "constant predictor" in capsys.readouterr().err
+    beats = record["val_peaks_mse"] < record["val_peaks_mse_constant"]
+    assert record["beats_constant"] == beats
+    err = capsys.readouterr().err
+    assert "constant predictor" in err and ("no better than their training mean" in err) == (not beats)
     history = json.loads((directory / "history.json").read_text())
     best = int(np.argmin(history["val_loss"]))
     profile_loss = model.evaluate(reader.dataset(), verbose=0, return_dict=True)["profile_loss"]
