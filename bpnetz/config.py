@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -233,8 +234,15 @@ class ProfileHeadParams(_Strict):
     padding: Literal["valid", "same"] = "valid"
 
 
+def _unit_count(units: int) -> int:
+    """A Dense layer's units: positive, or -1 for one unit per task (see :mod:`bpnetz.model.bpnet`)."""
+    if units < 1 and units != -1:
+        raise ValueError("Input should be greater than 0, or -1 for one unit per task")
+    return units
+
+
 class CountsHeadParams(_Strict):
-    units: list[PositiveInt] = Field([1], min_length=1)
+    units: list[Annotated[int, AfterValidator(_unit_count)]] = Field([1], min_length=1)
     dropouts: list[Annotated[float, Field(ge=0, lt=1)]] = [0.0]
     activations: list[str] = ["linear"]
 

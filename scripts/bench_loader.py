@@ -6,6 +6,8 @@ Every method delivers the same thing per locus: a jittered (uniform in [-max_jit
 one-hot sequence (uint8, as the loader yields it), the signal and bias tracks, reverse-complemented with
 probability 0.5. The experiment is made
 with ``bpnetz simulate`` + ``bpnetz build`` in a temporary directory (or pass ``--store``/``--experiment``).
+With ``--store URL`` (a store in object storage) the loader also streams from the URL, beside the same
+store's local copy.
 Prints loci/s (wall clock) and loci per CPU-second (all threads of this process: robust when the machine is
 shared), and the ratios. Nothing is asserted.
 
@@ -37,6 +39,18 @@ def make_experiment(directory: Path, n_peaks: int, n_chroms: int) -> Path:
     return exp / "store.zarr"
 
 
+def download(url: str, directory: Path) -> Path:
+    """A local copy of the committed store at ``url`` (the same bytes: the local/remote comparison is fair)."""
+    from bpnetz.files.remote import filesystem
+    from bpnetz.store import schema
+
+    schema.open_group(url)  # refuses an uncommitted store
+    fs, key = filesystem(url)
+    local = directory / "store-copy.zarr"
+    fs.get(key + "/", str(local), recursive=True)
+    return local
+
+
 class Timer:
     """Wall-clock and CPU seconds (all threads of this process) of a block."""
 
@@ -48,7 +62,7 @@ class Timer:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def bench_loader(store: Path, cache: bool, batch_size: int, epochs: int) -> tuple[int, Timer, float]:
+def bench_loader(store: Path | str, cache: bool, batch_size: int, epochs: int) -> tuple[int, Timer, float]:
     """``epochs`` full epochs of the tf.data pipeline (after a warm-up epoch), each a new iteration as in
     training (new backgrounds order, jitter and flips; a streamed epoch first waits for its first block group);
     returns loci, timer, setup seconds."""
@@ -135,7 +149,9 @@ def bench_on_the_fly(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, help="an existing store (built from files that still exist)")
+    parser.add_argument("--store", help="an existing store (built from files that still exist): a path, or a URL "
+                                        "(s3://...): then a local copy is downloaded and the rate streamed from the "
+                                        "URL is reported beside the local one")
     parser.add_argument("--keep", type=Path, help="simulate/build into this directory and keep it (reused)")
     parser.add_argument("--n-peaks", type=int, default=24000)
     parser.add_argument("--n-chroms", type=int, default=6)
@@ -147,7 +163,9 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
-        store = args.store or make_experiment(args.keep or Path(tmp), args.n_peaks, args.n_chroms)
+        url = args.store if args.store and "://" in args.store else None
+        store = (download(url, Path(tmp)) if url else Path(args.store) if args.store
+                 else make_experiment(args.keep or Path(tmp), args.n_peaks, args.n_chroms))
         import tensorflow  # noqa: F401  (imported before timing the cache fill)
 
         from bpnetz.store import schema
@@ -161,6 +179,9 @@ def main() -> int:
         results["(b) store loader, streamed from disk"] = (n, timer)
         results["(c) store, random single rows"] = bench_random_rows(store, args.random_rows)
         results["(d) on the fly, pyfaidx + pyBigWig"] = bench_on_the_fly(store, args.on_the_fly)
+        if url:
+            n, timer, _ = bench_loader(url, False, args.batch_size, args.epochs)
+            results["(e) store loader, streamed from the URL"] = (n, timer)
 
     fly_rate = results["(d) on the fly, pyfaidx + pyBigWig"][0] / results["(d) on the fly, pyfaidx + pyBigWig"][1].wall
     print(f"\nloader throughput: {lay.input_len}/{lay.output_len}, max_jitter {lay.max_jitter}, "
@@ -174,6 +195,9 @@ def main() -> int:
     rate = streamed[0] / streamed[1].wall
     print(f"targets: streamed >= 10x on-the-fly: {rate / fly_rate:.1f}x; streamed >= 20,000 loci/s: {rate:,.0f} "
           "(wall clock; on a shared machine see loci/CPU-s)")
+    if url:
+        remote = results["(e) store loader, streamed from the URL"]
+        print(f"target: streamed from the URL >= 50% of streamed from disk: {remote[0] / remote[1].wall / rate:.0%}")
     return 0
 
 

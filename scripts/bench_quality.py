@@ -72,23 +72,26 @@ def run(cmd: list[str], cwd: Path | None = None) -> float:
     return time.perf_counter() - began
 
 
-def simulate_and_build(exp: Path, args: argparse.Namespace) -> Path:
-    """The simulated experiment with its store (reused when ``exp/store.zarr`` exists)."""
+def simulate_and_build(exp: Path, args: argparse.Namespace, flags: list[str] | None = None) -> Path:
+    """The simulated experiment with its store (reused when ``exp/store.zarr`` exists); ``flags`` are extra
+    ``bpnetz simulate`` flags (a panel experiment's variation, which may set --n-peaks and --seed again)."""
     store = exp / "store.zarr"
     if store.exists():
         return store
     run(["bpnetz", "simulate", str(exp), "--n-peaks", str(args.n_peaks), "--n-chroms", str(args.n_chroms),
          "--chrom-length", str(args.chrom_length), "--input-len", str(args.input_len), "--output-len",
-         str(args.output_len), "--seed", str(args.sim_seed), "--force", "--quiet"])
+         str(args.output_len), "--seed", str(args.sim_seed), *(flags or []), "--force", "--quiet"])
     run(["bpnetz", "build", "--input-data", "input_data.json", "--reference-genome", "genome.fa", "--chrom-sizes",
          "chrom.sizes", "--input-seq-len", str(args.input_len), "--output-len", str(args.output_len), "--output",
          "store.zarr", "--quiet"], cwd=exp)
     return store
 
 
-def fitted_params(exp: Path, overrides: list[str], out: Path) -> tuple[Path, dict[str, Any], str | None]:
-    """The simulated bpnet_params.json with ``KEY=JSON`` overrides and, when the input is too short for its
-    dilated layers, the largest number of layers that fits; written to ``out``. Returns (path, params, note)."""
+def fitted_params(exp: Path, overrides: list[str], out: Path, *, filters: int | None = None,
+                  layers: int | None = None) -> tuple[Path, dict[str, Any], str | None]:
+    """The simulated bpnet_params.json with ``filters`` (motif and dilated convolutions), ``layers`` (dilated) and
+    ``KEY=JSON`` overrides and, when the input is too short for its dilated layers, the largest number of layers
+    that fits; written to ``out``. Returns (path, params, note)."""
     from bpnetz.config import BpnetParams
     from bpnetz.errors import InputError
     from bpnetz.model.bpnet import model_lengths
@@ -98,6 +101,11 @@ def fitted_params(exp: Path, overrides: list[str], out: Path) -> tuple[Path, dic
         key, _, value = item.partition("=")
         raw[key] = json.loads(value)
     syntax = raw["syntax_module_params"]
+    if filters:
+        raw["motif_module_params"]["filters"] = [filters] * len(raw["motif_module_params"]["filters"])
+        syntax["filters"] = filters
+    if layers:
+        syntax["num_dilation_layers"] = layers
     note = None
     while True:
         try:
@@ -285,7 +293,7 @@ def code_version() -> dict[str, Any]:
     root = SCRIPTS.parent
 
     def git(*argv: str) -> str:
-        done = subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True)
+        done = subprocess.run(["git", *argv], check=False, cwd=root, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else ""
 
     return {"commit": git("rev-parse", "--short", "HEAD"),
@@ -297,6 +305,128 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
     write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
+
+
+# ------------------------------------------------------------------------------------------------ the panel
+
+JASPAR3 = "jaspar:GATA1,jaspar:CTCF,jaspar:POU5F1::SOX2"
+#: differently generated experiments: (name, `bpnetz simulate` flags, share of --n-peaks). Even indices are the
+#: tuning half, odd ones the reporting half; seeds differ from the single-experiment default (0).
+PANEL = (
+    ("builtin", ["--motifs", "gata,ap1,ctcf", "--seed", "11"], 1.0),
+    ("jaspar3 noisy gaussian leaky", ["--motifs", JASPAR3, "--strength-noise", "0.8", "--footprint", "gaussian",
+                                      "--control-leak", "0.6", "--seed", "12"], 1.0),
+    ("jaspar chipseq shallow", ["--motifs", "jaspar:CTCF,jaspar:GATA1", "--footprint", "chipseq", "--depth", "0.5",
+                                "--strength-noise", "0.4", "--seed", "13"], 1.2),
+    ("sox/oct/nrf1 deep noisy", ["--motifs", "sox,oct,nrf1", "--strength-noise", "0.5", "--depth", "2",
+                                 "--seed", "14"], 0.8),
+    ("low depth", ["--motifs", "gata,ap1,ctcf", "--depth", "0.3", "--strength-noise", "0.3", "--seed", "15"], 1.0),
+    ("jaspar many negatives", ["--motifs", "jaspar:POU5F1::SOX2,gata", "--background-ratio", "1.0",
+                               "--control-leak", "0.8", "--strength-noise", "0.6", "--seed", "16"], 1.0),
+    ("wide nexus very noisy", ["--motifs", "ap1,ctcf,sox", "--footprint-scale", "2", "--strength-noise", "1.0",
+                               "--seed", "17"], 1.2),
+    ("jaspar3 strong leak", ["--motifs", JASPAR3, "--strength-noise", "0.6", "--control-leak", "1.0",
+                             "--background-ratio", "0.5", "--footprint-scale", "1.5", "--seed", "18"], 0.8),
+    ("jaspar3 chipseq deep", ["--motifs", JASPAR3, "--footprint", "chipseq", "--depth", "2", "--strength-noise",
+                              "0.8", "--seed", "19"], 1.0),
+    ("builtin 5 motifs", ["--motifs", "gata,ap1,ctcf,sox,nrf1", "--strength-noise", "0.5", "--control-leak", "0.2",
+                          "--seed", "20"], 1.4),
+)
+PANEL_ROWS = (("counts Pearson", "counts_pearson", ("bpnetz", "bpnet-lite", "oracle")),
+              ("counts MSE", "counts_mse", ("bpnetz", "baseline", "bpnet-lite", "oracle")),
+              ("profile Pearson", "profile_pearson", ("bpnetz", "baseline", "bpnet-lite", "oracle")),
+              ("JSD", "jsd", ("bpnetz", "baseline", "bpnet-lite", "oracle")))
+
+
+def panel_columns() -> list[tuple[str, str, str]]:
+    """(label, metric key, model) of every panel table column."""
+    return [(f"{label} {model}", key, model) for label, key, models in PANEL_ROWS for model in models]
+
+
+def panel_row(payload: dict[str, Any]) -> dict[str, float | None]:
+    """One experiment's panel values, with the predicted and observed log-count SD."""
+    row = {f"{label}": payload["table"][key].get(model) for label, key, model in panel_columns()}
+    spread = payload["predicted_logcount_sd"]
+    row["log-count SD bpnetz"], row["log-count SD observed"] = spread["bpnetz"], spread["observed"]
+    return row
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def panel_table(rows: list[tuple[str, str, dict[str, float | None]]]) -> str:
+    """A markdown table: one line per experiment, then the median of each half and of all."""
+    labels = list(rows[0][2])
+    lines = ["| experiment | half | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels)]
+    for name, half, row in rows:
+        lines.append(f"| {name} | {half} | " + " | ".join(_cell(row[k]) for k in labels) + " |")
+    for half in ("tuning", "reporting", "all"):
+        chosen = [row for _, h, row in rows if half in ("all", h)]
+        if not chosen:
+            continue
+        medians = {k: (float(np.median([r[k] for r in chosen])) if all(r[k] is not None for r in chosen) else None)
+                   for k in labels}
+        lines.append(f"| **median** | {half} | " + " | ".join(_cell(medians[k]) for k in labels) + " |")
+    return "\n".join(lines)
+
+
+def acceptance(rows: list[tuple[str, str, dict[str, float | None]]]) -> list[str]:
+    """The issue's acceptance checks, one line each."""
+    out = []
+    for name, _, r in rows:
+        out.append(f"{name}: counts MSE {r['counts MSE bpnetz']:.3f} vs constant {r['counts MSE baseline']:.3f} "
+                   f"({'below' if r['counts MSE bpnetz'] < r['counts MSE baseline'] else 'NOT below'}); "
+                   f"log-count SD {r['log-count SD bpnetz']:.3f} vs observed {r['log-count SD observed']:.3f} "
+                   f"({'not wider' if r['log-count SD bpnetz'] <= r['log-count SD observed'] else 'WIDER'})")
+    ratio = [r["counts Pearson bpnetz"] / r["counts Pearson oracle"] for _, _, r in rows]
+    out.append(f"counts Pearson / oracle's, panel median: {np.median(ratio):.3f} (target >= 0.6)")
+    return out
+
+
+OLD_REFIT = "ridge on training all loci, alpha 0"  # the least-squares refit bpnetz used before
+
+
+def counts_head_table(records: list[tuple[str, dict[str, Any]]]) -> str:
+    """Markdown: per experiment, validation-peak log-count MSE of the constant predictor, the trained head, the
+    old refit (least squares on all training loci, uncalibrated) and the chosen head; the chosen head's fit on
+    training peaks; predicted vs observed log-count SD on validation peaks."""
+    header = ("| experiment | constant | trained head | old refit (OLS, all loci) | chosen | training peaks: trained / "
+              "chosen | SD trained / chosen / observed | chosen head |")
+    lines = [header, "|---|---:|---:|---:|---:|---|---|---|"]
+    for name, r in records:
+        old = r.get("candidate_val_peaks_mse_uncalibrated", {}).get(OLD_REFIT)
+        lines.append(f"| {name} | {r['val_peaks_mse_constant']:.3f} | {r['val_peaks_mse_trained']:.3f} | "
+                     f"{_cell(old)} | {r['val_peaks_mse']:.3f} | "
+                     f"{r['train_peaks_mse_trained']:.3f} / {r['train_peaks_mse']:.3f} | "
+                     f"{r['val_peaks_sd_predicted_trained']:.2f} / {r['val_peaks_sd_predicted']:.2f} / "
+                     f"{r['val_peaks_sd_observed']:.2f} | {r['chosen']}, slope {r['slope'][0]:.2f} |")
+    return "\n".join(lines)
+
+
+def run_panel(args: argparse.Namespace, work: Path) -> int:
+    """Simulate, build, train and score every panel experiment (kept under ``work/panel/NN``); print the table."""
+    began = time.perf_counter()
+    rows = []
+    for i, (name, flags, share) in enumerate(PANEL[:args.panel_size]):
+        half = "tuning" if i % 2 == 0 else "reporting"
+        if args.panel_half not in ("all", half):
+            continue
+        exp_work = work / "panel" / f"{i:02d}"
+        exp_work.mkdir(parents=True, exist_ok=True)
+        sub = argparse.Namespace(**{**vars(args), "json": None})
+        n_peaks = ["--n-peaks", str(max(50, round(args.n_peaks * share)))]
+        store = simulate_and_build(exp_work / "experiment", sub, [*flags, *n_peaks])
+        payload = bench(sub, exp_work, exp_work / "experiment", store, time.perf_counter())
+        rows.append((name, half, panel_row(payload)))
+        write_json(work / "panel.json", {"settings": {k: str(v) for k, v in vars(args).items()},
+                                         "panel": [{"name": n, "half": h, "flags": PANEL[j][1], "values": r}
+                                                   for j, (n, h, r) in enumerate(rows)],
+                                         "seconds": round(time.perf_counter() - began, 1)})
+        print(panel_table(rows), flush=True)
+    print("\n".join(acceptance(rows)))
+    print(f"panel: {len(rows)} experiments in {time.perf_counter() - began:.0f} s; results in {work / 'panel.json'}")
+    return 0
 
 # ------------------------------------------------------------------------------------------------ main
 
@@ -326,6 +456,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=JSON",
                         help="override a top-level bpnet_params.json key, e.g. counts_loss='\"POISSON\"'")
     parser.add_argument("--json", type=Path, help="results JSON (default: <workdir>/bench_quality.json)")
+    parser.add_argument("--filters", type=int, help="filters of the motif and dilated convolutions (simulated: 64)")
+    parser.add_argument("--layers", type=int, help="dilated layers (simulated: as many as fit, up to 8)")
+    parser.add_argument("--panel", action="store_true",
+                        help="run the panel of differently generated experiments (PANEL) instead of one")
+    parser.add_argument("--panel-size", type=int, default=8, help=f"panel experiments (8; at most {len(PANEL)})")
+    parser.add_argument("--panel-half", choices=("all", "tuning", "reporting"), default="all",
+                        help="run only the tuning (even) or reporting (odd) half of the panel")
     args = parser.parse_args()
     if args.quick:
         args.n_peaks, args.chrom_length, args.epochs = 400, 300_000, 2
@@ -340,18 +477,22 @@ def main() -> int:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         exp = (args.experiment or work / "experiment").resolve()
+        if args.panel:
+            return run_panel(args, work.resolve())
         store = simulate_and_build(exp, args)
-        return bench(args, work.resolve(), exp, store, began)
+        bench(args, work.resolve(), exp, store, began)
+        return 0
 
 
-def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: float) -> int:
+def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: float) -> dict[str, Any]:
     from bpnetz.config import Splits
     from bpnetz.model.contract import TrackGroups
     from bpnetz.predict import metrics as M
     from bpnetz.store.reader import StoreReader
 
     code_at_start = code_version()
-    params_path, params, layers_note = fitted_params(exp, args.overrides, work / "bpnet_params.json")
+    params_path, params, layers_note = fitted_params(exp, args.overrides, work / "bpnet_params.json",
+                                                     filters=args.filters, layers=args.layers)
     models = work / "models"
     train_s = run([*shlex.split(args.train_command), "--store", str(store), "--params", str(params_path), "--splits",
                    str(exp / "splits.json"), "--output-dir", str(models), "--epochs", str(args.epochs),
@@ -369,6 +510,8 @@ def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: f
     test, probs, logcounts = read_bpnetz_predictions(work / "predict/model_split000_predictions.h5", reader, groups)
     observed = test.observed
     results = {"bpnetz": M.compute_metrics(observed, pred_probs=probs, pred_logcounts=logcounts, task_tracks=groups)}
+    spread = {"observed": float(np.std(np.log(observed.sum(axis=(1, 2)) + layout.n_tracks))),
+              "bpnetz": float(np.std(logcounts[:, 0]))}
     training = {"bpnetz": {"wall_s": round(train_s, 1), "train_s": round(ours["seconds"], 1),
                            "epochs_run": ours["epochs_run"], "best_epoch": ours["best_epoch"],
                            "counts_loss_weight": params["loss_weights"][1], "counts_loss": params["counts_loss"],
@@ -386,6 +529,7 @@ def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: f
         logits, peer_lc, history, wall = run_peer(args.peer_python, work / "peer_data.npz", work / "peer")
         results["bpnet-lite"] = M.compute_metrics(observed, pred_logits=logits, pred_logcounts=peer_lc,
                                                   task_tracks=groups)
+        spread["bpnet-lite"] = float(np.std(peer_lc[:, 0]))
         training["bpnet-lite"] = {"wall_s": round(wall, 1), "train_s": round(history["train_seconds"], 1),
                                   "epochs_run": history["epochs_run"], "best_epoch": history["best_epoch"],
                                   "counts_loss_weight": history["count_loss_weight"], "loci": counts,
@@ -411,19 +555,21 @@ def bench(args: argparse.Namespace, work: Path, exp: Path, store: Path, began: f
     table = format_table(values, extra, header)
     print(table)
     out = args.json or work / "bench_quality.json"
-    write_json(out, {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                     "experiment": str(exp), "layers_note": layers_note, "machine": machine,
-                     "code": {"at_start": code_at_start, "at_end": code_version()},
-                     "n_test_loci": len(test.rows), "table": values, "training": training,
-                     "summaries": {name: r.summary() for name, r in results.items()},
-                     "seconds": round(time.perf_counter() - began, 1)})
+    payload = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+               "experiment": str(exp), "layers_note": layers_note, "machine": machine,
+               "code": {"at_start": code_at_start, "at_end": code_version()},
+               "n_test_loci": len(test.rows), "table": values, "training": training,
+               "predicted_logcount_sd": spread, "counts_head": ours.get("counts_refit"),
+               "summaries": {name: r.summary() for name, r in results.items()},
+               "seconds": round(time.perf_counter() - began, 1)}
+    write_json(out, payload)
     if layers_note:
         print(f"note: {layers_note}")
     if code_at_start != code_version() or code_at_start["modified"]:
         print(f"note: bpnetz code changed during the run or is modified: {code_at_start} -> {code_version()}")
     print(f"bench_quality: {len(results)} columns on {len(test.rows)} test peaks in "
           f"{time.perf_counter() - began:.0f} s; results in {out}")
-    return 0
+    return payload
 
 
 if __name__ == "__main__":

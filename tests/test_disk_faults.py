@@ -90,7 +90,7 @@ def location(request: pytest.FixtureRequest, small_disk: Callable[[int], Path], 
 def experiment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tiny build experiment, its store, JSON files, an untrained model directory and a modisco score file."""
     from bpnetz.build.builder import build_store
-    from bpnetz.store.loader import StoreReader
+    from bpnetz.store.reader import StoreReader
     from tests.shap.synthetic_motifs import make_scores
     from tests.tiny_model import save_model_dir
 

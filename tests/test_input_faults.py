@@ -30,7 +30,7 @@ PARAMS = {"input_len": INPUT_LEN, "output_profile_len": OUTPUT_LEN,
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from bpnetz.build.builder import build_store
-    from bpnetz.store.loader import StoreReader
+    from bpnetz.store.reader import StoreReader
     from tests.tiny_model import save_model_dir
 
     root = tmp_path_factory.mktemp("input_faults")

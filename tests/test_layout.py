@@ -1,7 +1,7 @@
 """The package layout's rules, checked on the source (see docs/architecture.md).
 
 Imports run only downward through the layers below (a package may import itself and any lower layer, never a
-higher one, lazily inside a function included); no folder holds more than a fifth of the code; no function is
+higher one, lazily inside a function included); no module-level import cycle; no folder holds more than a fifth of the code; no function is
 longer than :data:`MAX_FUNCTION_LINES`.
 """
 
@@ -29,7 +29,9 @@ LAYERS = [
     ["predict"],
     ["shap"],
     ["motifs"],
+    ["insilico"],
     ["ensemble"],
+    ["batch"],
     ["demo", "api"],
     ["cli", "__main__", "__init__"],
 ]
@@ -45,7 +47,7 @@ def _modules() -> dict[str, ast.Module]:
 def _unit(relative: str) -> str:
     """The layer unit of a module: its top-level folder, or its file stem at the top level."""
     first = relative.split("/")[0]
-    return first[:-3] if first.endswith(".py") else first
+    return first.removesuffix(".py")
 
 
 def _imported_units(tree: ast.Module) -> set[str]:
@@ -76,6 +78,44 @@ def test_imports_run_downward():
             if RANK[target] > RANK[unit]:
                 upward.append(f"{rel} imports bpnetz.{target}")
     assert not upward, "\n".join(upward)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the bpnetz modules it imports at module level (``from pkg import submodule`` counts as the
+    submodule, not the package)."""
+    trees = {}
+    for rel, tree in _modules().items():
+        name = "bpnetz." + rel[:-3].replace("/", ".")
+        trees[name.removesuffix(".__init__")] = tree
+    graph = {}
+    for name, tree in trees.items():
+        deps = set()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bpnetz"):
+                subs = {f"{node.module}.{a.name}" for a in node.names} & trees.keys()
+                deps |= subs if len(subs) == len(node.names) else subs | {node.module}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("bpnetz")}
+        graph[name] = {d for d in deps if d in trees and d != name}
+    return graph
+
+
+def test_no_import_cycle():
+    graph, state, cycles = _module_graph(), {}, []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            if state.get(dep) == "open":
+                cycles.append(" -> ".join(path[path.index(dep):] + [dep]))
+            elif dep not in state:
+                visit(dep, path + [dep])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "\n".join(cycles)
 
 
 def test_no_folder_holds_more_than_a_fifth_of_the_code():

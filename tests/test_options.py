@@ -38,7 +38,7 @@ def _shap_parser():
 
 def test_required_flags_alone_give_the_defaults():
     args = train_cli._parser().parse_args(["--store", "s", "--params", "p.json", "--splits", "s.json"])
-    assert train_cli.training_options(args) == TrainOptions(params_path="p.json")
+    assert train_cli.training_options(args) == TrainOptions(params_path="p.json", splits_path="s.json")
     args = build_cli._parser().parse_args(["--input-data", "i", "--reference-genome", "g", "--chrom-sizes", "c",
                                            "--output", "o"])
     assert from_args(BuildOptions, args) == BuildOptions()
@@ -61,7 +61,7 @@ def test_every_flag_lands_on_its_field():
         reduce_lr_on_plateau_patience=4, lr_reduction_factor=0.25, reverse_complement="double", shuffle=False,
         mnll_loss_sample_weight=0.5, mnll_loss_background_sample_weight=0.1, orig_multi_loss=True,
         refit_counts_head=False, mixed_precision=True, xla=True, seed=9, cache="disk", threads=2, input_len=400,
-        output_len=200, params_path="p.json", verbose=0)
+        output_len=200, params_path="p.json", splits_path="s.json", verbose=0)
     argv = ["-m", "m", "-o", "o", "--store", "s", "--reference-genome", "g", "--chrom-sizes", "c", "--store-cache",
             "cache", "--split", "val", "--chroms", "chr1", "None", "--include-background", "--test-indices-file",
             "t.txt", "--batch-size", "5", "--reverse-complement-average", "--output-window-size", "10",
@@ -84,7 +84,7 @@ def test_bpnet_train_shares_the_training_flags_and_defaults():
     args = compat._train_parser().parse_args(["-i", "i", "-g", "g", "-c", "c", "-s", "s.json"])
     assert args.max_jitter == BuildOptions().max_jitter
     options = train_cli.training_options(args, params_path="x")
-    assert dataclasses.replace(options, params_path="p") == TrainOptions(params_path="p")
+    assert dataclasses.replace(options, params_path="p") == TrainOptions(params_path="p", splits_path="s.json")
 
 
 @pytest.mark.parametrize("field,value", [("cache", "ram2"), ("reverse_complement", "both")])

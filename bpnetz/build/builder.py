@@ -48,6 +48,7 @@ from bpnetz.config import InputData, read_json
 from bpnetz.errors import InputError
 from bpnetz.files.atomic import swap_in, write_text
 from bpnetz.files.lock import exclusive_lock
+from bpnetz.files.remote import is_url, join, remote_lock
 from bpnetz.genome.bigwig import bigwig_has_data, bigwig_windows, open_bigwig
 from bpnetz.genome.fasta import fasta_lengths, fasta_windows, open_fasta
 from bpnetz.genome.intervals import read_blacklist, read_chrom_sizes
@@ -772,6 +773,8 @@ def build_store(input_data: str | Path, reference_genome: str | Path, chrom_size
 
 def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, output: str | Path,
            options: BuildOptions, checksums: ChecksumCache) -> BuildSummary:
+    if is_url(output):
+        return _build_at_url(input_data, reference_genome, chrom_sizes, str(output), options, checksums)
     output = Path(output)
     with exclusive_lock(output, what="store"):
         return _build_locked(input_data, reference_genome, chrom_sizes, output, options, checksums)
@@ -828,8 +831,59 @@ def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_si
     return summary
 
 
+def _build_at_url(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, url: str,
+                  options: BuildOptions, checksums: ChecksumCache) -> BuildSummary:
+    """Build the store locally in staging, upload it to ``url`` and commit it (see :mod:`bpnetz.build.remote`)."""
+    from bpnetz.build import remote
+
+    url = url.rstrip("/")
+    remote.check_writable_url(url, options.overwrite)
+    with remote_lock(url, what="store"):
+        remote.check_not_committed(url)
+        local = remote.staging_path(url)
+        staged = remote.staged_store_key(local)
+        if staged is not None and staged != input_key(input_data, reference_genome, chrom_sizes, options, checksums):
+            shutil.rmtree(local)  # a finished store of other inputs: not the one to publish here
+        if staged is None or not local.exists():
+            local.parent.mkdir(parents=True, exist_ok=True)
+            summary = _build(input_data, reference_genome, chrom_sizes, local,
+                             replace(options, overwrite=False), checksums)
+        else:
+            summary = _resumed_summary(local)
+        bytes_on_disk = summary.bytes_on_disk
+        remote.publish(local, url)
+    summary = replace(summary, path=url, bytes_on_disk=bytes_on_disk)  # type: ignore[arg-type]
+    if options.progress:
+        print(f"committed {url} ({bytes_on_disk / 1e6:,.1f} MB uploaded, commit marker written last)",
+              file=sys.stderr)
+    return summary
+
+
+def _resumed_summary(local: Path) -> BuildSummary:
+    """The summary of a store finished in staging by an earlier, interrupted run (nothing built now)."""
+    meta = schema.metadata(schema.open_group(local))
+    return BuildSummary(path=local, n_loci=int(meta["n_loci"]), counts=meta.get("counts", {}),
+                        rejected=meta.get("rejected", {}), bytes_on_disk=_disk_bytes(local), raw_bytes=0,
+                        seconds=0.0, block_seconds=0.0, block_cpu_seconds=None, blocks_built=0, blocks_resumed=0,
+                        loci_built=0, dtypes={"signal": meta["signal_dtype"]})
+
+
+def input_key(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path,
+              options: BuildOptions, checksums: ChecksumCache) -> str:
+    """The build key of these inputs and options (the sources' checksums, lengths, chroms, blacklist): what
+    names a store in a catalog or cache, computed without resolving any locus."""
+    spec = InputData.load(input_data)
+    sources = _collect_sources(spec, Path(reference_genome), Path(chrom_sizes),
+                               Path(options.blacklist) if options.blacklist else None)
+    for source in sources:
+        if not Path(source.path).is_file():
+            raise InputError("does not exist.", path=source.path)
+    sums = [checksums.checksum(s.path, md5=s.role == "genome")["checksum"] for s in sources]
+    return _build_key(sources, sums, options.content_args())
+
+
 def find_or_build_store(cache_dir: str | Path, input_data: str | Path, reference_genome: str | Path,
-                        chrom_sizes: str | Path, options: BuildOptions | None = None) -> Path:
+                        chrom_sizes: str | Path, options: BuildOptions | None = None) -> Path | str:
     """The cached store of these inputs and arguments under ``cache_dir``, built first when absent.
 
     The cache key is the build key (source files' checksums — remembered per unchanged file in
@@ -838,24 +892,21 @@ def find_or_build_store(cache_dir: str | Path, input_data: str | Path, reference
     ignored: a cached store is never replaced.
     """
     options = replace(options or BuildOptions(), overwrite=False)
-    cache_dir = Path(cache_dir)
-    checksums = ChecksumCache(cache_dir / "checksums.json")
-    spec = InputData.load(input_data)
-    sources = _collect_sources(spec, Path(reference_genome), Path(chrom_sizes),
-                               Path(options.blacklist) if options.blacklist else None)
-    for source in sources:
-        if not Path(source.path).is_file():
-            raise InputError("does not exist.", path=source.path)
-    sums = [checksums.checksum(s.path, md5=s.role == "genome")["checksum"] for s in sources]
-    key = _build_key(sources, sums, options.content_args())
-    path = cache_dir / f"store-{key[:20]}.zarr"
-    if path.exists():
+    remote = is_url(cache_dir)
+    checksums = ChecksumCache(None if remote else Path(cache_dir) / "checksums.json")
+    key = input_key(input_data, reference_genome, chrom_sizes, options, checksums)
+    path = join(cache_dir, f"store-{key[:20]}.zarr")
+    exists = (lambda: schema.commit_record(str(path)) is not None) if remote else Path(path).exists
+    if exists():
         if options.progress:
             print(f"using cached store {path}", file=sys.stderr)
         return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(path, what="cached store", wait=True):  # a second job waits, then reuses the store
-        if path.exists():
+    if not remote:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    lock = remote_lock(str(path) + ".wait", what="cached store", wait=True) if remote else \
+        exclusive_lock(path, what="cached store", wait=True)
+    with lock:  # a second job waits, then reuses the store
+        if exists():
             if options.progress:
                 print(f"using cached store {path} (built by another job meanwhile)", file=sys.stderr)
             return path

@@ -44,6 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gc-reference": ("gc_reference", "GC content of genome-wide windows"),
     "gc-background": ("gc_background", "GC-matched background loci"),
     "average-folds": ("average_folds", "average predictions or contribution scores across split models"),
+    "batch": ("batch", "run many experiments (a manifest) on dask.distributed, cached; status; atlas report"),
+    "variants": ("variants", "predicted effects of variants (VCF/TSV): log-count change, profile JSD, per strand"),
+    "ism": ("ism", "in-silico saturation mutagenesis of regions (h5 + bigWig scores)"),
+    "syntax": ("syntax", "motif marginalization: one motif's effect, two motifs' spacing curve"),
 }
 
 

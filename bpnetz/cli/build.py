@@ -27,7 +27,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="model output length (default %(default)s)")
     parser.add_argument("--max-jitter", type=non_negative_int, default=DEFAULTS.max_jitter,
                         help="largest jitter to store room for (%(default)s)")
-    parser.add_argument("--output", required=True, help="store path, e.g. store.zarr")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--output", help="store path or URL, e.g. store.zarr or s3://bucket/lab/store.zarr")
+    target.add_argument("--catalog", default=None,
+                        help="directory or URL holding stores named by their content (build key): reuse the store "
+                             "of these inputs when there is one, else build it there; prints the store used")
     parser.add_argument("--chroms", nargs="+", default=None, help="keep only loci on these chromosomes")
     parser.add_argument("--blacklist", default=None, help="BED of regions; loci whose windows overlap are rejected")
     parser.add_argument("--workers", type=positive_int, default=None, help="local threads (default: all cores)")
@@ -42,9 +46,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from bpnetz.build.builder import build_store
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.catalog is not None and args.overwrite:
+        parser.error("--overwrite does not apply to --catalog: a store in a catalog is never replaced")
+    from bpnetz.build.builder import build_store, find_or_build_store
 
-    build_store(args.input_data, args.reference_genome, args.chrom_sizes, args.output,
-                from_args(BuildOptions, args, progress=not args.quiet))
+    options = from_args(BuildOptions, args, progress=not args.quiet)
+    if args.catalog is None:
+        build_store(args.input_data, args.reference_genome, args.chrom_sizes, args.output, options)
+        return 0
+    print(find_or_build_store(args.catalog, args.input_data, args.reference_genome, args.chrom_sizes, options))
     return 0

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from bpnetz.genome.motif import BUILTIN, DEFAULT_MOTIFS
+from bpnetz.simulate.variation import FOOTPRINTS, Variation
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="bound regions in the genome; each task's peaks are the regions it binds (default 2000)")
     parser.add_argument("--tasks", type=int, default=1, help="number of tasks, each with its own motif subset")
     parser.add_argument("--motifs", default=",".join(DEFAULT_MOTIFS),
-                        help=f"comma-separated built-in motifs among {', '.join(BUILTIN)} "
+                        help=f"comma-separated built-in motifs among {', '.join(BUILTIN)}, or JASPAR matrices as "
+                             f"jaspar:NAME or jaspar:ID (e.g. jaspar:CTCF; offline, needs pyjaspar) "
                              f"(default {','.join(DEFAULT_MOTIFS)})")
     parser.add_argument("--input-len", type=int, default=2114, help="model input length (default 2114)")
     parser.add_argument("--output-len", type=int, default=1000, help="model output length (default 1000)")
@@ -39,9 +41,33 @@ def _parser() -> argparse.ArgumentParser:
                         help="add a chromosome with a long name (chrUn_KI270742v1)")
     parser.add_argument("--chrom-names", type=lambda text: [c for c in text.split(",") if c],
                         help="comma-separated chromosome names instead of chr1..chrN (sets --n-chroms)")
+    _variation_flags(parser.add_argument_group("how the experiment varies (bpnetz.simulate.variation)"))
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _variation_flags(group: argparse._ArgumentGroup) -> None:
+    defaults = Variation()
+    group.add_argument("--strength-noise", type=float, default=defaults.strength_noise,
+                       help="log-SD of a per-site log-normal strength factor of mean 1 (default 0)")
+    group.add_argument("--footprint", choices=FOOTPRINTS, default=defaults.footprint,
+                       help="read pile-up shape around bound sites (default nexus)")
+    group.add_argument("--footprint-scale", type=float, default=defaults.footprint_scale,
+                       help="multiplies the footprint's widths and distances (default 1)")
+    group.add_argument("--depth", type=float, default=defaults.depth,
+                       help="read depth: multiplies ChIP background and footprint reads (default 1)")
+    group.add_argument("--control-leak", type=float, default=defaults.control_leak,
+                       help=f"share of the control's rate present in the ChIP (default {defaults.control_leak})")
+    group.add_argument("--background-ratio", type=float, default=defaults.background_ratio,
+                       help=f"GC-matched negatives per peak (default {defaults.background_ratio})")
+
+
+def variation_of(args: argparse.Namespace) -> Variation:
+    """The Variation the parsed flags describe."""
+    return Variation(strength_noise=args.strength_noise, footprint=args.footprint,
+                     footprint_scale=args.footprint_scale, depth=args.depth, control_leak=args.control_leak,
+                     background_ratio=args.background_ratio)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                        input_len=args.input_len, output_len=args.output_len, max_jitter=args.max_jitter,
                        stranded=not args.unstranded, control=not args.no_control, bias_smoothing=smoothing,
                        long_chrom_name=args.long_chrom_name, chrom_names=args.chrom_names,
-                       progress=not args.quiet, force=args.force)
+                       variation=variation_of(args), progress=not args.quiet, force=args.force)
     print(summary.describe())
     return 0

@@ -1,4 +1,5 @@
-"""``bpnetz store info PATH`` and ``bpnetz store verify PATH`` (see bpnetz.store.inspect).
+"""``bpnetz store info PATH``, ``bpnetz store verify PATH`` (see bpnetz.store.inspect) and ``bpnetz store list
+ROOT`` (see bpnetz.store.catalog). PATH and ROOT may be local paths or URLs (s3://, gs://, http(s)://).
 
 ``verify`` exits 0 when the store is as recorded, 1 when it found problems (listed on stderr, one line each, every
 damaged shard named by its file) and 2 when it could not run (not a store, unreadable metadata: one paragraph).
@@ -15,9 +16,9 @@ from bpnetz.store.inspect import SAMPLE_ROWS
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bpnetz store", description="Inspect or check a store.")
-    commands = parser.add_subparsers(dest="action", required=True, metavar="{info,verify}")
+    commands = parser.add_subparsers(dest="action", required=True, metavar="{info,verify,list}")
     info = commands.add_parser("info", help="print what the build recorded (reads no array)")
-    info.add_argument("path", help="store path")
+    info.add_argument("path", help="store path or URL")
     info.add_argument("--json", action="store_true", help="print the metadata as JSON")
     verify = commands.add_parser(
         "verify", help="read and check every chunk, totals, ids, sources and a sample of rows; exit 1 on problems",
@@ -26,14 +27,21 @@ def _parser() -> argparse.ArgumentParser:
                     f"{SAMPLE_ROWS} rows (plus the first and last) from the FASTA and bigWigs recorded in the store.",
         epilog="exit status: 0 the store is as recorded; 1 problems found (listed on stderr, one line each); "
                "2 the check could not run (e.g. not a store), with one paragraph saying why.")
-    verify.add_argument("path", help="store path")
+    verify.add_argument("path", help="store path or URL")
     verify.add_argument("--no-sources", action="store_true",
                         help="do not re-checksum the source files nor re-derive sampled rows from them")
+    listing = commands.add_parser("list", help="a table of the stores under a directory or bucket prefix")
+    listing.add_argument("root", help="directory or URL (s3://bucket/prefix) holding stores")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.action == "list":
+        from bpnetz.store.catalog import format_table, list_stores
+
+        print(format_table(*list_stores(args.root)))
+        return 0
     if args.action == "info":
         if args.json:
             import json

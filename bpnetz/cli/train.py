@@ -71,9 +71,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
                         help="one multinomial per strand and one log count per track (the original BPNet loss)")
     parser.add_argument("--refit-counts-head", action=argparse.BooleanOptionalAction,
                         default=DEFAULTS.refit_counts_head,
-                        help="after training, set the last counts layer to its least-squares fit on the training "
-                             "loci, kept only when it lowers the validation log-count MSE (default on; MSE "
-                             "counts loss only)")
+                        help="after training, set the counts output to the trained head or a ridge refit of its "
+                             "last layer, calibrated on validation peaks, whichever predicts them best (default on; "
+                             "MSE counts loss only)")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of weights, sampling and augmentation")
     _add_hardware_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summaries")

@@ -417,44 +417,6 @@ def calibrate_counts_head(model: keras.Model, store_layout: StoreLayout,
         layer.set_weights([kernel, bias])
 
 
-def refit_counts_head(model: keras.Model, store_layout: StoreLayout,
-                      batches: Iterable[tuple[Mapping[str, Any], Mapping[str, Any], Any]], *,
-                      orig_multi_loss: bool = False) -> None:
-    """Set the last counts layer (and the counts-bias weights) to the least-squares fit of the log-count targets
-    of training batches ``(inputs, targets, …)`` on that layer's inputs and the control's log counts.
-
-    With the trunk fixed, the log-count output is affine in those inputs (batch normalisation and dropout are
-    affine or identity at inference), and the MSE counts loss is then an ordinary least-squares problem: its
-    exact minimum replaces where gradient descent stopped. Training ends when the validation loss, dominated by
-    the profile term, stops improving, while the counts layer is still converging (on the demo experiment a
-    least-squares fit of the pooled features predicted held-out log counts with Pearson 0.81–0.83 where the
-    trained head reached 0.78). Rows: one column per output; tasks with a counts-bias layer get an identity on
-    their head outputs, and their control weights from the fit.
-    """
-    names = {layer.name for layer in model.layers}
-    head = _last_counts_dense(model)
-    features_of = keras.Model(model.inputs, head.input)
-    features, controls, targets = [], [], []
-    for batch in batches:
-        features.append(np.asarray(features_of(dict(batch[0]), training=False), dtype=np.float64))
-        controls.append(np.asarray(batch[0]["counts_bias"], dtype=np.float64) if "counts_bias" in batch[0] else
-                        np.zeros((len(features[-1]), 0)))
-        targets.append(np.asarray(batch[1]["logcounts"], dtype=np.float64))
-    h, control, y = np.concatenate(features), np.concatenate(controls), np.concatenate(targets)
-    kernel, bias = head.get_weights()
-    for t, cols in enumerate(TrackGroups.of(store_layout, orig_multi_loss).count_columns()):
-        biased = f"counts_bias_dense_{t}" in names
-        control_t = control[:, store_layout.task_bias_tracks(t)] if biased else control[:, :0]
-        design = np.concatenate([h, control_t, np.ones((len(h), 1))], axis=1)
-        coef = np.linalg.lstsq(design, y[:, cols], rcond=None)[0]  # (features + controls + 1, columns)
-        kernel[:, cols] = coef[:h.shape[1]]
-        bias[cols] = coef[-1]
-        if biased:
-            joined = np.concatenate([np.eye(len(cols)), coef[h.shape[1]:h.shape[1] + control_t.shape[1]]])
-            model.get_layer(f"counts_bias_dense_{t}").set_weights([joined, np.zeros(len(cols))])
-    head.set_weights([kernel, bias])
-
-
 def compile_model(model: keras.Model, params: BpnetParams, *, learning_rate: float,
                   task_tracks: Sequence[Sequence[int]], orig_multi_loss: bool = False,
                   **compile_options: Any) -> keras.Model:

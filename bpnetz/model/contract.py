@@ -36,6 +36,7 @@ import numpy as np
 from bpnetz.config import Split, Splits, read_json
 from bpnetz.errors import InputError
 from bpnetz.files.names import safe_name
+from bpnetz.files.remote import is_url
 from bpnetz.store.schema import StoreLayout
 
 MODEL_FILE = "model.keras"
@@ -221,10 +222,14 @@ class ModelDir:
         layout = self.store_record.get("layout")
         return StoreLayout.from_dict(layout) if layout else None
 
-    def recorded_store(self) -> Path | None:
-        """The path of the store the model was trained on, when ``store.json`` names one."""
+    def recorded_store(self) -> str | Path | None:
+        """The store the model was trained on, when ``store.json`` names one: a Path, or a URL kept as text."""
+        from bpnetz.files.remote import is_url
+
         value = self.store_record.get("path") or self.store_record.get("store")
-        return Path(value) if value else None
+        if not value:
+            return None
+        return str(value) if is_url(value) else Path(value)
 
 
 def read_model_split(path: Path, model_name: str) -> Split:
@@ -281,7 +286,7 @@ def write_fold_records(directory: Path, key: str, fold: Split, params_json: str,
     (directory / PARAMS_FILE).write_text(params_json + "\n")
     (directory / SPLITS_FILE).write_text(json.dumps({key: fold.model_dump()}, indent=2) + "\n")
     (directory / STORE_RECORD).write_text(json.dumps({
-        "path": str(Path(reader.path).resolve()), "checksum": reader.meta.get("checksum"),
+        "path": reader.path if is_url(reader.path) else str(Path(reader.path).resolve()), "checksum": reader.meta.get("checksum"),
         "n_loci": reader.n_loci, "layout": reader.layout.to_dict()}, indent=2) + "\n")
 
 

@@ -29,8 +29,10 @@ class TrainOptions:
     default: the store's). ``folds``: train only these splits.json keys (default: all). ``reverse_complement``:
     "random" (flip each example with p = 0.5), "double" (the reference's doubled batches) or "none". ``cache``:
     "auto" (RAM when the loci use under 40% of the available memory), "ram" or "disk" (streamed).
-    ``refit_counts_head``: after training, replace the last counts layer by its least-squares fit on one epoch
-    of training examples when that lowers the validation log-count MSE (MSE counts loss only).
+    ``refit_counts_head``: after training, set the counts output to the trained head or a ridge refit of its
+    last layer, calibrated on validation peaks, whichever predicts them best (MSE counts loss only; see
+    :mod:`bpnetz.model.counts_head`); the summary reports the validation-peak log-count MSE beside the constant
+    predictor's either way.
     ``input_len``/``output_len``, when given (command line), must match the params and the store;
     ``params_path`` and ``splits_path`` name those files in error messages. ``verbose``: 0 silent, 1 Keras
     progress bars and summaries, 2 one line per epoch. ``threads``: TensorFlow CPU threads (default: all).

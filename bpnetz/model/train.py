@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bpnetz.config import BpnetParams, Split, Splits, check_split_chroms
 from bpnetz.errors import InputError, notice
 from bpnetz.files.atomic import output_directory
@@ -42,7 +40,7 @@ from bpnetz.model.contract import (
     write_history,
     write_training_record,
 )
-from bpnetz.model.data import iterate, raise_stream_failures, stream_dataset
+from bpnetz.model.data import raise_stream_failures, stream_dataset
 from bpnetz.model.memory import peak_rss_gb
 from bpnetz.model.options import TrainOptions
 from bpnetz.store import schema
@@ -70,9 +68,9 @@ class TrainingSummary:
     val_loci: int
     seconds: float
     train_examples_per_second: float
-    counts_refit: dict[str, Any] | None = None  # validation log-count MSE before/after, and whether it was kept
+    counts_refit: dict[str, Any] | None = None  # the counts head's choice and its fit (counts_head.fit_counts_head)
     peak_rss_gb: float | None = None  # the process' peak resident memory so far (VmHWM, see model/memory.py)
-    replicas: int = 1  # devices trained on (all workers' together)
+    replicas: int = 1  # devices trained on
 
     def line(self) -> str:
         parts = [(f"{Path(self.model_dir).name}: best epoch {self.best_epoch}/{self.epochs_run}, "
@@ -80,9 +78,9 @@ class TrainingSummary:
         if self.best_val_profile_loss is not None and self.best_val_logcounts_loss is not None:
             parts.append(f" (profile {self.best_val_profile_loss:.4g}, counts {self.best_val_logcounts_loss:.4g})")
         if self.counts_refit is not None:
-            refit = self.counts_refit
-            parts.append(f"; counts head refit: val log-count MSE {refit['val_mse_before']:.4g} -> "
-                         f"{refit['val_mse_after']:.4g}" + ("" if refit["kept"] else " (not kept)"))
+            from bpnetz.model.counts_head import describe
+
+            parts.append(f"; {describe(self.counts_refit)}")
         parts.append(f", {self.seconds:.0f} s, {self.train_examples_per_second:,.0f} training examples/s")
         if self.peak_rss_gb is not None:
             parts.append(f", peak memory {self.peak_rss_gb:.2f} GB")
@@ -258,9 +256,7 @@ def _fit(directory: Path, run: FoldRun, train_stream: LocusStream, val_stream: L
         keras.config.set_dtype_policy(previous_policy)
     if options.mixed_precision:
         model = _float32_twin(model, run.params, run.layout, options)
-    refit = None
-    if options.refit_counts_head and run.params.counts_loss == "MSE":
-        refit = _refit_counts_head(model, run.layout, train_stream, val_stream, options.orig_multi_loss)
+    refit = _fit_counts_head(model, run.params, run.layout, train_stream, val_stream, options)
     model.save(directory / MODEL_FILE)
     return checkpoint.history, keep_best.best_epoch, timer.seconds, refit
 
@@ -276,29 +272,18 @@ def _calibrate(model: Any, store_layout: schema.StoreLayout, train_stream: Locus
         del calibration  # ends the half-read epoch now (its generator holds a pair of streamed-block buffers)
 
 
-def _refit_counts_head(model: Any, store_layout: schema.StoreLayout, train_stream: LocusStream,
-                       val_stream: LocusStream, orig_multi_loss: bool) -> dict[str, Any]:
-    """Least-squares refit of the last counts layer on one training epoch, kept when the validation log-count
-    MSE drops (else the trained weights are restored)."""
-    from bpnetz.model.bpnet import refit_counts_head
+def _fit_counts_head(model: Any, params: BpnetParams, store_layout: schema.StoreLayout, train_stream: LocusStream,
+                     val_stream: LocusStream, options: TrainOptions) -> dict[str, Any] | None:
+    """The counts head's choice and calibration on validation peaks (MSE counts loss and ``refit_counts_head``),
+    or only its assessment; see :func:`bpnetz.model.counts_head.fit_counts_head`."""
+    from bpnetz.model.counts_head import fit_counts_head
 
-    before, trained = _val_counts_mse(model, val_stream), model.get_weights()
-    with raise_stream_failures(train_stream):
-        refit_counts_head(model, store_layout, stream_dataset(train_stream), orig_multi_loss=orig_multi_loss)
-    after = _val_counts_mse(model, val_stream)
-    kept = bool(after < before)
-    if not kept:
-        model.set_weights(trained)
-    return {"val_mse_before": before, "val_mse_after": after, "kept": kept}
-
-
-def _val_counts_mse(model: Any, stream: LocusStream) -> float:
-    """Mean squared error of the predicted log counts over every example and output of a stream."""
-    total, n = 0.0, 0
-    for inputs, targets, _ in iterate(stream):
-        error = np.asarray(model(inputs, training=False)["logcounts"]) - np.asarray(targets["logcounts"])
-        total, n = total + float(np.sum(error.astype(np.float64) ** 2)), n + error.size
-    return total / max(n, 1)
+    peak_rows = train_stream.reader.loci["kind"].to_numpy() == schema.KIND_PEAK
+    with raise_stream_failures(train_stream, val_stream):
+        return fit_counts_head(model, store_layout, stream_dataset(train_stream, with_index=True),
+                               stream_dataset(val_stream, with_index=True), peak_rows,
+                               refit=options.refit_counts_head and params.counts_loss == "MSE",
+                               orig_multi_loss=options.orig_multi_loss)
 
 
 def _write_records(directory: Path, name: str, key: str, fold: Split, params: BpnetParams, reader: StoreReader,
@@ -353,4 +338,10 @@ def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split,
     shutil.rmtree(run.checkpoint, ignore_errors=True)
     if options.verbose:
         print(summary.line(), file=sys.stderr)
+    refit = summary.counts_refit
+    if refit is not None and not refit["beats_constant"]:
+        print(f"warning: {final.name} predicts validation peaks' log counts no better than their training mean "
+              f"(MSE {refit['val_peaks_mse']:.4g} vs {refit['val_peaks_mse_constant']:.4g}); its counts "
+              "predictions carry no information beyond the mean. More training peaks or epochs may help.",
+              file=sys.stderr)
     return summary

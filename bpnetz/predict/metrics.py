@@ -132,7 +132,7 @@ def _cross_entropy(freqs: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return -(freqs * np.log(probs + CROSS_ENTROPY_EPS)).sum(axis=1)
 
 
-def _js_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+def js_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Jensen–Shannon distance (natural log) of each row pair of probability vectors."""
     m = 0.5 * (p + q)
     divergence = 0.5 * (rel_entr(p, m).sum(axis=1) + rel_entr(q, m).sum(axis=1))
@@ -169,7 +169,7 @@ def unit_profile_metrics(observed: np.ndarray, observed_smooth: np.ndarray, pred
     log_coefficient = _log_multinomial_coefficient(observed)
     mnll = _mnll_per_base(log_coefficient, observed, p)
     cross_entropy = _cross_entropy(freqs, p)
-    jsd = _js_distance(q, p)
+    jsd = js_distance(q, p)
     out = {
         "profile_pearson": _rowwise_pearson(q, p),
         "profile_spearman": _rowwise_pearson(rankdata(q, axis=1), rankdata(p, axis=1)),
@@ -180,7 +180,7 @@ def unit_profile_metrics(observed: np.ndarray, observed_smooth: np.ndarray, pred
         "cross_entropy_norm": _normalise(cross_entropy, _cross_entropy(freqs, freqs),
                                          _cross_entropy(freqs, uniform)),
         "jsd": jsd,
-        "jsd_norm": _normalise(jsd, np.zeros(n), _js_distance(freqs, np.broadcast_to(uniform, freqs.shape))),
+        "jsd_norm": _normalise(jsd, np.zeros(n), js_distance(freqs, np.broadcast_to(uniform, freqs.shape))),
         "profile_mse": ((observed - pred_counts) ** 2).mean(axis=1),
     }
     return {k: np.where(defined, v, np.nan) for k, v in out.items()}

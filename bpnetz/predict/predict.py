@@ -33,6 +33,7 @@ import numpy as np
 from bpnetz.config import Split, check_split_chroms
 from bpnetz.errors import InputError, notice
 from bpnetz.files.atomic import output_directory, relocated
+from bpnetz.files.remote import is_url
 from bpnetz.genome.bigwig import write_track_bigwigs
 from bpnetz.genome.intervals import chromosome_sizes
 from bpnetz.model.contract import SPLITS_FILE, STORE_RECORD, ModelDir, ModelShape, TrackGroups, check_model_matches
@@ -56,7 +57,7 @@ def default_store_cache(model_dir: ModelDir) -> Path:
     if os.environ.get(STORE_CACHE_ENV):
         return Path(os.environ[STORE_CACHE_ENV])
     recorded = model_dir.recorded_store()
-    if recorded is not None and recorded.name.startswith("store-") and recorded.parent.is_dir():
+    if isinstance(recorded, Path) and recorded.name.startswith("store-") and recorded.parent.is_dir():
         return recorded.parent
     return model_dir.path.parent / ".bpnetz-stores"
 
@@ -64,7 +65,7 @@ def default_store_cache(model_dir: ModelDir) -> Path:
 def _recorded_build_args(model_dir: ModelDir) -> dict[str, Any]:
     """max_jitter, chroms and blacklist the training store was built with (so a rebuild hits the same cache)."""
     recorded = model_dir.recorded_store()
-    if recorded is None or not recorded.exists():
+    if recorded is None or (isinstance(recorded, Path) and not recorded.exists()):
         return {}
     try:
         build = schema.metadata(schema.open_group(recorded)).get("configs", {}).get("build", {})
@@ -79,7 +80,7 @@ def resolve_store(model_dir: ModelDir, store: str | Path | None, *, input_data: 
     """The store to read: ``store``; else the cached store of raw inputs (built first when absent); else the
     model's training store named in ``store.json``."""
     if store is not None:
-        return Path(store)
+        return store if is_url(store) else Path(store)
     if input_data is not None:
         missing = [flag for flag, value in (("--reference-genome", reference_genome),
                                             ("--chrom-sizes", chrom_sizes)) if value is None]
@@ -306,7 +307,8 @@ def _predict_regions_run(run: PredictionRun, store: str | Path | None, store_arg
     mdir, shape = run.model_dir, run.shape
     recorded = mdir.recorded_store()
     reader = None
-    if store is not None or store_args["input_data"] is not None or (recorded is not None and recorded.exists()):
+    recorded_readable = recorded is not None and (not isinstance(recorded, Path) or recorded.exists())
+    if store is not None or store_args["input_data"] is not None or recorded_readable:
         reader = run.open_store(store, store_args)
         layout = reader.layout
     else:

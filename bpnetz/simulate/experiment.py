@@ -35,8 +35,9 @@ from bpnetz.preprocess.counts_loss_weight import counts_loss_weight
 from bpnetz.simulate import genome as genome_lib
 from bpnetz.simulate import loci as loci_lib
 from bpnetz.simulate import signal as signal_lib
+from bpnetz.simulate.variation import Variation, resolve_motifs, strength_factors
 
-BACKGROUND_RATIO = 0.25
+BACKGROUND_RATIO = Variation().background_ratio  # negatives per peak by default
 LOSS_WEIGHT_WIDTH = 1000  # the reference's --peak-width default for the counts loss weight
 IUPAC_PER_CHROM = 2
 
@@ -59,6 +60,7 @@ class SimulationOptions:
     bias_smoothing: tuple[float, int] | None = None
     long_chrom_name: bool = False
     chrom_names: tuple[str, ...] | None = None
+    variation: Variation = field(default_factory=Variation)
 
     @property
     def window_half(self) -> int:
@@ -80,9 +82,10 @@ class SimulationOptions:
             problems.append(f"--chrom-length must be at least {20 * self.window_half} (20 sequence windows)")
         if self.bias_smoothing is not None and not (self.bias_smoothing[0] > 0 and self.bias_smoothing[1] > 0):
             problems.append("--bias-smoothing needs a positive SIGMA and WINDOW")
+        problems += self.variation.problems()
         if problems:
             raise InputError("invalid simulation options: " + "; ".join(problems) + ".")
-        motif_lib.builtin(self.motifs)
+        resolve_motifs(self.motifs)
 
 
 @dataclass(frozen=True)
@@ -135,14 +138,15 @@ def simulate(out: Path | str, *, seed: int = 0, n_chroms: int = 6, chrom_length:
              n_peaks: int = 2000, tasks: int = 1, motifs: list[str] | tuple[str, ...] | None = None,
              input_len: int = 2114, output_len: int = 1000, max_jitter: int = 128, stranded: bool = True,
              control: bool = True, bias_smoothing: tuple[float, int] | None = None, long_chrom_name: bool = False,
-             chrom_names: list[str] | tuple[str, ...] | None = None, progress: bool = True,
-             force: bool = False) -> SimulationSummary:
+             chrom_names: list[str] | tuple[str, ...] | None = None, variation: Variation | None = None,
+             progress: bool = True, force: bool = False) -> SimulationSummary:
     """Write a synthetic experiment to ``out`` (see the module docstring) and return its summary.
 
     ``n_peaks`` is the number of bound regions in the genome; each task's peak file lists the regions holding a
     bound site of that task's motifs (all of them for one task). ``chrom_names`` names the chromosomes instead
-    of chr1 … chrN (e.g. hg38's names, to run the reference tutorial's commands verbatim). A non-empty ``out`` is
-    refused unless ``force``.
+    of chr1 … chrN (e.g. hg38's names, to run the reference tutorial's commands verbatim). ``variation`` sets the
+    knobs of :mod:`bpnetz.simulate.variation` (motif sets come through ``motifs``, e.g. ``jaspar:CTCF``). A
+    non-empty ``out`` is refused unless ``force``.
     """
     if chrom_names:
         n_chroms = len(chrom_names)
@@ -151,7 +155,8 @@ def simulate(out: Path | str, *, seed: int = 0, n_chroms: int = 6, chrom_length:
                              output_len=output_len, max_jitter=max_jitter, stranded=stranded, control=control,
                              bias_smoothing=tuple(bias_smoothing) if bias_smoothing else None,  # type: ignore
                              long_chrom_name=long_chrom_name,
-                             chrom_names=tuple(chrom_names) if chrom_names else None)
+                             chrom_names=tuple(chrom_names) if chrom_names else None,
+                             variation=variation or Variation())
     opts.validate()
     out = Path(out).absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
@@ -183,7 +188,7 @@ def _write_experiment(root: Path, opts: SimulationOptions, progress: bool) -> di
     (root / "data").mkdir(parents=True)
     (root / "truth").mkdir()
     rng = np.random.default_rng(opts.seed)
-    motifs = motif_lib.builtin(opts.motifs)
+    motifs = resolve_motifs(opts.motifs)
     active = loci_lib.task_motifs(opts.tasks, len(motifs))
     sizes = genome_lib.chromosome_names_lengths(opts.n_chroms, opts.chrom_length, opts.long_chrom_name,
                                                 opts.chrom_names)
@@ -195,7 +200,8 @@ def _write_experiment(root: Path, opts: SimulationOptions, progress: bool) -> di
     regions = loci_lib.place_regions(chroms, opts.n_peaks, opts.tasks, window_half=opts.window_half,
                                      spacing=max(400, opts.output_len // 2), rng=rng)
     sites = loci_lib.plant_sites(chroms, regions, motifs, active, rng)
-    depths = loci_lib.site_depths(sites, motifs, active)
+    sites.affinity *= strength_factors(sites.affinity.size, opts.variation.strength_noise, rng)
+    depths = opts.variation.depth * loci_lib.site_depths(sites, motifs, active)
     bound = loci_lib.bound_by_task(sites, active, regions.chrom.size)
     bumps = signal_lib.control_bumps([c.length for c in chroms], regions.chrom, regions.center, rng)
     background = _background(chroms, regions, bound, opts, rng)
@@ -220,9 +226,9 @@ def _write_experiment(root: Path, opts: SimulationOptions, progress: bool) -> di
 
 def _background(chroms: list[genome_lib.Chromosome], regions: loci_lib.Regions, bound: np.ndarray,
                 opts: SimulationOptions, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """GC-matched background loci: BACKGROUND_RATIO × the largest task's peaks, plus a few, away from regions."""
+    """GC-matched background loci: background_ratio × the largest task's peaks, plus a few, away from regions."""
     n_max = int(bound.sum(axis=1).max())
-    count = math.ceil(BACKGROUND_RATIO * n_max) + max(3, n_max // 50)
+    count = math.ceil(opts.variation.background_ratio * n_max) + max(3, n_max // 50)
     half = opts.input_len // 2
     region_gc = np.concatenate([
         genome_lib.gc_fraction(chrom, regions.center[regions.chrom == c] - half,
@@ -261,11 +267,13 @@ def _write_signals(root: Path, chroms: list[genome_lib.Chromosome], regions: loc
         if opts.control:
             _emit(writer, totals, _control_names(opts), control_counts, opts.stranded, chrom.name)
         gc = chrom.gc_per_base()
-        base = [signal_lib.chip_background(gc, rate) for rate in control]
+        var = opts.variation
+        base = [signal_lib.chip_background(gc, rate, depth=var.depth, leak=var.control_leak) for rate in control]
         on = sites.chrom == c
         for task in range(opts.tasks):
             footprint = signal_lib.footprints(chrom.length, sites.start[on], sites.end[on], sites.motif[on],
-                                              depths[task, on], motifs)
+                                              depths[task, on], motifs, shape=var.footprint,
+                                              scale=var.footprint_scale)
             rates = [b + f for b, f in zip(base, footprint)]
             counts = [rng.poisson(rate) for rate in rates]
             tracks = _emit(writer, totals, _signal_names(opts, task), counts, opts.stranded, chrom.name)
@@ -337,7 +345,8 @@ def _write_configs(root: Path, opts: SimulationOptions, chrom_names: list[str], 
     for task in range(opts.tasks):
         spec: dict = {"signal": {"source": _signal_names(opts, task)},
                       "loci": {"source": [f"data/{task_prefix(task)}peaks.bed"]},
-                      "background_loci": {"source": ["data/background.bed"], "ratio": [BACKGROUND_RATIO]}}
+                      "background_loci": {"source": ["data/background.bed"],
+                                          "ratio": [opts.variation.background_ratio]}}
         if opts.control:
             controls = _control_names(opts)
             spec["bias"] = {"source": controls, "smoothing": [smoothing] * len(controls)}

@@ -27,15 +27,30 @@ BUMP_AT_PEAK = 0.35  # fraction of regions with a control bump
 BUMPS_ELSEWHERE = 0.5  # control bumps away from regions, per region
 BUMP_SHIFT = 40  # + strand bumps sit this far upstream of − strand bumps' centres (half a fragment)
 SHOULDER = (0.25, 25.0, 15.0)  # footprint shoulder: share of reads, distance (bp) and width from the anchor
+CHIPSEQ_BUMP = (60.0, 35.0)  # the chipseq footprint: distance (bp) of the bump from the anchor and its SD
 
 
-def footprint_kernel(motif: Motif) -> np.ndarray:
-    """Share of a strand's reads at distance t ≥ 0 from the footprint anchor, away from the motif (sums to 1)."""
-    t = np.arange(max(int(6 * motif.decay), 80), dtype=np.float64)
-    sharp = np.exp(-t / motif.decay)
-    share, mu, sigma = SHOULDER
-    shoulder = np.exp(-0.5 * ((t - mu) / sigma) ** 2)
-    kernel = (1 - share) * sharp / sharp.sum() + share * shoulder / shoulder.sum()
+def footprint_kernel(motif: Motif, shape: str = "nexus", scale: float = 1.0) -> np.ndarray:
+    """Share of a strand's reads at distance t ≥ 0 from the footprint anchor, away from the motif (sums to 1).
+
+    ``nexus``: a sharp exponential (the motif's decay) plus a Gaussian shoulder (SHOULDER); ``gaussian``: one
+    Gaussian bump of SD = decay centred 2·decay from the anchor; ``chipseq``: a broad bump (CHIPSEQ_BUMP), the
+    fragment-length scale of ChIP-seq. ``scale`` multiplies every width and distance.
+    """
+    decay = motif.decay * scale
+    if shape == "chipseq":
+        mu, sigma = CHIPSEQ_BUMP[0] * scale, CHIPSEQ_BUMP[1] * scale
+        t = np.arange(int(mu + 4 * sigma), dtype=np.float64)
+        kernel = np.exp(-0.5 * ((t - mu) / sigma) ** 2)
+    elif shape == "gaussian":
+        t = np.arange(max(int(6 * decay), 20), dtype=np.float64)
+        kernel = np.exp(-0.5 * ((t - 2 * decay) / decay) ** 2)
+    else:
+        t = np.arange(max(int(6 * decay), int(80 * scale)), dtype=np.float64)
+        sharp = np.exp(-t / decay)
+        share, mu, sigma = SHOULDER
+        shoulder = np.exp(-0.5 * ((t - mu * scale) / (sigma * scale)) ** 2)
+        kernel = (1 - share) * sharp / sharp.sum() + share * shoulder / shoulder.sum()
     return kernel / kernel.sum()
 
 
@@ -87,19 +102,22 @@ def control_rates(length: int, bumps: Bumps, chrom: int) -> tuple[np.ndarray, np
     return rates[0], rates[1]
 
 
-def chip_background(gc: np.ndarray, control: np.ndarray) -> np.ndarray:
-    """Expected ChIP reads per base of one strand without binding: GC-scaled background plus control leak."""
-    return CHIP_BACKGROUND * gc / 0.475 + CONTROL_LEAK * control
+def chip_background(gc: np.ndarray, control: np.ndarray, *, depth: float = 1.0,
+                    leak: float = CONTROL_LEAK) -> np.ndarray:
+    """Expected ChIP reads per base of one strand without binding: GC-scaled background (times the read
+    ``depth``) plus the ``leak`` share of the control's rate."""
+    return depth * CHIP_BACKGROUND * gc / 0.475 + leak * control
 
 
 def footprints(length: int, start: np.ndarray, end: np.ndarray, motif: np.ndarray, depth: np.ndarray,
-               motifs: list[Motif]) -> tuple[np.ndarray, np.ndarray]:
-    """Expected + and − strand reads per base from sites on one chromosome (half of each site's depth per strand)."""
+               motifs: list[Motif], *, shape: str = "nexus", scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Expected + and − strand reads per base from sites on one chromosome (half of each site's depth per strand),
+    with the footprint ``shape`` and width ``scale`` of :func:`footprint_kernel`."""
     plus = np.zeros(length)
     minus = np.zeros(length)
     for m, mot in enumerate(motifs):
         sel = (motif == m) & (depth > 0)
-        kernel = footprint_kernel(mot)
+        kernel = footprint_kernel(mot, shape, scale)
         t = np.arange(kernel.size)
         weights = ((depth[sel] / 2)[:, None] * kernel[None, :]).ravel()
         plus += _scatter(length, ((start[sel] - mot.gap)[:, None] - t[None, :]).ravel(), weights)

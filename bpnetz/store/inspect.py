@@ -287,16 +287,21 @@ def _check_sample(group: Any, meta: dict[str, Any], store_layout: schema.StoreLa
                                                track.source)
 
 
-def _check_rejected(path: Path, meta: dict[str, Any]) -> list[str]:
+def _check_rejected(path: str | Path, meta: dict[str, Any]) -> list[str]:
+    from bpnetz.files.remote import is_url, join, read_object
     from bpnetz.store.schema import REJECTED_BED
 
-    rejected = path / REJECTED_BED
     if not meta.get("n_rejected"):
         return []
-    if not rejected.is_file():
+    rejected = join(path, REJECTED_BED)
+    if is_url(path):
+        data = read_object(str(rejected))
+        text = data.decode("utf-8", "replace") if data is not None else None
+    else:
+        text = Path(rejected).read_text() if Path(rejected).is_file() else None
+    if text is None:
         return [f"{REJECTED_BED} is missing ({meta['n_rejected']} loci were rejected)"]
-    with open(rejected) as handle:
-        lines = sum(1 for line in handle if line.strip() and not line.startswith("#"))
+    lines = sum(1 for line in text.splitlines() if line.strip() and not line.startswith("#"))
     if lines != meta["n_rejected"]:
         return [f"{REJECTED_BED} lists {lines} loci, the metadata records {meta['n_rejected']}"]
     return []
@@ -344,7 +349,7 @@ def verify_store(path: str | Path, *, check_sources: bool = True) -> Verificatio
         return result  # sums, ids and rows of a damaged store would only repeat the problems above
     result.problems += _check_totals(meta, store_layout, sums)
     result.problems += _check_loci(group, meta, store_layout)
-    result.problems += _check_rejected(Path(path), meta)
+    result.problems += _check_rejected(path, meta)
     if check_sources:
         _check_sources(meta, result)
         _check_sample(group, meta, store_layout, result)

@@ -2,7 +2,8 @@
 
 The store is never read one random row at a time (each such read decompresses a whole chunk): rows are read a
 block at a time (a block is a shard, or a chunk in an unsharded store), decoded in place into aligned buffers
-(:mod:`bpnetz.store.shards`). The memory helpers size the loader's RAM cache and keep its batch buffers cheap.
+(:mod:`bpnetz.store.shards`); a store at a URL the same way, one whole-object GET per shard, fetched ahead
+(:meth:`StoreReader.prefetch`). The memory helpers size the loader's RAM cache and keep its batch buffers cheap.
 Framework-free: no TensorFlow.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bpnetz.errors import InputError
+from bpnetz.files.remote import is_url
 from bpnetz.store import schema
 from bpnetz.store.shards import ShardDecoder, read_checked
 
@@ -92,6 +94,10 @@ def available_memory() -> int:
     return 4 << 30
 
 
+#: blocks fetched ahead while a whole selection is read into RAM (a store in object storage: one GET per shard)
+READ_AHEAD_BLOCKS = 8
+
+
 class StoreReader:
     """An open store: its metadata, layout, locus table and block reads of the seq/signal/bias rows.
 
@@ -105,7 +111,8 @@ class StoreReader:
         self.group = schema.open_group(store) if isinstance(store, (str, Path)) else store
         self.path = str(store) if isinstance(store, (str, Path)) else str(getattr(self.group.store, "root", "?"))
         self.meta = schema.metadata(self.group)
-        self._zarr_json = Path(self.path) / "zarr.json" if isinstance(store, (str, Path)) else None
+        local = isinstance(store, Path) or (isinstance(store, str) and not is_url(store))
+        self._zarr_json = Path(self.path) / "zarr.json" if local else None  # a store at a URL never changes
         if self._zarr_json is not None and not self._zarr_json.is_file():
             self._zarr_json = None  # a remote store: not pinned
         self._pinned_stat = self._stat()
@@ -190,6 +197,12 @@ class StoreReader:
         return RawRows(*(None if array is None else aligned_empty((n, *array.shape[1:]), array.dtype)
                          for array in (self.seq, self.signal, self.bias)))
 
+    def prefetch(self, blocks: list[int]) -> None:
+        """Start fetching the shards of these blocks (a store in object storage; nothing to do for a local one)."""
+        for decoder in self._decoders.values():
+            if decoder is not None and self.block_loci == decoder.shard_rows:
+                decoder.prefetch(blocks)
+
     def read_block_into(self, block: int, out: RawRows, at: int) -> None:
         """Decode every row of ``block`` into ``out`` at rows ``[at, at + block_rows)``."""
         lo = block * self.block_loci
@@ -222,8 +235,11 @@ class StoreReader:
         out = self.empty_rows(len(rows))
         blocks, starts = np.unique(rows // self.block_loci, return_index=True)
         bounds = [*starts[1:], len(rows)]
-        for b, s, e in tqdm(list(zip(blocks, starts, bounds)), desc="caching store in RAM", unit="block",
-                            disable=not progress, leave=False):
+        self.prefetch([int(b) for b in blocks[:READ_AHEAD_BLOCKS]])
+        for i, (b, s, e) in enumerate(tqdm(list(zip(blocks, starts, bounds)), desc="caching store in RAM",
+                                           unit="block", disable=not progress, leave=False)):
+            if i + READ_AHEAD_BLOCKS < len(blocks):
+                self.prefetch([int(blocks[i + READ_AHEAD_BLOCKS])])
             if e - s == self.block_rows(int(b)):  # the whole block: decode in place
                 self.read_block_into(int(b), out, int(s))
                 continue

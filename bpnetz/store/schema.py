@@ -25,6 +25,10 @@ records ``{"checksum": "crc32c", "all_written": true}``: every inner chunk of ev
 (the Zarr v3 ``crc32c`` codec, checked on every read) and every chunk exists on disk (written even when it holds
 only the fill value), so a missing shard or chunk is damage, never zeros. Stores built before this record lack the
 key: they stay readable, without chunk checksums, and an absent chunk there reads as the fill value.
+
+Stores at URLs (``s3://``, ``gs://``, ``http(s)://``; see docs/stores.md): :func:`open_group` opens one read-only
+and only once its commit marker (:data:`COMMIT_MARKER`, written last by the build, naming the content id and build
+key) exists and matches the metadata; objects without a marker are an uncommitted store, refused with the fix.
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ from typing import Any
 import numpy as np
 
 from bpnetz.errors import InputError
+from bpnetz.files.remote import is_url, join, list_children, read_object, storage_error
 
 SCHEMA_VERSION = 1
 ATTR_KEY = "bpnetz"
+#: written last into a store at a URL: readers open only a store that has it (object storage has no rename)
+COMMIT_MARKER = "bpnetz-commit.json"
 
 KIND_PEAK = 0
 KIND_BACKGROUND = 1
@@ -204,11 +211,14 @@ def is_store(path: str | Path) -> bool:
 
 
 def open_group(path: str | Path, mode: str = "r") -> Any:
-    """Open a store's root Zarr group (read-only by default), with a clear error when it is not a store."""
+    """Open a store's root Zarr group (read-only by default), with a clear error when it is not a store. A URL
+    opens only a committed store (see :func:`open_remote_group`)."""
     import zarr
 
     path_s = str(path)
-    if not path_s.startswith(("s3://", "gs://", "http://", "https://")) and not Path(path_s).exists():
+    if is_url(path_s):
+        return open_remote_group(path_s)
+    if not Path(path_s).exists():
         partial = Path(path_s + ".partial")
         hint = (f" A partial build exists at {partial}: rerun the same 'bpnetz build' command to resume it."
                 if partial.exists() else " Build it with 'bpnetz build'.")
@@ -219,6 +229,44 @@ def open_group(path: str | Path, mode: str = "r") -> Any:
         raise InputError(f"cannot open as a Zarr v3 group ({type(err).__name__}: {err}).", path=path_s,
                          fix="Point to a store written by 'bpnetz build'.") from None
     metadata(group)
+    return group
+
+
+def commit_record(url: str) -> dict[str, Any] | None:
+    """The commit marker of a store at a URL (None: not committed)."""
+    data = read_object(join(url, COMMIT_MARKER))
+    if data is None:
+        return None
+    try:
+        return dict(json.loads(data))
+    except (ValueError, TypeError):
+        raise InputError(f"the commit marker {COMMIT_MARKER} is damaged.", path=url,
+                         fix="Rebuild the store with 'bpnetz build' under a new name.") from None
+
+
+def open_remote_group(url: str) -> Any:
+    """The root group of the committed store at ``url``, opened read-only (a store there is never changed in
+    place, so a reader needs no write permission and never sees a partial store)."""
+    import zarr
+    from zarr.storage import FsspecStore
+
+    url = url.rstrip("/")
+    record = commit_record(url)
+    if record is None:
+        if list_children(url):  # objects there, but no marker
+            raise InputError("is an uncommitted store: a build is writing it, or was interrupted before its "
+                             f"commit marker {COMMIT_MARKER} (written last).", path=url,
+                             fix="Wait for that build to finish, or rerun the same 'bpnetz build' to resume it.")
+        raise InputError("store does not exist.", path=url, fix="Build it with 'bpnetz build --output URL'.")
+    try:
+        group = zarr.open_group(FsspecStore.from_url(url, read_only=True), mode="r", zarr_format=3)
+    except Exception as err:  # noqa: BLE001
+        raise storage_error(err, url, "opening the store") from None
+    meta = metadata(group)
+    if (meta.get("checksum"), meta.get("build_key")) != (record.get("checksum"), record.get("build_key")):
+        raise InputError(f"its metadata (content id {meta.get('checksum')}) does not match its commit marker "
+                         f"({record.get('checksum')}): the store was changed after it was committed.", path=url,
+                         fix="Rebuild it with 'bpnetz build' under a new name.")
     return group
 
 

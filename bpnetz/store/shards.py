@@ -6,8 +6,9 @@ its decompression: chunk buffers are allocated, decoded, then copied into the re
 a local directory, one shard per block of loci holding whole rows, Blosc-compressed little-endian chunks and a
 CRC32C-checked index at the shard's end (the Zarr v3 ``sharding_indexed`` codec). :class:`ShardDecoder` reads
 exactly that layout with one file read per shard and decodes each chunk in place into the caller's array
-(Blosc releases the GIL, so reader threads decode in parallel). Any other layout (another codec, a remote or
-zip store, a big-endian machine) returns ``None`` from :meth:`ShardDecoder.for_array`, and the caller reads
+(Blosc releases the GIL, so reader threads decode in parallel). A store in object storage (zarr's
+``FsspecStore``) is read the same way, one whole-object GET per shard (:class:`RemoteShards`, with read-ahead).
+Any other layout (another codec, a zip store, a big-endian machine) returns ``None`` from :meth:`ShardDecoder.for_array`, and the caller reads
 through zarr-python.
 
 Integrity: a store written by ``bpnetz build`` ends every inner chunk with its CRC32C (the ``crc32c`` codec after
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bpnetz.errors import InputError
+from bpnetz.files.remote import storage_error
 
 #: offset/length pair marking an inner chunk that was never written (all fill value)
 _EMPTY = np.uint64(2**64 - 1)
@@ -65,7 +67,7 @@ class ShardDecoder:
         """A decoder for ``array`` when it has the layout ``bpnetz build`` writes, else None."""
         from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
         from zarr.codecs.sharding import ShardingCodecIndexLocation
-        from zarr.storage import LocalStore
+        from zarr.storage import FsspecStore, LocalStore
 
         codecs = getattr(array.metadata, "codecs", ())
         store = array.store_path.store
@@ -77,7 +79,7 @@ class ShardDecoder:
         whole_rows = (len(shard_shape) == array.ndim and tuple(shard_shape[1:]) == tuple(array.shape[1:])
                       and tuple(sharding.chunk_shape[1:]) == tuple(array.shape[1:])
                       and shard_shape[0] % sharding.chunk_shape[0] == 0)
-        simple = (isinstance(store, LocalStore) and whole_rows
+        simple = (isinstance(store, (LocalStore, FsspecStore)) and whole_rows
                   and sharding.index_location == ShardingCodecIndexLocation.end
                   and inner in ([BytesCodec, BloscCodec], [BytesCodec, BloscCodec, Crc32cCodec])
                   and [type(c) for c in index] == [BytesCodec, Crc32cCodec]
@@ -85,12 +87,36 @@ class ShardDecoder:
                   and np.dtype(array.dtype).kind in "biuf")
         if not simple:
             return None
-        return cls(array, Path(store.root) / array.store_path.path, int(shard_shape[0]),
-                   int(sharding.chunk_shape[0]), chunk_crc=inner[-1] is Crc32cCodec, all_written=all_written)
+        decoder = cls(array, Path(getattr(store, "root", ".")) / array.store_path.path, int(shard_shape[0]),
+                      int(sharding.chunk_shape[0]), chunk_crc=inner[-1] is Crc32cCodec, all_written=all_written)
+        if isinstance(store, FsspecStore):
+            decoder.remote = RemoteShards(store, array.store_path.path)
+        return decoder
 
-    def shard_path(self, shard: int) -> Path:
-        key = self.array.metadata.encode_chunk_key((shard,) + (0,) * len(self.row_shape))
-        return self.directory / key
+    #: whole-object GETs with read-ahead when the array lives in object storage (None: a local directory)
+    remote: RemoteShards | None = None
+
+    def shard_key(self, shard: int) -> str:
+        return self.array.metadata.encode_chunk_key((shard,) + (0,) * len(self.row_shape))
+
+    def shard_path(self, shard: int) -> Path | str:
+        if self.remote is not None:
+            return self.remote.url(self.shard_key(shard))
+        return self.directory / self.shard_key(shard)
+
+    def prefetch(self, shards: list[int]) -> None:
+        """Start fetching these shards' objects (remote arrays only; a local file read needs no read-ahead)."""
+        if self.remote is not None:
+            self.remote.prefetch([self.shard_key(s) for s in shards])
+
+    def _shard_bytes(self, shard: int) -> bytes | None:
+        """The whole shard object or file; None when it does not exist."""
+        if self.remote is not None:
+            return self.remote.read(self.shard_key(shard))
+        try:
+            return self.shard_path(shard).read_bytes()  # type: ignore[union-attr]
+        except FileNotFoundError:
+            return None
 
     def read_into(self, shard: int, out: np.ndarray) -> None:
         """Decode the rows of ``shard`` into ``out`` (C-contiguous, shape (rows of the shard, *row_shape))."""
@@ -100,9 +126,8 @@ class ShardDecoder:
             raise ValueError(f"shard {shard}: expected a C-contiguous {self.dtype} buffer of shape "
                              f"{(rows, *self.row_shape)}, got {out.dtype} {out.shape}")
         path = self.shard_path(shard)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = self._shard_bytes(shard)
+        if data is None:
             if self.all_written:
                 raise self._damaged(path, f"the shard file of rows {lo}-{lo + rows - 1} is missing") from None
             out[...] = self.fill_value  # an older store: a shard never written holds only the fill value
@@ -160,6 +185,52 @@ class ShardDecoder:
 
     def _damaged(self, path: Path, what: str) -> InputError:
         return InputError(f"the store is damaged: array '{self.name}': {what}.", path=path, fix=FIX)
+
+
+class RemoteShards:
+    """Whole shard objects of one array in object storage, fetched by GETs running concurrently on zarr's event
+    loop: :meth:`prefetch` starts the GETs of the shards read next (the loader's read-ahead), :meth:`read` waits
+    for one (starting it when it was not prefetched). Each shard is then decoded by the same CRC-checked decoder
+    as a local file."""
+
+    def __init__(self, store: Any, array_path: str):
+        import threading
+
+        self.fs = store.fs
+        self.root = f"{store.path.rstrip('/')}/{array_path}".rstrip("/")
+        self.protocol = (self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0])
+        self._pending: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def url(self, key: str) -> str:
+        return f"{self.protocol}://{self.root}/{key}"
+
+    async def _get(self, key: str) -> bytes | None:
+        try:
+            return await self.fs._cat_file(f"{self.root}/{key}")
+        except FileNotFoundError:
+            return None
+
+    def _start(self, key: str) -> Any:
+        import asyncio
+
+        from zarr.core.sync import _get_loop
+
+        return asyncio.run_coroutine_threadsafe(self._get(key), _get_loop())
+
+    def prefetch(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                if key not in self._pending:
+                    self._pending[key] = self._start(key)
+
+    def read(self, key: str) -> bytes | None:
+        with self._lock:
+            future = self._pending.pop(key, None)
+        try:
+            return (future or self._start(key)).result()
+        except Exception as err:  # noqa: BLE001 (botocore/aiohttp raise many types)
+            raise storage_error(err, self.url(key), "reading a shard") from None
 
 
 def array_name(array: Any) -> str:

@@ -323,6 +323,7 @@ class LocusStream:
     def _read_group(self, executor: ThreadPoolExecutor, group: list[tuple[int, int, int]],
                     buffer: RawRows) -> list[Future[None]]:
         size = self.reader.block_loci
+        self.reader.prefetch([b for b, _, _ in group])
         return [executor.submit(self.reader.read_block_into, b, buffer, k * size) for k, (b, _, _) in enumerate(group)]
 
     # ----------------------------------------------------------------------------------------------- epochs

@@ -1,0 +1,1 @@
+"""In-silico experiments with a trained model: variant effects, saturation mutagenesis, motif syntax."""
