@@ -6,8 +6,8 @@ stage is a subprocess, so a thread per worker suffices): on a machine with GPUs 
 ``GPU=1``, ``CUDA_VISIBLE_DEVICES`` that device) plus CPU workers (``CPU=1``, no device); without GPUs one plain
 worker per core. Where the cluster's workers advertise resources, stages ask for them: train, predict and shap
 ``GPU=1``; build, modisco and hits ``CPU=1`` — so a cluster of GPU and CPU workers places each stage where it
-belongs, and a cluster without them (a CPU-only machine) runs every stage anywhere. Each task is retried ``retries`` times
-when its worker is lost or its command crashes.
+belongs, and a cluster without them (a CPU-only machine) runs every stage anywhere. Each task is retried ``retries``
+times when its worker is lost or its command crashes.
 
 Experiments whose build inputs are the same files with the same lengths share one build task and one store
 (``<output-dir>/stores/<id>/store.zarr``; each experiment's ``store.zarr`` is a link to it), so the store's

@@ -13,7 +13,8 @@ Draw reference GC windows that overlap no peak (neither its interval nor summit 
 chromosome, their GC histogram (0.01 bins) matches the peaks' (GC of summit ± flank_size), neg_to_pos_ratio_train
 negatives per peak; short bins borrow from the nearest bins. Writes in --out_dir: <output_prefix>.bed
 (10-column narrowPeak-like, summit offset = window centre; use it as background_loci),
-<output_prefix>_compared_with_foreground.png, and the foreground and candidate GC BEDs. Without -rgb the GC reference is computed from the FASTA on the fly.
+<output_prefix>_compared_with_foreground.png, and the foreground and candidate GC BEDs. Without -rgb the GC reference is
+computed from the FASTA on the fly.
 """
 
 

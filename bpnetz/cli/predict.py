@@ -2,9 +2,9 @@
 
 :func:`add_prediction_arguments` defines the flags both share; :func:`prediction_options` turns parsed flags into
 a :class:`~bpnetz.predict.options.PredictOptions` for :func:`bpnetz.predict.predict.predict`. ``bpnet-predict``
-(:func:`bpnet_predict_main`) adds the reference's remaining flags: ``--sequence-generator-name``, ``--input-seq-len``, ``--output-len`` (checked
-against the model), ``--threads``, ``--automate-filenames``, ``--time-zone``; ``--chroms None`` and
-``--test-indices-file None`` mean "not given", as in the reference.
+(:func:`bpnet_predict_main`) adds the reference's remaining flags: ``--sequence-generator-name``, ``--input-seq-len``,
+``--output-len`` (checked against the model), ``--threads``, ``--automate-filenames``, ``--time-zone``; ``--chroms
+None`` and ``--test-indices-file None`` mean "not given", as in the reference.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ output directories (:func:`atomic_directory`: predictions, contribution scores, 
 averages, each trained model) are written into a fresh temporary directory, fsynced, then swapped in by two renames
 (the previous output renamed aside, the new one renamed in, the old one removed): a failed or killed run leaves the
 previous output intact, never a mix of two runs' files (a modisco rerun used to leave the previous run's logos
-beside the new ones). Every such directory holds :data:`MARKER`; only a directory holding it (or a bpnetz store) is ever replaced.
+beside the new ones). Every such directory holds :data:`MARKER`; only a directory holding it (or a bpnetz store) is ever
+replaced.
 """
 
 from __future__ import annotations

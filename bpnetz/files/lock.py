@@ -7,8 +7,8 @@ polls until the lock is free (the compat store cache: the second job then finds 
 
 Stale locks: a holder on this host whose pid no longer runs (a killed job) is taken over with a notice; the
 take-over is serialised by an ``fcntl`` lock on the directory holding the lock file and re-reads the lock file
-under it, so two processes never both remove a stale lock and then each other's fresh one. A holder on another host cannot be
-checked: its host, pid and age are reported and the user decides. A lock file still empty (its writer between
+under it, so two processes never both remove a stale lock and then each other's fresh one. A holder on another host
+cannot be checked: its host, pid and age are reported and the user decides. A lock file still empty (its writer between
 create and write) is read again for up to :data:`EMPTY_GRACE_S` seconds, then treated as stale.
 
 Re-entrant within one process (``find_or_build_store`` locks the cache entry, then the build locks the same path).

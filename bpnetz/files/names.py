@@ -3,10 +3,11 @@
 A fold key of splits.json, a model or task name, a BED name column, a motif pattern name or any other JSON value
 ends up in a file or directory name. Without a check, a fold key ``/../../x`` made ``bpnetz train`` write (and
 replace) a directory outside ``--output-dir``. :func:`safe_name` accepts only ``[A-Za-z0-9._+-]`` (``+`` for
-strand names such as ``task0_+``), not starting with a dot (no hidden files, no ``.`` or ``..``), at most :data:`MAX_NAME_LENGTH` characters (file systems allow
-255 bytes; room is left for suffixes such as ``.partial`` or ``_split000.profile.bw``), and raises an
-:class:`~bpnetz.errors.InputError` naming where the value came from otherwise. :func:`path_under` joins names to
-an output directory and checks that the resolved result (symbolic links followed) still lies under it.
+strand names such as ``task0_+``), not starting with a dot (no hidden files, no ``.`` or ``..``), at most
+:data:`MAX_NAME_LENGTH` characters (file systems allow 255 bytes; room is left for suffixes such as ``.partial`` or
+``_split000.profile.bw``), and raises an :class:`~bpnetz.errors.InputError` naming where the value came from otherwise.
+:func:`path_under` joins names to an output directory and checks that the resolved result (symbolic links followed)
+still lies under it.
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ Loci with the same chromosome and start keep the first one given. Values past a 
 Every bigWig is written through :func:`bigwig_output`. libBigWig does not report failed writes. Measured on a
 1 MiB tmpfs filled to a few hundred KiB: `bpnetz predict --generate-predicted-profile-bigWigs` exited 0 with a
 track 66 bytes short (its end signature missing), or failed with "RuntimeError: Received an error while writing
-the bigWig header" or a SystemError from addEntries (tests/test_disk_faults.py sweeps the free space). So a finished file must end with the
-bigWig signature, and a pyBigWig error or a short file is checked by writing a probe block next to it: a full or read-only disk becomes the OSError of that write, naming
-the bigWig (what the CLI reports as one paragraph).
+the bigWig header" or a SystemError from addEntries (tests/test_disk_faults.py sweeps the free space). So a finished
+file must end with the bigWig signature, and a pyBigWig error or a short file is checked by writing a probe block next
+to it: a full or read-only disk becomes the OSError of that write, naming the bigWig (what the CLI reports as one
+paragraph).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 :class:`KeepBestWeights` keeps the weights of the epoch with the lowest validation loss exactly (Keras'
 ``restore_best_weights`` keeps the last epoch that improved by more than min-delta, which can differ);
 :class:`TrainingTime` times the training batches only, for examples/s; :class:`PinStreamEpoch` makes training
-epoch e read the stream's epoch e + offset, however often Keras iterates the dataset beforehand; :class:`EpochScalars` writes TensorBoard
-scalars with TensorFlow's own summary ops, so the tensorboard package is not needed.
+epoch e read the stream's epoch e + offset, however often Keras iterates the dataset beforehand; :class:`EpochScalars`
+writes TensorBoard scalars with TensorFlow's own summary ops, so the tensorboard package is not needed.
 """
 
 from __future__ import annotations

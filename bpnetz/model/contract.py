@@ -18,8 +18,8 @@ each track are all derived from it, for the model builder, the losses, the metri
 store), ``training.json`` (options and summary), TensorBoard ``logs/``, ``learning_curves.png``, and bpnetz's
 output marker. It is written into a fresh temporary directory under the directory's lock and swapped in when
 complete (:func:`bpnetz.files.atomic.output_directory`), so a model directory is never half-written and a second
-training into it fails at once instead of losing the first's model. This module imports no TensorFlow: reading a directory and checking a
-model's shapes against a store must not pay its import.
+training into it fails at once instead of losing the first's model. This module imports no TensorFlow: reading a
+directory and checking a model's shapes against a store must not pay its import.
 """
 
 from __future__ import annotations
@@ -286,8 +286,8 @@ def write_fold_records(directory: Path, key: str, fold: Split, params_json: str,
     (directory / PARAMS_FILE).write_text(params_json + "\n")
     (directory / SPLITS_FILE).write_text(json.dumps({key: fold.model_dump()}, indent=2) + "\n")
     (directory / STORE_RECORD).write_text(json.dumps({
-        "path": reader.path if is_url(reader.path) else str(Path(reader.path).resolve()), "checksum": reader.meta.get("checksum"),
-        "n_loci": reader.n_loci, "layout": reader.layout.to_dict()}, indent=2) + "\n")
+        "path": reader.path if is_url(reader.path) else str(Path(reader.path).resolve()),
+        "checksum": reader.meta.get("checksum"), "n_loci": reader.n_loci, "layout": reader.layout.to_dict()}, indent=2) + "\n")
 
 
 def write_training_record(directory: Path, options: Mapping[str, Any], summary: Mapping[str, Any]) -> None:

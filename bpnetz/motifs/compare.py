@@ -114,6 +114,7 @@ def format_matches(matches: Sequence[MotifMatch]) -> str:
     """A plain-text table: known motif -> best discovered pattern, similarity, seqlets."""
     header = ("known motif", "best discovered pattern", "similarity", "seqlets", "seqlets in similar patterns")
     rows = [(m.known, m.pattern or "-", f"{m.similarity:.3f}", str(m.n_seqlets),
-             f"{m.n_seqlets_similar} ({m.n_patterns_similar} pattern{'s' if m.n_patterns_similar != 1 else ''})") for m in matches]
+             f"{m.n_seqlets_similar} ({m.n_patterns_similar} pattern{'s' if m.n_patterns_similar != 1 else ''})")
+            for m in matches]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])

@@ -12,8 +12,9 @@ It writes, under OUT::
 
 Everything derives from one seeded generator, so a seed gives byte-identical files (all but bpnetz's output
 marker, which records when and how). The experiment is built in a temporary directory beside OUT and swapped in
-when complete (:func:`bpnetz.files.atomic.output_directory`); ``--force`` replaces only an earlier bpnetz output. The modelling choices live in ``simulate_genome`` (sequence),
-``simulate_loci`` (regions, sites, peaks, background) and ``simulate_signal`` (rates, counts, bigWigs).
+when complete (:func:`bpnetz.files.atomic.output_directory`); ``--force`` replaces only an earlier bpnetz output. The
+modelling choices live in ``simulate_genome`` (sequence), ``simulate_loci`` (regions, sites, peaks, background) and
+``simulate_signal`` (rates, counts, bigWigs).
 """
 
 from __future__ import annotations

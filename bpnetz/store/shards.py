@@ -8,8 +8,8 @@ CRC32C-checked index at the shard's end (the Zarr v3 ``sharding_indexed`` codec)
 exactly that layout with one file read per shard and decodes each chunk in place into the caller's array
 (Blosc releases the GIL, so reader threads decode in parallel). A store in object storage (zarr's
 ``FsspecStore``) is read the same way, one whole-object GET per shard (:class:`RemoteShards`, with read-ahead).
-Any other layout (another codec, a zip store, a big-endian machine) returns ``None`` from :meth:`ShardDecoder.for_array`, and the caller reads
-through zarr-python.
+Any other layout (another codec, a zip store, a big-endian machine) returns ``None`` from
+:meth:`ShardDecoder.for_array`, and the caller reads through zarr-python.
 
 Integrity: a store written by ``bpnetz build`` ends every inner chunk with its CRC32C (the ``crc32c`` codec after
 Blosc) and writes every chunk (see ``schema.CHUNK_GUARANTEES``). The decoder checks each chunk's CRC32C before
