@@ -287,7 +287,8 @@ def write_fold_records(directory: Path, key: str, fold: Split, params_json: str,
     (directory / SPLITS_FILE).write_text(json.dumps({key: fold.model_dump()}, indent=2) + "\n")
     (directory / STORE_RECORD).write_text(json.dumps({
         "path": reader.path if is_url(reader.path) else str(Path(reader.path).resolve()),
-        "checksum": reader.meta.get("checksum"), "n_loci": reader.n_loci, "layout": reader.layout.to_dict()}, indent=2) + "\n")
+        "checksum": reader.meta.get("checksum"), "n_loci": reader.n_loci, "layout": reader.layout.to_dict()},
+        indent=2) + "\n")
 
 
 def write_training_record(directory: Path, options: Mapping[str, Any], summary: Mapping[str, Any]) -> None:
