@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from bpnetz.errors import InputError
-from bpnetz.files.atomic import atomic_output, write_text
+from bpnetz.files.atomic import write_text
+from bpnetz.files.h5 import h5_output
 from bpnetz.genome.sequence import N_CODE, one_hot
 from bpnetz.insilico.session import ModelSession
 
@@ -147,7 +148,7 @@ def _write_h5(path: Path, regions: IsmRegions, start: np.ndarray, width: int, pe
               task: int, session: ModelSession) -> Path:
     import h5py
 
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+    with h5_output(path) as f:  # built in memory: h5py can crash writing into a full disk (bpnetz.files.h5)
         f.create_dataset("chrom", data=np.array(regions.chrom, dtype=object), dtype=h5py.string_dtype())
         f["start"], f["end"] = start, start + width
         f["sequence"] = one_hot(regions.codes[:, lo:lo + width], dtype=np.uint8)

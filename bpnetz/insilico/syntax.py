@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from bpnetz.errors import InputError
-from bpnetz.files.atomic import atomic_output, write_text
+from bpnetz.files.atomic import write_text
+from bpnetz.files.h5 import h5_output
 from bpnetz.genome.sequence import BASES, decode, encode, one_hot, reverse_complement
 from bpnetz.insilico.session import ModelSession
 
@@ -226,7 +227,7 @@ def _write_h5(path: Path, bg: Backgrounds, named: list, singles: dict, base: np.
               session: ModelSession) -> Path:
     import h5py
 
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+    with h5_output(path) as f:  # built in memory: h5py can crash writing into a full disk (bpnetz.files.h5)
         f["backgrounds/sequence"] = bg.codes
         f["backgrounds/source_region"] = bg.source
         f.create_dataset("backgrounds/source_chrom", data=np.array(bg.chrom, dtype=object), dtype=h5py.string_dtype())

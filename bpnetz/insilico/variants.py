@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from bpnetz.errors import InputError
-from bpnetz.files.atomic import atomic_output, write_text
+from bpnetz.files.atomic import write_text
+from bpnetz.files.h5 import h5_output
 from bpnetz.genome.intervals import read_chrom_sizes
 from bpnetz.genome.sequence import one_hot
 from bpnetz.insilico.alleles import OK, AlleleWindows, Variant, allele_windows, read_variants
@@ -153,7 +154,7 @@ def _write_h5(path: Path, variants: list[Variant], effects: VariantEffects, shap
     import h5py
 
     index = effects.windows.index
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+    with h5_output(path) as f:  # built in memory: h5py can crash writing into a full disk (bpnetz.files.h5)
         text = h5py.string_dtype()
         for name, values in (("id", [variants[i].id for i in index]), ("chrom", [variants[i].chrom for i in index]),
                              ("ref", [variants[i].ref for i in index]), ("alt", [variants[i].alt for i in index])):
