@@ -268,12 +268,3 @@ def open_remote_group(url: str) -> Any:
                          f"({record.get('checksum')}): the store was changed after it was committed.", path=url,
                          fix="Rebuild it with 'bpnetz build' under a new name.")
     return group
-
-
-def check_lengths(store_layout: StoreLayout, input_len: int, output_len: int, where: str) -> None:
-    """Raise when a store was built with other input/output lengths than the ones requested."""
-    if (store_layout.input_len, store_layout.output_len) != (input_len, output_len):
-        raise InputError(f"{where} asks for input length {input_len} and output length {output_len}, but the "
-                         f"store was built with {store_layout.input_len} and {store_layout.output_len}.",
-                         fix="Use matching lengths or rebuild the store with 'bpnetz build --input-seq-len "
-                             f"{input_len} --output-len {output_len}'.")
