@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import logging
 import os
 import re
 import sys
@@ -77,6 +78,7 @@ fraction = _bounded(float, "a number > 0 and <= 1", lambda v: 0 < v <= 1)
 
 def run_guarded(entry: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
     """Run a command; turn :class:`InputError` into a one-paragraph message and exit status 2."""
+    logging.getLogger("asyncio").addFilter(_drop_sibling_disk_failures)
     try:
         return int(entry(argv) or 0)
     except InputError as err:
@@ -104,6 +106,19 @@ DISK_ERRORS = {
     errno.EACCES: ("permission denied", "Choose a location you may write to, or fix its permissions."),
     errno.EPERM: ("operation not permitted", "Choose a location you may write to, or fix its permissions."),
 }
+
+
+def _drop_sibling_disk_failures(record: logging.LogRecord) -> bool:
+    """False for asyncio's "Task exception was never retrieved" report of a full-disk/read-only/permission error.
+
+    zarr writes an array's objects as concurrent tasks; when the disk fills, one failure reaches us (and becomes
+    the one-paragraph message) while its siblings fail the same way unobserved, and asyncio prints each, with a
+    traceback, when the task is collected -- seen on CI as a traceback after our message. Other task failures
+    stay visible.
+    """
+    exc = record.exc_info[1] if record.exc_info else None
+    sibling = isinstance(exc, OSError) and exc.errno in DISK_ERRORS
+    return not (sibling and record.getMessage().startswith("Task exception was never retrieved"))
 
 
 def _disk_failure(err: BaseException) -> InputError | None:
