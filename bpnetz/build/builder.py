@@ -50,7 +50,8 @@ from bpnetz.files.atomic import swap_in, write_text
 from bpnetz.files.lock import exclusive_lock
 from bpnetz.files.remote import is_url, join, remote_lock
 from bpnetz.genome.bigwig import bigwig_has_data, bigwig_windows, open_bigwig
-from bpnetz.genome.fasta import fasta_lengths, fasta_windows, open_fasta
+from bpnetz.genome.bigwig_reader import BigWigReader, open_reader, windows_into
+from bpnetz.genome.fasta import fasta_lengths, open_fasta, read_windows
 from bpnetz.genome.intervals import read_blacklist, read_chrom_sizes
 from bpnetz.store import schema
 from bpnetz.store.checksum import ChecksumCache, build_key, content_id
@@ -376,17 +377,31 @@ def _track_sum(values: np.ndarray) -> int | float:
     return float(values.sum(dtype=np.float64))
 
 
+def _track_rows(handle: Any, source: str, chrom: np.ndarray, start: np.ndarray, out: np.ndarray, array: str) -> int:
+    """One track's windows into ``out`` (n, length) in its dtype (missing values 0); returns the positions with a
+    value. Whole-numbered tracks read by :class:`BigWigReader` skip the float32 windows (see
+    :func:`~bpnetz.genome.bigwig_reader.windows_into`); float tracks and pyBigWig handles take the float path."""
+    dtype = out.dtype.name
+    if dtype != "float32" and isinstance(handle, BigWigReader):
+        def check(values: np.ndarray) -> None:
+            _stored(values, dtype, array, source)
+
+        return windows_into(handle, chrom, start, out.shape[1], out, check)
+    values = bigwig_windows(handle, chrom, start, out.shape[1])
+    missing = np.isnan(values)
+    finite = int(values.size - np.count_nonzero(missing))
+    values[missing] = 0
+    out[...] = _stored(values, dtype, array, source)
+    return finite
+
+
 def _signal_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
-                  length: int, dtype: str) -> tuple[np.ndarray, dict[str, list]]:
-    """Signal rows (n, length, tracks) and per-track totals and counts of positions with a value."""
+                  length: int, dtype: str, array: str = "signal") -> tuple[np.ndarray, dict[str, list]]:
+    """Rows (n, length, tracks) of unsmoothed tracks, and per-track totals and counts of positions with a value."""
     out = np.empty((len(start), length, len(tracks)), dtype=dtype)
     sums, finite = [], []
     for i, track in enumerate(tracks):
-        values = bigwig_windows(bigwigs[track.source], chrom, start, length)
-        missing = np.isnan(values)
-        finite.append(int(values.size - np.count_nonzero(missing)))
-        values[missing] = 0
-        out[:, :, i] = _stored(values, dtype, "signal", track.source)
+        finite.append(_track_rows(bigwigs[track.source], track.source, chrom, start, out[:, :, i], array))
         sums.append(_track_sum(out[:, :, i]))
     return out, {"sum": sums, "finite": finite}
 
@@ -394,6 +409,8 @@ def _signal_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarra
 def bias_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
                length: int, dtype: str = "float32") -> tuple[np.ndarray, dict[str, list]]:
     """Bias rows (n, length, bias tracks): raw controls and smoothed copies, with totals and value counts."""
+    if not any(track.smoothing for track in tracks):
+        return _signal_block(bigwigs, tracks, chrom, start, length, dtype, "bias")
     flank = {}
     for track in tracks:
         radius = track.smoothing[1] // 2 if track.smoothing else 0
@@ -418,6 +435,11 @@ def bias_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, 
     return out, {"sum": sums, "finite": [finite_by_source[t.source] for t in tracks]}
 
 
+def _open_tracks(store_layout: StoreLayout) -> dict[str, Any]:
+    """Every bigWig of the layout, open: a :class:`BigWigReader` where it reads the file, else pyBigWig."""
+    return {path: open_reader(path) or open_bigwig(path) for path in _bigwig_paths(store_layout)}
+
+
 def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], dtypes: dict[str, str],
                 block_loci: int, block: int) -> dict[str, Any]:
     """Read and write rows [block · block_loci, …) of every array; record the block as finished.
@@ -438,10 +460,10 @@ def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], d
 
     fasta = open_fasta(fasta_path)
     try:
-        root["seq"][lo:hi] = fasta_windows(fasta, chrom, seq_start, store_layout.seq_len)
+        root["seq"][lo:hi] = read_windows(fasta, chrom, seq_start, store_layout.seq_len)
     finally:
         fasta.close()
-    bigwigs = {path: open_bigwig(path) for path in _bigwig_paths(store_layout)}
+    bigwigs = _open_tracks(store_layout)
     try:
         signal, signal_stats = _signal_block(bigwigs, store_layout.tracks, chrom, profile_start,
                                              store_layout.profile_len, dtypes["signal"])

@@ -29,7 +29,7 @@ import numpy as np
 
 from bpnetz.errors import InputError
 from bpnetz.genome.intervals import require_file
-from bpnetz.genome.sequence import encode
+from bpnetz.genome.sequence import CODE_TABLE, encode
 from bpnetz.genome.windows import gather, windows_by_span
 
 #: bytes read before a recorded offset to find the header line (a longer header line is reported as a mismatch)
@@ -187,3 +187,40 @@ def fasta_windows(fasta: Any, chroms: np.ndarray, starts: np.ndarray, length: in
                              fix="The FASTA index (.fai) may be stale: delete it and rerun.")
         out[rows] = gather(codes, starts[rows] - span_start, length)
     return out
+
+
+def read_windows(fasta: Any, chroms: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """:func:`fasta_windows` for the builder: each merged span's bytes read straight from the file at the offsets of
+    the (checked) index, line ends dropped and bases coded by one table lookup.
+
+    Measured on a 50,796-locus build (2,370-base windows): pyfaidx's per-span ``str`` slicing, ``replace`` of line
+    ends and re-encoding took ~3.4 s of its 11.8 CPU-s. :func:`fasta_windows` stays the independent reader of
+    ``bpnetz store verify`` and the exactness tests.
+    """
+    out = np.empty((len(starts), length), dtype=np.uint8)
+    fd = os.open(fasta.filename, os.O_RDONLY)
+    try:
+        for chrom, span_start, span_end, rows in windows_by_span(chroms, starts, length):
+            codes = _span_codes(fd, fasta.faidx.index[chrom], span_start, span_end)
+            if len(codes) != span_end - span_start:
+                raise InputError(f"{chrom}:{span_start}-{span_end} reads {len(codes)} bases, expected "
+                                 f"{span_end - span_start}.", path=fasta.filename,
+                                 fix="The FASTA index (.fai) may be stale: delete it and rerun.")
+            out[rows] = gather(codes, starts[rows] - span_start, length)
+    finally:
+        os.close(fd)
+    return out
+
+
+def _span_codes(fd: int, record: Any, start: int, end: int) -> np.ndarray:
+    """Base codes of [start, end) of one sequence (``record``: pyfaidx's index record: offset, lenc bases and lenb
+    bytes per line)."""
+    end = min(end, int(record.rlen))
+    if end <= start:
+        return np.zeros(0, dtype=np.uint8)
+    first = int(record.offset) + start // record.lenc * record.lenb + start % record.lenc
+    last = int(record.offset) + (end - 1) // record.lenc * record.lenb + (end - 1) % record.lenc + 1
+    raw = np.frombuffer(os.pread(fd, last - first, first), dtype=np.uint8)
+    if record.lenb != record.lenc:
+        raw = raw[(raw != 10) & (raw != 13)]
+    return CODE_TABLE[raw]

@@ -36,15 +36,15 @@ def merged_spans(starts: np.ndarray, length: int, max_gap: int = MERGE_GAP) -> l
     return spans
 
 
-def windows_by_span(chroms: np.ndarray, starts: np.ndarray, length: int
-                     ) -> Iterator[tuple[str, int, int, np.ndarray]]:
+def windows_by_span(chroms: np.ndarray, starts: np.ndarray, length: int, max_gap: int = MERGE_GAP
+                    ) -> Iterator[tuple[str, int, int, np.ndarray]]:
     """(chrom, span start, span end, row indices) over all windows, rows grouped by chromosome and position."""
     order = np.lexsort((starts, chroms.astype(str)))
     sorted_chroms = chroms[order]
     bounds = np.flatnonzero(np.r_[True, sorted_chroms[1:] != sorted_chroms[:-1], True])
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
         rows = order[lo:hi]
-        for span_start, span_end, idx in merged_spans(starts[rows], length):
+        for span_start, span_end, idx in merged_spans(starts[rows], length, max_gap):
             yield str(sorted_chroms[lo]), span_start, span_end, rows[idx]
 
 
