@@ -56,6 +56,7 @@ from bpnetz.genome.intervals import read_blacklist, read_chrom_sizes
 from bpnetz.store import schema
 from bpnetz.store.checksum import ChecksumCache, build_key, content_id
 from bpnetz.store.schema import StoreLayout, Track
+from bpnetz.store.shards import ShardEncoder
 
 PARTIAL_SUFFIX = ".partial"
 BLOCKS_DIR = ".blocks"
@@ -440,6 +441,22 @@ def _open_tracks(store_layout: StoreLayout) -> dict[str, Any]:
     return {path: open_reader(path) or open_bigwig(path) for path in _bigwig_paths(store_layout)}
 
 
+def _write_rows(array: Any, block: int, lo: int, hi: int, rows: np.ndarray) -> None:
+    """Rows [lo, hi) of ``array``, every chunk written: one shard by :class:`ShardEncoder` when the block is exactly
+    a shard (always, for a store this builder created), else through zarr-python.
+
+    zarr's ``write_empty_chunks`` is a runtime setting that reopening a store resets to False: before the encoder,
+    a block task's writes left an all-zero 256-locus chunk (a sparse control's bias, say) unwritten, and readers of
+    a store promising every chunk (``schema.CHUNK_GUARANTEES``) reported it as damaged.
+    """
+    encoder = ShardEncoder.for_array(array)
+    shard_rows = encoder.decoder.shard_rows if encoder is not None else 0
+    if encoder is not None and lo == block * shard_rows and hi == min(lo + shard_rows, array.shape[0]):
+        encoder.write(block, rows)
+    else:
+        array.with_config(write_empty_chunks=True)[lo:hi] = rows
+
+
 def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], dtypes: dict[str, str],
                 block_loci: int, block: int) -> dict[str, Any]:
     """Read and write rows [block · block_loci, …) of every array; record the block as finished.
@@ -460,20 +477,20 @@ def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], d
 
     fasta = open_fasta(fasta_path)
     try:
-        root["seq"][lo:hi] = read_windows(fasta, chrom, seq_start, store_layout.seq_len)
+        _write_rows(root["seq"], block, lo, hi, read_windows(fasta, chrom, seq_start, store_layout.seq_len))
     finally:
         fasta.close()
     bigwigs = _open_tracks(store_layout)
     try:
         signal, signal_stats = _signal_block(bigwigs, store_layout.tracks, chrom, profile_start,
                                              store_layout.profile_len, dtypes["signal"])
-        root["signal"][lo:hi] = signal
+        _write_rows(root["signal"], block, lo, hi, signal)
         del signal
         stats: dict[str, Any] = {"block": block, "rows": hi - lo, "signal": signal_stats}
         if store_layout.bias_tracks:
             bias, bias_stats = bias_block(bigwigs, store_layout.bias_tracks, chrom, profile_start,
                                           store_layout.profile_len, dtypes["bias"])
-            root["bias"][lo:hi] = bias
+            _write_rows(root["bias"], block, lo, hi, bias)
             stats["bias"] = bias_stats
     finally:
         for handle in bigwigs.values():
