@@ -8,7 +8,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from bpnetz.errors import InputError
-from bpnetz.store.shards import ShardDecoder
+from bpnetz.store.shards import ShardDecoder, ShardEncoder
 
 SHARD, CHUNK = 256, 64
 
@@ -82,3 +82,33 @@ def test_a_wrongly_shaped_buffer_is_refused(tmp_path):
     decoder = ShardDecoder.for_array(blosc_array(tmp_path / "a.zarr", np.ones((300, 8), np.int32)))
     with pytest.raises(ValueError, match="shape"):
         decoder.read_into(1, np.empty((SHARD, 8), np.int32))  # shard 1 holds 44 rows
+
+
+@pytest.mark.parametrize(("dtype", "shuffle"), [(np.uint8, "bitshuffle"), (np.int32, "bitshuffle"),
+                                                (np.float32, "shuffle")])
+def test_encoded_shards_are_zarrs_bytes(tmp_path, dtype, shuffle):
+    from zarr.codecs import Crc32cCodec
+
+    rng = np.random.default_rng(1)
+    data = rng.poisson(0.4, size=(700, 30, 2)).astype(dtype)  # the last shard: 2 chunks, a padded one, 1 absent
+    data[64:128] = 0  # an all-zero chunk: written all the same (the build's stores write every chunk)
+    arrays = {}
+    for name in ("zarr", "encoder"):
+        arrays[name] = zarr.create_array(
+            str(tmp_path / f"{name}.zarr"), shape=data.shape, dtype=dtype, chunks=(CHUNK, 30, 2),
+            shards=(SHARD, 30, 2), fill_value=0, config={"write_empty_chunks": name == "zarr"},
+            compressors=[BloscCodec(cname="zstd", clevel=3, shuffle=shuffle), Crc32cCodec()])
+    arrays["zarr"][:] = data
+    encoder = ShardEncoder.for_array(arrays["encoder"])
+    for shard in range(3):
+        encoder.write(shard, data[shard * SHARD:(shard + 1) * SHARD])
+    for shard in range(3):
+        zarr_bytes = ShardDecoder.for_array(arrays["zarr"]).shard_path(shard).read_bytes()
+        assert encoder.decoder.shard_path(shard).read_bytes() == zarr_bytes
+    decoder = ShardDecoder.for_array(zarr.open_array(str(tmp_path / "encoder.zarr")), all_written=True)
+    np.testing.assert_array_equal(decoded(decoder, 0), data[:SHARD])
+
+
+def test_no_encoder_for_other_layouts(tmp_path):
+    plain = zarr.create_array(str(tmp_path / "plain.zarr"), shape=(600, 4), dtype=np.int32, chunks=(CHUNK, 4))
+    assert ShardEncoder.for_array(plain) is None

@@ -1,0 +1,114 @@
+"""The builder's numpy bigWig and FASTA readers against pyBigWig and pyfaidx reads of the same files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyBigWig
+import pyfaidx
+import pytest
+
+from bpnetz.errors import InputError
+from bpnetz.genome import bigwig, fasta
+from bpnetz.genome.bigwig_reader import open_reader, windows_into
+from tests.build.tiny_inputs import write_fasta
+
+
+def _write_sections(path, sizes: dict[str, int], rng: np.random.Generator) -> None:
+    """A bigWig with all three section types (pyBigWig picks them by the addEntries form) and multi-base runs."""
+    bw = pyBigWig.open(str(path), "w")
+    bw.addHeader(list(sizes.items()), maxZooms=2)
+    for k, (chrom, size) in enumerate(sizes.items()):
+        if k % 4 == 3:
+            continue  # a chromosome without values
+        if k % 3 == 0:  # bedGraph: runs of different lengths with gaps
+            ends = np.cumsum(rng.integers(1, 9, size // 2))
+            ends = ends[ends < size]
+            starts, ends = ends[:-1] + rng.integers(0, 2, len(ends) - 1), ends[1:]
+            keep = starts < ends
+            bw.addEntries([chrom] * int(keep.sum()), starts[keep].tolist(), ends=ends[keep].tolist(),
+                          values=rng.poisson(3, int(keep.sum())).astype(float).tolist())
+        elif k % 3 == 1:  # varStep, span 3
+            starts = np.sort(rng.choice(size // 3, size // 6, replace=False)) * 3
+            bw.addEntries(chrom, starts.tolist(), values=rng.gamma(2.0, size=len(starts)).tolist(), span=3)
+        else:  # fixedStep, step 5, span 2
+            n = (size - 10) // 5
+            bw.addEntries(chrom, 7, values=rng.poisson(1, n).astype(float).tolist(), span=2, step=5)
+    bw.close()
+
+
+@pytest.fixture(scope="module")
+def sections(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    sizes = {f"c{i}": int(rng.integers(500, 3000)) for i in range(300)}  # an R-tree of two levels
+    path = tmp_path_factory.mktemp("bw") / "s.bw"
+    _write_sections(path, sizes, rng)
+    return path, sizes
+
+
+def test_reader_values_equal_pybigwig(sections):
+    path, sizes = sections
+    reader, bw = open_reader(path), pyBigWig.open(str(path))
+    assert reader.chroms() == bw.chroms() == sizes
+    rng = np.random.default_rng(0)
+    for chrom in rng.choice(list(sizes), 60):
+        lo = int(rng.integers(0, sizes[chrom] - 1))
+        hi = int(rng.integers(lo + 1, sizes[chrom] + 1))
+        np.testing.assert_array_equal(reader.values(chrom, lo, hi), bw.values(chrom, lo, hi, numpy=True))
+    reader.close()
+
+
+def test_windows_into_equal_pybigwig_windows_with_zeros(sections):
+    path, sizes = sections
+    rng = np.random.default_rng(1)
+    chroms = rng.choice([c for i, c in enumerate(sizes) if i % 3 == 0], 400).astype(object)  # integer tracks
+    length = 90
+    starts = np.array([rng.integers(-40, sizes[c] - length + 40) for c in chroms])  # some cross the ends
+    want = bigwig.bigwig_windows(bigwig.open_bigwig(path), chroms, starts, length)  # NaN where no value
+    seen = []
+    out = np.full((len(starts), length, 2), 99, dtype=np.uint16)
+    covered = windows_into(open_reader(path), chroms, starts, length, out[:, :, 1], seen.append)
+    np.testing.assert_array_equal(out[:, :, 1], np.nan_to_num(want, nan=0).astype(np.uint16))
+    assert (out[:, :, 0] == 99).all()  # only the given track's slice is written
+    assert covered == int(np.isfinite(want).sum())
+    # check() sees exactly the values inside some window: their multiset is that of the distinct runs' values
+    assert set(np.concatenate(seen).tolist()) == set(want[np.isfinite(want)].tolist())
+
+
+def test_damaged_data_is_an_input_error_naming_the_file(sections, tmp_path):
+    path, sizes = sections
+    data = bytearray(path.read_bytes())
+    broken = tmp_path / "broken.bw"
+    reader = open_reader(path)
+    offset = reader._blocks(reader._chroms["c0"][0], 0, sizes["c0"])[0][0]
+    data[offset:offset + 64] = bytes(64)  # the first data block's zlib stream
+    broken.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="broken.bw"):
+        open_reader(broken).values("c0", 0, sizes["c0"])
+
+
+def test_not_a_bigwig_gets_no_reader(tmp_path):
+    path = tmp_path / "fake.bw"
+    path.write_bytes(b"\0" * 100)
+    assert open_reader(path) is None
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_fasta_read_windows_equal_pyfaidx(tmp_path, newline):
+    rng = np.random.default_rng(3)
+    seqs = {f"s{i}": "".join(rng.choice(list("ACGTacgtNRn"), int(rng.integers(100, 900)))) for i in range(5)}
+    path = tmp_path / "g.fa"
+    write_fasta(path, seqs, width=37)
+    if newline != "\n":
+        path.write_bytes(path.read_bytes().replace(b"\n", newline.encode()))
+    length = 60
+    chroms = rng.choice(list(seqs), 200).astype(object)
+    starts = np.array([rng.integers(0, len(seqs[c]) - length + 1) for c in chroms])
+    handle = fasta.open_fasta(path)
+    got = fasta.read_windows(handle, chroms, starts, length)
+    np.testing.assert_array_equal(got, fasta.fasta_windows(handle, chroms, starts, length))
+    direct = pyfaidx.Fasta(str(path))
+    for i in range(0, len(starts), 25):
+        lo = int(starts[i])
+        text = direct[chroms[i]][lo:lo + length].seq
+        assert text == seqs[chroms[i]][lo:lo + length]
+        np.testing.assert_array_equal(got[i], [{"A": 0, "C": 1, "G": 2, "T": 3}.get(ch, 4) for ch in text.upper()])
