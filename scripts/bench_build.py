@@ -1,14 +1,24 @@
-"""Benchmark `bpnetz build`: loci/s with 1 and 2 workers, and store bytes per locus against the reference.
+"""Benchmark `bpnetz build` against its peers, in one run: loci/s with 1 and 2 workers at each size (10k and 40k
+loci by default), per-locus pyfaidx + pyBigWig reads of the same loci, and tangermeme's ``extract_loci`` in its own
+venv (``--peer-python``; skipped with the reason when not given or absent); ratios side by side; store bytes per
+locus against the reference.
 
 Uses a `bpnetz simulate` experiment when that command is available (``--simulate``, the default when it is),
 otherwise writes its own: a multi-megabase genome, sparse stranded count bigWigs (ChIP-nexus-like), a control
-pair, narrowPeak peaks and background loci. Prints, asserts nothing.
+pair, narrowPeak peaks and background loci. Each size takes a seeded subset of the experiment's peak and
+background lines (in their proportion). Prints, asserts nothing.
+
+Rates: "blocks" counts the block tasks only (reading, encoding, compressing, writing), "all" the whole
+``build_store`` call (input checks, checksums, locus selection, Dask start-up); loci per CPU-second of the block
+tasks is the rate one free core gives, and what to compare when the machine is shared. The per-locus peer reads
+``min(size, --peer-sample)`` loci (its rate does not depend on the size); tangermeme extracts every locus.
 
 The reference materialises, per locus and batch, a float64 one-hot sequence (input_len × 4 × 8 bytes) and float64
 profile and bias arrays (output_len × tracks × 8 bytes each); a store keeps uint8 codes and uint8/uint16/int32/
 float32 rows (the narrowest integer dtype for counts) with jitter flanks, compressed.
 
-    python scripts/bench_build.py [--peaks 10000] [--workers 1 2] [--keep DIR] [--experiment DIR]
+    python scripts/bench_build.py [--sizes 10000 40000] [--workers 1 2] [--peer-python /work/peer-venv/bin/python]
+                                  [--keep DIR] [--experiment DIR]
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,52 +92,154 @@ def reference_bytes_per_locus(input_len: int, output_len: int, n_tracks: int, n_
     return input_len * 4 * 8 + output_len * n_tracks * 8 + output_len * n_bias * 8
 
 
+def subset_experiment(exp: Path, out: Path, n_loci: int, seed: int = 0) -> Path:
+    """``out``/input_data.json over a seeded subset of ``n_loci`` peak and background lines of ``exp`` (absolute
+    paths to the same genome and bigWigs)."""
+    spec = json.loads((exp / "input_data.json").read_text())
+    files = [(task, key, i, exp / path) for task, t in spec.items() for key in ("loci", "background_loci")
+             if key in t for i, path in enumerate(t[key]["source"])]
+    lines = {f: [x for x in f[3].read_text().splitlines() if x.strip() and not x.startswith(("#", "track"))]
+             for f in files}
+    fraction = min(1.0, n_loci / sum(len(v) for v in lines.values()))
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for (task, key, i, path), rows in lines.items():
+        keep = np.sort(rng.choice(len(rows), int(round(len(rows) * fraction)), replace=False))
+        target = out / f"{task}_{key}_{i}_{path.name}"
+        target.write_text("".join(rows[k] + "\n" for k in keep))
+        spec[task][key]["source"][i] = str(target)
+    for t in spec.values():
+        for key in ("signal", "bias"):
+            if key in t:
+                t[key]["source"] = [str((exp / p).resolve()) for p in t[key]["source"]]
+    (out / "input_data.json").write_text(json.dumps(spec))
+    return out / "input_data.json"
+
+
+def per_locus_rate(store: Path, genome: Path, sample: int) -> tuple[int, float]:
+    """Loci/s of reading each locus on its own: pyfaidx sequence + pyBigWig values of every track (the way a
+    loader without a store extracts), over the first ``sample`` store rows."""
+    import pyBigWig
+    import pyfaidx
+
+    from bpnetz.genome.sequence import encode
+    from bpnetz.store import schema
+
+    group = schema.open_group(store)
+    layout = schema.layout(group)
+    chrom = [str(c) for c in np.asarray(group["chrom"][:sample]).tolist()]
+    summit = np.asarray(group["summit"][:sample], dtype=np.int64)
+    seq_start, _ = layout.seq_window(summit)
+    prof_start, _ = layout.profile_window(summit)
+    sources = [t.source for t in layout.tracks + layout.bias_tracks]
+    fasta = pyfaidx.Fasta(str(genome), as_raw=True, sequence_always_upper=False)
+    bigwigs = [pyBigWig.open(src) for src in sources]
+    began = time.perf_counter()
+    for c, s, p in zip(chrom, seq_start.tolist(), prof_start.tolist(), strict=True):
+        encode(fasta[c][s:s + layout.seq_len])
+        for bw in bigwigs:
+            np.nan_to_num(bw.values(c, p, p + layout.profile_len, numpy=True))
+    return len(chrom), len(chrom) / (time.perf_counter() - began)
+
+
+def tangermeme_rate(args: argparse.Namespace, store: Path, genome: Path, workdir: Path, n_jobs: int
+                    ) -> tuple[float | None, str]:
+    """Loci/s of tangermeme's extract_loci on the store's loci (in the peer interpreter), or None and why not."""
+    if args.peer_python is None:
+        return None, "skipped: no --peer-python given"
+    if not Path(args.peer_python).exists():
+        return None, f"skipped: {args.peer_python} does not exist"
+    from bpnetz.store import schema
+
+    group = schema.open_group(store)
+    layout = schema.layout(group)
+    chrom = [str(c) for c in np.asarray(group["chrom"][:]).tolist()]
+    summit = np.asarray(group["summit"][:], dtype=np.int64)
+    bed = workdir / "peer_loci.bed"
+    bed.write_text("".join(f"{c}\t{s}\t{s + 1}\n" for c, s in zip(chrom, summit.tolist(), strict=True)))
+    sources = [t.source for t in layout.tracks + layout.bias_tracks]
+    command = [args.peer_python, str(Path(__file__).with_name("peer_tangermeme.py")), "--loci", str(bed),
+               "--fasta", str(genome), "--signals", *sources, "--in-window", str(layout.input_len),
+               "--out-window", str(layout.output_len), "--max-jitter", str(layout.max_jitter),
+               "--n-jobs", str(n_jobs)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        return None, f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}"
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["loci"] / result["seconds"], (f"{result['loci']:,} loci in {result['seconds']:.1f} s, "
+                                                f"n_jobs={n_jobs}, seq {result['seq_shape']}, "
+                                                f"signals {result['signal_shape']}")
+
+
+def build_rates(input_data: Path, genome: Path, sizes: Path, out: Path, workers: int) -> Any:
+    from bpnetz.build.builder import build_store
+    from bpnetz.build.options import BuildOptions
+
+    shutil.rmtree(out, ignore_errors=True)
+    return build_store(input_data, genome, sizes, out, BuildOptions(workers=workers, progress=False))
+
+
+def bench_size(args: argparse.Namespace, exp: Path, root: Path, n_loci: int) -> Any:
+    """Build ``n_loci`` loci with each worker count, then the peers on the same loci; print one block of lines."""
+    input_data = subset_experiment(exp, root / f"loci_{n_loci}", n_loci)
+    genome, sizes = exp / "genome.fa", exp / "chrom.sizes"
+    print(f"\n== {n_loci:,} loci requested (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    best = 0.0
+    for workers in args.workers:
+        summary = build_rates(input_data, genome, sizes, root / f"store_{n_loci}_w{workers}.zarr", workers)
+        best = max(best, summary.loci_per_second)
+        print(f"bpnetz build, workers={workers}: {summary.loci_built:,} loci, blocks {summary.loci_per_second:,.0f}"
+              f" loci/s ({summary.block_seconds:.1f} s; {summary.loci_per_cpu_second:,.0f} per CPU-second), all "
+              f"{summary.loci_built / summary.seconds:,.0f} loci/s ({summary.seconds:.1f} s incl. input checks, "
+              f"checksums, start-up)")
+    n, rate = per_locus_rate(summary.path, genome, args.peer_sample)
+    print(f"per-locus pyfaidx + pyBigWig reads: {rate:,.0f} loci/s ({n:,} loci) -> build {best / rate:.1f}x")
+    peer, note = tangermeme_rate(args, summary.path, genome, root, max(args.workers))
+    if peer is None:
+        print(f"tangermeme extract_loci: {note}")
+    else:
+        print(f"tangermeme extract_loci: {peer:,.0f} loci/s ({note}) -> build {best / peer:.1f}x")
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--peaks", type=int, default=10000, help="peaks of the experiment (10000: 4 blocks)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 40000], help="loci per build")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--simulate", choices=["auto", "yes", "no"], default="auto",
                         help="use `bpnetz simulate` (auto: when available)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the experiment and stores here")
     parser.add_argument("--experiment", type=Path, default=None,
                         help="use this existing experiment folder (with input_data.json) instead of writing one")
+    parser.add_argument("--peer-python", default=None,
+                        help="interpreter with tangermeme installed (e.g. /work/peer-venv/bin/python)")
+    parser.add_argument("--peer-sample", type=int, default=5000, help="loci read one by one by the per-locus peer")
     args = parser.parse_args()
 
-    from bpnetz.build.builder import build_store
-    from bpnetz.build.options import BuildOptions
     from bpnetz.store import schema
 
-    root = args.keep or Path(tempfile.mkdtemp(prefix="bench_build_"))
+    root = (args.keep or Path(tempfile.mkdtemp(prefix="bench_build_"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
     use_sim = args.simulate == "yes" or (args.simulate == "auto"
                                          and importlib.util.find_spec("bpnetz.cli.simulate") is not None)
     began = time.perf_counter()
+    peaks = int(max(args.sizes) * 0.8) + 1
     if args.experiment is not None:
         exp = args.experiment.resolve()
         print(f"experiment: {exp}")
     else:
-        exp = simulate_experiment(root, args.peaks) if use_sim else write_experiment(root, args.peaks)
+        exp = simulate_experiment(root, peaks) if use_sim else write_experiment(root, peaks)
         print(f"experiment: {'bpnetz simulate' if use_sim else 'self-written'} in {exp} "
               f"({time.perf_counter() - began:.1f} s to write)")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall-clock rates shrink when it "
           "exceeds the cores; loci per CPU-second do not)")
-    os.chdir(exp)  # input_data.json paths are relative to the experiment folder
-    results = []
-    for workers in args.workers:
-        output = root / f"store_w{workers}.zarr"
-        shutil.rmtree(output, ignore_errors=True)
-        summary = build_store("input_data.json", "genome.fa", "chrom.sizes", output,
-                              BuildOptions(workers=workers, progress=False))
-        results.append((workers, summary))
-        print(f"workers={workers}: {summary.loci_built:,} loci, {summary.loci_per_second:,.0f} loci/s wall in the "
-              f"block tasks ({summary.block_seconds:.1f} s; {summary.loci_per_cpu_second:,.0f} loci per CPU-second), "
-              f"{summary.seconds:.1f} s in all incl. input checks and checksums")
-    summary = results[-1][1]
+    for n_loci in args.sizes:
+        summary = bench_size(args, exp, root, n_loci)
     group = schema.open_group(summary.path)
     layout = schema.layout(group)
     per_locus = summary.bytes_on_disk / summary.n_loci
     ref = reference_bytes_per_locus(layout.input_len, layout.output_len, layout.n_tracks, layout.n_bias)
-    print(f"store: {summary.n_loci:,} loci, {summary.bytes_on_disk / 1e6:.1f} MB on disk, "
+    print(f"\nstore: {summary.n_loci:,} loci, {summary.bytes_on_disk / 1e6:.1f} MB on disk, "
           f"{per_locus:,.0f} bytes/locus (uncompressed {summary.raw_bytes / summary.n_loci:,.0f}, "
           f"compression {summary.compression_ratio:.1f}x), {', '.join(f'{k} {v}' for k, v in summary.dtypes.items())}")
     print(f"reference float64 per locus: {ref:,} bytes (one-hot {layout.input_len}x4x8 + profiles "

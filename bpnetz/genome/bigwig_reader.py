@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +37,12 @@ _SECTION = np.dtype([("chrom", "<u4"), ("start", "<u4"), ("end", "<u4"), ("step"
                      ("type", "u1"), ("reserved", "u1"), ("count", "<u2")])
 _LEAF = np.dtype([("c0", "<u4"), ("b0", "<u4"), ("c1", "<u4"), ("b1", "<u4"), ("offset", "<u8"), ("size", "<u8")])
 _NODE = np.dtype([("c0", "<u4"), ("b0", "<u4"), ("c1", "<u4"), ("b1", "<u4"), ("offset", "<u8")])
-#: windows closer than this share one span in :func:`windows_into`: a span costs an R-tree descent and one
-#: ``zlib.decompress`` per data block it touches, whatever its length, while the bases between windows cost only
-#: untouched zeroed memory (4,096 clustered simulated loci made ~150 spans per block at pyBigWig's 16 kb gap).
-SPAN_GAP = 1 << 20
+#: windows closer than this share a span in :func:`windows_into`. A span's fixed cost is ~10 numpy calls (~50 µs);
+#: the bases of a gap cost only untouched zeroed memory plus the data blocks lying wholly inside it (a simulated
+#: count block spans ~28 kb), so the gap is a couple of blocks: 40,000 clustered loci made 150 spans per 4,096-locus
+#: block at pyBigWig's 16 kb (9.1 CPU-s for the build) and one span per 4 Mb at 1 Mb (7.7 CPU-s), while 2,000 loci
+#: spread over 105 Mb decoded the whole genome at 1 Mb.
+SPAN_GAP = 1 << 16
 _RECORDS = {1: np.dtype([("start", "<u4"), ("end", "<u4"), ("value", "<f4")]),
             2: np.dtype([("start", "<u4"), ("value", "<f4")]), 3: np.dtype([("value", "<f4")])}
 
@@ -97,8 +99,8 @@ class BigWigReader:
                     todo.append(struct.unpack_from("<Q", items, i * width + key_size)[0])
         return chroms
 
-    def _blocks(self, chrom_id: int, start: int, end: int) -> list[tuple[int, int]]:
-        """(offset, size) of the data blocks whose R-tree extent overlaps [start, end) on ``chrom_id``."""
+    def _leaves(self, chrom_id: int, start: int, end: int) -> np.ndarray:
+        """The R-tree leaf items (extent, offset, size) overlapping [start, end) on ``chrom_id``, in file order."""
         found, todo = [], [self._index_root]
         while todo:
             node = todo.pop()
@@ -109,27 +111,46 @@ class BigWigReader:
             before_end = (items["c0"] < chrom_id) | ((items["c0"] == chrom_id) & (items["b0"] < end))
             hit = items[after_start & before_end]
             if is_leaf:
-                found += list(zip(hit["offset"].tolist(), hit["size"].tolist(), strict=True))
+                found.append(hit)
             else:
                 todo += hit["offset"].tolist()[::-1]
-        return sorted(found)
+        leaves = np.concatenate(found) if found else np.zeros(0, _LEAF)
+        return leaves[np.argsort(leaves["offset"], kind="stable")]
+
+    def span_intervals(self, chrom: str, spans: list[tuple[int, int]]
+                       ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(starts, ends, values) of the stored intervals overlapping each span [lo, hi) of ``chrom`` (spans
+        ascending and disjoint): one R-tree descent for all of them, each data block decoded once (a block shared by
+        neighbouring spans is kept until the spans pass it)."""
+        chrom_id = self._chroms[chrom][0]
+        leaves = self._leaves(chrom_id, spans[0][0], spans[-1][1]) if spans else np.zeros(0, _LEAF)
+        first = np.where(leaves["c0"] == chrom_id, leaves["b0"], 0).astype(np.int64)
+        last = np.where(leaves["c1"] == chrom_id, leaves["b1"], np.iinfo(np.int64).max).astype(np.int64)
+        last = np.maximum.accumulate(last) if len(last) else last
+        decoded: dict[int, list] = {}
+        for lo, hi in spans:
+            k0, k1 = int(np.searchsorted(last, lo, side="right")), int(np.searchsorted(first, hi, side="left"))
+            for k in [k for k in decoded if k < k0]:
+                del decoded[k]
+            parts = []
+            for k in range(k0, k1):
+                if k not in decoded:
+                    decoded[k] = self._decode(int(leaves["offset"][k]), int(leaves["size"][k]), chrom_id, chrom)
+                parts += decoded[k]
+            yield _overlapping(parts, lo, hi)
+
+    def _decode(self, offset: int, size: int, chrom_id: int, chrom: str) -> list:
+        """The (starts, ends, values) sections of one data block on ``chrom_id``."""
+        try:
+            data = self._read(offset, size)
+            return _sections(zlib.decompress(data) if self._uncompress else data, chrom_id)
+        except (OSError, ValueError, zlib.error, struct.error) as err:
+            raise InputError(f"cannot be read on {chrom} ({err}): the file is damaged or truncated.",
+                             path=self.path, fix="Recreate the bigWig (e.g. with bedGraphToBigWig).") from None
 
     def intervals(self, chrom: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(starts, ends, values) of the stored intervals of ``chrom`` overlapping [start, end), in file order."""
-        chrom_id = self._chroms[chrom][0]
-        parts = []
-        try:
-            for offset, size in self._blocks(chrom_id, start, end):
-                data = self._read(offset, size)
-                parts += _sections(zlib.decompress(data) if self._uncompress else data, chrom_id)
-        except (OSError, ValueError, zlib.error, struct.error) as err:
-            raise InputError(f"cannot be read at {chrom}:{start}-{end} ({err}): the file is damaged or truncated.",
-                             path=self.path, fix="Recreate the bigWig (e.g. with bedGraphToBigWig).") from None
-        if not parts:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-        starts, ends, values = (np.concatenate(column) for column in zip(*parts, strict=True))
-        keep = (ends > start) & (starts < end)
-        return starts[keep], ends[keep], values[keep]
+        return next(self.span_intervals(chrom, [(start, end)]))
 
     def values(self, chrom: str, start: int, end: int, numpy: bool = True) -> np.ndarray:
         """float32 values of [start, end) (inside the chromosome), NaN where the file stores none (as pyBigWig's
@@ -173,29 +194,45 @@ def in_windows(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, length
     return (first < len(offsets)) & (offsets[np.minimum(first, len(offsets) - 1)] < ends)
 
 
+def _overlapping(parts: list, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    starts, ends, values = (np.concatenate(column) for column in zip(*parts, strict=True))
+    keep = (ends > lo) & (starts < hi)
+    return starts[keep], ends[keep], values[keep]
+
+
 def windows_into(reader: BigWigReader, chroms: np.ndarray, starts: np.ndarray, length: int, out: np.ndarray,
                  check: Callable[[np.ndarray], None]) -> int:
     """Write the windows [start, start + length) into ``out`` (n, length), in its dtype, 0 where there is no value
     (also outside the chromosome); return the number of window positions with a value.
 
-    ``check`` sees the values of the intervals that overlap a window before any is cast (the caller raises when
-    ``out``'s dtype cannot hold them). The spans are filled in ``out``'s dtype (1 byte per base for uint8 counts)
+    ``check`` sees the values of all intervals that overlap a window (the caller raises when ``out``'s dtype cannot
+    hold them; ``out`` is then garbage). The spans are filled in ``out``'s dtype (1 byte per base for uint8 counts)
     rather than float32 with NaN, so a block makes no float pass over its windows.
     """
-    covered, sizes = 0, reader.chroms()
-    for chrom, span_start, span_end, rows in windows_by_span(chroms, starts, length, SPAN_GAP):
-        lo, hi = max(span_start, 0), min(span_end, sizes[chrom])
+    covered, sizes, seen = 0, reader.chroms(), []
+    spans = list(windows_by_span(chroms, starts, length, SPAN_GAP))
+    clipped = [(max(lo, 0), min(hi, sizes[chrom])) for chrom, lo, hi, _ in spans]
+    found: dict[int, tuple] = {}
+    for chrom in dict.fromkeys(span[0] for span in spans):
+        mine = [i for i, span in enumerate(spans) if span[0] == chrom and clipped[i][1] > clipped[i][0]]
+        found.update(zip(mine, reader.span_intervals(chrom, [clipped[i] for i in mine]), strict=False))
+    for i, (_, span_start, span_end, rows) in enumerate(spans):
         offsets = starts[rows] - span_start  # ascending: windows_by_span sorts by position
         span = np.zeros(span_end - span_start, dtype=out.dtype)
-        if hi > lo:
-            first, last, values = reader.intervals(chrom, lo, hi)
+        if i in found:
+            first, last, values = found.pop(i)
+            lo, hi = clipped[i]
             first, last = np.maximum(first, lo) - span_start, np.minimum(last, hi) - span_start
             hit = in_windows(first, last, offsets, length)
             first, last, values = first[hit], last[hit], values[hit]
-            check(values)
-            fill(span, first, last, values.astype(out.dtype))
+            seen.append(values)
+            with np.errstate(invalid="ignore"):  # a value out of range (NaN) fails the check below
+                fill(span, first, last, values.astype(out.dtype))
             covered += covered_in_windows(first, last, offsets, length)
         out[rows] = gather(span, offsets, length)
+    check(np.concatenate(seen) if seen else np.zeros(0, np.float32))
     return covered
 
 

@@ -79,7 +79,7 @@ def test_damaged_data_is_an_input_error_naming_the_file(sections, tmp_path):
     data = bytearray(path.read_bytes())
     broken = tmp_path / "broken.bw"
     reader = open_reader(path)
-    offset = reader._blocks(reader._chroms["c0"][0], 0, sizes["c0"])[0][0]
+    offset = int(reader._leaves(reader._chroms["c0"][0], 0, sizes["c0"])["offset"][0])
     data[offset:offset + 64] = bytes(64)  # the first data block's zlib stream
     broken.write_bytes(bytes(data))
     with pytest.raises(InputError, match="broken.bw"):
