@@ -143,7 +143,7 @@ class BigWigReader:
         """The (starts, ends, values) sections of one data block on ``chrom_id``."""
         try:
             data = self._read(offset, size)
-            return _sections(zlib.decompress(data) if self._uncompress else data, chrom_id)
+            return _sections(zlib.decompress(data, 15, self._uncompress) if self._uncompress else data, chrom_id)
         except (OSError, ValueError, zlib.error, struct.error) as err:
             raise InputError(f"cannot be read on {chrom} ({err}): the file is damaged or truncated.",
                              path=self.path, fix="Recreate the bigWig (e.g. with bedGraphToBigWig).") from None
