@@ -4,8 +4,8 @@
 Runs under a separate interpreter that has tangermeme installed (e.g. ``/work/peer-venv/bin/python``); bpnetz never
 imports tangermeme. Input: a BED of loci whose interval midpoint is the summit (``summit, summit + 1``), the FASTA,
 the bigWigs; the windows are the store's: ``in_window`` and ``out_window`` widened by ``max_jitter`` on each side.
-Prints one JSON line: loci returned, seconds of the ``extract_loci`` call (imports excluded), the threads used and
-the shapes returned.
+Prints one JSON line: loci returned, wall and CPU seconds (all threads) of the ``extract_loci`` call (imports
+excluded), the threads used and the shapes returned.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ def main() -> None:
     from tangermeme.io import extract_loci
 
     torch.set_num_threads(args.n_jobs)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     seqs, signals = extract_loci(args.loci, args.fasta, signals=args.signals, in_window=args.in_window,
                                  out_window=args.out_window, max_jitter=args.max_jitter, n_jobs=args.n_jobs)
-    seconds = time.perf_counter() - began
-    print(json.dumps({"loci": int(seqs.shape[0]), "seconds": seconds, "n_jobs": args.n_jobs,
+    seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - cpu
+    print(json.dumps({"loci": int(seqs.shape[0]), "seconds": seconds, "cpu_seconds": cpu_seconds,
+                      "n_jobs": args.n_jobs,
                       "seq_shape": list(seqs.shape), "signal_shape": list(signals.shape)}))
 
 
