@@ -394,22 +394,25 @@ def _track_sum(values: np.ndarray) -> int | float:
     return float(values.sum(dtype=np.float64))
 
 
-def _track_rows(handle: Any, source: str, chrom: np.ndarray, start: np.ndarray, out: np.ndarray, array: str) -> int:
+def _track_rows(handle: Any, source: str, chrom: np.ndarray, start: np.ndarray, out: np.ndarray, array: str
+                ) -> tuple[int, int | float]:
     """One track's windows into ``out`` (n, length) in its dtype (missing values 0); returns the positions with a
-    value. Whole-numbered tracks read by :class:`BigWigReader` skip the float32 windows (see
-    :func:`~bpnetz.genome.bigwig_reader.windows_into`); float tracks and pyBigWig handles take the float path."""
+    value and the total (:func:`_track_sum`). Whole-numbered tracks read by :class:`BigWigReader` skip the float32
+    windows (see :func:`~bpnetz.genome.bigwig_reader.windows_into`); float tracks and pyBigWig handles take the
+    float path."""
     dtype = out.dtype.name
     if dtype != "float32" and isinstance(handle, BigWigReader):
         def check(values: np.ndarray) -> None:
             _stored(values, dtype, array, source)
 
-        return windows_into(handle, chrom, start, out.shape[1], out, check)
+        finite, total = windows_into(handle, chrom, start, out.shape[1], out, check)
+        return finite, int(total)
     values = bigwig_windows(handle, chrom, start, out.shape[1])
     missing = np.isnan(values)
     finite = int(values.size - np.count_nonzero(missing))
     values[missing] = 0
     out[...] = _stored(values, dtype, array, source)
-    return finite
+    return finite, _track_sum(out)
 
 
 def _signal_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
@@ -418,8 +421,9 @@ def _signal_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarra
     out = np.empty((len(start), length, len(tracks)), dtype=dtype)
     sums, finite = [], []
     for i, track in enumerate(tracks):
-        finite.append(_track_rows(bigwigs[track.source], track.source, chrom, start, out[:, :, i], array))
-        sums.append(_track_sum(out[:, :, i]))
+        positions, total = _track_rows(bigwigs[track.source], track.source, chrom, start, out[:, :, i], array)
+        finite.append(positions)
+        sums.append(total)
     return out, {"sum": sums, "finite": finite}
 
 

@@ -181,19 +181,25 @@ def fill(out: np.ndarray, starts: np.ndarray, ends: np.ndarray, values: np.ndarr
     out[first + np.arange(int(lengths.sum()))] = np.repeat(values, lengths)
 
 
-def covered_in_windows(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, length: int) -> int:
-    """Sum over windows [o, o + length) of the bases inside the intervals [starts, ends) (sorted, non-overlapping):
-    the positions with a value, counted per window, from the intervals' cumulative coverage."""
+def covered_in_windows(starts: np.ndarray, ends: np.ndarray, values: np.ndarray, offsets: np.ndarray, length: int
+                       ) -> tuple[int, float]:
+    """Over windows [o, o + length): the bases inside the intervals [starts, ends) (sorted, non-overlapping) and the
+    sum of their values, each counted once per window covering it, from the intervals' cumulative coverage and
+    cumulative value (float64: exact for whole numbers below 2**53)."""
     if not len(starts):
-        return 0
-    covered_before = np.concatenate([[0], np.cumsum(ends - starts)])
+        return 0, 0.0
+    lengths = ends - starts
+    covered_before = np.concatenate([[0], np.cumsum(lengths)])
+    sum_before = np.concatenate([[0.0], np.cumsum(lengths * values.astype(np.float64))])
 
-    def below(x: np.ndarray) -> np.ndarray:  # bases of the intervals below position x
+    def below(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # bases and value sum of the intervals below x
         k = np.searchsorted(ends, x, side="right")
-        partial = np.where(k < len(starts), x - starts[np.minimum(k, len(starts) - 1)], 0)
-        return covered_before[k] + np.maximum(partial, 0)
+        inside = np.minimum(k, len(starts) - 1)
+        partial = np.maximum(np.where(k < len(starts), x - starts[inside], 0), 0)
+        return covered_before[k] + partial, sum_before[k] + partial * values[inside].astype(np.float64)
 
-    return int((below(offsets + length) - below(offsets)).sum())
+    (bases_end, sum_end), (bases_start, sum_start) = below(offsets + length), below(offsets)
+    return int((bases_end - bases_start).sum()), float((sum_end - sum_start).sum())
 
 
 def in_windows(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, length: int) -> np.ndarray:
@@ -211,15 +217,18 @@ def _overlapping(parts: list, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def windows_into(reader: BigWigReader, chroms: np.ndarray, starts: np.ndarray, length: int, out: np.ndarray,
-                 check: Callable[[np.ndarray], None]) -> int:
+                 check: Callable[[np.ndarray], None]) -> tuple[int, float]:
     """Write the windows [start, start + length) into ``out`` (n, length), in its dtype, 0 where there is no value
-    (also outside the chromosome); return the number of window positions with a value.
+    (also outside the chromosome); return the window positions with a value and the sum of the windows' values.
 
-    ``check`` sees the values of all intervals that overlap a window (the caller raises when ``out``'s dtype cannot
-    hold them; ``out`` is then garbage). The spans are filled in ``out``'s dtype (1 byte per base for uint8 counts)
-    rather than float32 with NaN, so a block makes no float pass over its windows.
+    ``check`` raises when ``out``'s dtype cannot hold the values of the intervals that overlap a window. It is first
+    given every value of the spans read (which include the bases between windows: one vectorised test instead of
+    locating each interval among the windows); only when that raises are the values inside windows located and
+    checked again (an error then leaves ``out`` garbage). The spans are filled in ``out``'s dtype (1 byte per base
+    for uint8 counts) rather than float32 with NaN, so a block makes no float pass over its windows, and the totals
+    come from the intervals, not from the windows.
     """
-    covered, sizes, seen = 0, reader.chroms(), []
+    covered, total, sizes, kept = 0, 0.0, reader.chroms(), []
     spans = list(windows_by_span(chroms, starts, length, SPAN_GAP))
     clipped = [(max(lo, 0), min(hi, sizes[chrom])) for chrom, lo, hi, _ in spans]
     found: dict[int, tuple] = {}
@@ -233,15 +242,23 @@ def windows_into(reader: BigWigReader, chroms: np.ndarray, starts: np.ndarray, l
             first, last, values = found.pop(i)
             lo, hi = clipped[i]
             first, last = np.maximum(first, lo) - span_start, np.minimum(last, hi) - span_start
-            hit = in_windows(first, last, offsets, length)
-            first, last, values = first[hit], last[hit], values[hit]
-            seen.append(values)
+            kept.append((first, last, values, offsets))
             with np.errstate(invalid="ignore"):  # a value out of range (NaN) fails the check below
                 fill(span, first, last, values.astype(out.dtype))
-            covered += covered_in_windows(first, last, offsets, length)
+            bases, value_sum = covered_in_windows(first, last, values, offsets, length)
+            covered, total = covered + bases, total + value_sum
         out[rows] = gather(span, offsets, length)
-    check(np.concatenate(seen) if seen else np.zeros(0, np.float32))
-    return covered
+    _check_values(kept, length, check)
+    return covered, total
+
+
+def _check_values(kept: list[tuple], length: int, check: Callable[[np.ndarray], None]) -> None:
+    """``check`` the spans' values; when that raises, only those of intervals inside some window."""
+    try:
+        check(np.concatenate([values for _, _, values, _ in kept]) if kept else np.zeros(0, np.float32))
+    except Exception:  # noqa: BLE001 (whatever the caller raises: a value between windows may be the reason)
+        check(np.concatenate([values[in_windows(first, last, offsets, length)]
+                              for first, last, values, offsets in kept]))
 
 
 def _sections(data: bytes, chrom_id: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
