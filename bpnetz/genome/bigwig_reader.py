@@ -108,7 +108,8 @@ class BigWigReader:
         return chroms
 
     def _leaves(self, chrom_id: int, start: int, end: int) -> np.ndarray:
-        """The R-tree leaf items (extent, offset, size) overlapping [start, end) on ``chrom_id``, in file order."""
+        """The R-tree leaf items (extent, offset, size) overlapping [start, end) on ``chrom_id``, by extent start
+        (what :meth:`span_intervals`' binary searches need, whatever order the file wrote the blocks in)."""
         found, todo = [], [self._index_root]
         while todo:
             node = todo.pop()
@@ -123,7 +124,7 @@ class BigWigReader:
             else:
                 todo += hit["offset"].tolist()[::-1]
         leaves = np.concatenate(found) if found else np.zeros(0, _LEAF)
-        return leaves[np.argsort(leaves["offset"], kind="stable")]
+        return leaves[np.lexsort((leaves["b0"], leaves["c0"]))]
 
     def span_intervals(self, chrom: str, spans: list[tuple[int, int]]
                        ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
