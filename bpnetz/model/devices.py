@@ -45,6 +45,11 @@ from typing import Any
 
 from bpnetz.errors import InputError
 
+#: the first port of a Slurm step's workers on each node (TensorFlow's default); a node's k-th task uses +k
+SLURM_PORT_BASE = 8888
+#: GPUs per node told to TensorFlow's Slurm resolver, which then places none (see :func:`cluster_resolver`)
+SLURM_BOOKKEEPING_GPUS = 1024
+
 
 def check_devices(value: str) -> str:
     """``"all"`` or a positive integer, as text (the option's value)."""
@@ -56,8 +61,9 @@ def check_devices(value: str) -> str:
 
 
 def cluster_workers(environ: Mapping[str, str] | None = None) -> int:
-    """How many workers the environment's cluster has: from ``TF_CONFIG``, else Slurm's ``SLURM_NTASKS``; 1
-    when neither names a cluster."""
+    """How many workers the environment's cluster has: from ``TF_CONFIG``, else the tasks of the Slurm job step
+    this process is one task of (``srun``'s ``SLURM_STEP_NUM_TASKS``; a batch script's own process, which has
+    only the job's ``SLURM_NTASKS``, is one worker); 1 when neither names a cluster."""
     environ = os.environ if environ is None else environ
     if environ.get("TF_CONFIG"):
         try:
@@ -66,24 +72,21 @@ def cluster_workers(environ: Mapping[str, str] | None = None) -> int:
             raise InputError(f"TF_CONFIG is not a JSON object with a 'cluster' ({err}).", path="TF_CONFIG",
                              fix="Set TF_CONFIG as TensorFlow documents it, or unset it.") from None
         return sum(len(cluster.get(role, [])) for role in ("chief", "worker")) or 1
-    if environ.get("SLURM_JOB_ID") and environ.get("SLURM_NTASKS", "1").isdigit():
-        return int(environ.get("SLURM_NTASKS", "1"))
+    tasks = environ.get("SLURM_STEP_NUM_TASKS", "")
+    if environ.get("SLURM_PROCID") and tasks.isdigit():
+        return max(1, int(tasks))
     return 1
 
 
 def training_strategy(devices: str = "all") -> Any:
-    """The tf.distribute strategy for ``devices`` on this host (see the module docstring)."""
+    """The tf.distribute strategy for ``devices`` on this host, or ``MultiWorkerMirroredStrategy`` when the
+    environment names a cluster of several workers (see the module docstring). Call it before any other
+    TensorFlow operation of the process: a multi-worker strategy configures the collective ops at start."""
     import tensorflow as tf
 
     devices = check_devices(devices)
-    workers = cluster_workers()
-    if workers > 1:
-        source = "TF_CONFIG" if os.environ.get("TF_CONFIG") else "SLURM_NTASKS"
-        raise InputError(f"{source} names {workers} workers, but training on several hosts does not run yet (Keras "
-                         "3.15's fit under MultiWorkerMirroredStrategy fails on the model's dict inputs; see "
-                         "bpnetz/model/devices.py).", path=source,
-                         fix="Train on one host: run one process (all its GPUs: --devices all), with TF_CONFIG unset "
-                             "or a Slurm step of one task.")
+    if cluster_workers() > 1:
+        return multi_worker_strategy()
     pool = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     wanted = len(pool) if devices == "all" else int(devices)
     if wanted > len(pool):
@@ -92,6 +95,47 @@ def training_strategy(devices: str = "all") -> Any:
     if wanted == 1:
         return tf.distribute.get_strategy()
     return tf.distribute.MirroredStrategy(devices=[d.name for d in pool[:wanted]])
+
+
+def multi_worker_strategy() -> Any:
+    """``MultiWorkerMirroredStrategy`` over the cluster of ``TF_CONFIG``, else of the Slurm job step."""
+    import tensorflow as tf
+
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=cluster_resolver())
+
+
+def cluster_resolver() -> Any:
+    """TensorFlow's resolver of the environment's cluster: ``TF_CONFIG``'s, else the Slurm step's (one worker
+    per task, task order = ``SLURM_PROCID``, ports from :data:`SLURM_PORT_BASE` up on each node). The Slurm
+    resolver is told not to place GPUs (Slurm does: ``--gpus-per-task``): its own placement counts GPUs with
+    nvidia-smi, fails on CPU nodes (no nvidia-smi; zero GPUs make a zero range step) and rejects a task that
+    sees only its own GPU; the GPU count it is given is then bookkeeping only."""
+    import tensorflow as tf
+
+    resolvers = tf.distribute.cluster_resolver
+    if os.environ.get("TF_CONFIG"):
+        return resolvers.TFConfigClusterResolver()
+    try:
+        return resolvers.SlurmClusterResolver(port_base=SLURM_PORT_BASE, gpus_per_node=SLURM_BOOKKEEPING_GPUS,
+                                              gpus_per_task=1, auto_set_gpu=False)
+    except (RuntimeError, ValueError) as err:
+        raise InputError(f"the Slurm step's environment does not describe its tasks ({err}).",
+                         path="SLURM_STEP_NODELIST",
+                         fix="Launch one task per worker with srun (it sets SLURM_PROCID, SLURM_STEP_NUM_TASKS, "
+                             "SLURM_STEP_NODELIST and SLURM_STEP_TASKS_PER_NODE).") from None
+
+
+def worker_shard(strategy: Any) -> tuple[int, int] | None:
+    """``(this worker's index, workers)`` under a multi-worker strategy (the index is TensorFlow's input
+    pipeline id: the chief, when named, is worker 0); None on one host."""
+    extended = strategy.extended
+    workers = int(getattr(extended, "_num_workers", 1))
+    return (int(extended._id_in_cluster), workers) if workers > 1 else None
+
+
+def is_chief(strategy: Any) -> bool:
+    """Whether this process writes the training's outputs (always, but for a non-chief worker of a cluster)."""
+    return bool(getattr(strategy.extended, "_is_chief", True))
 
 
 def clip_across_replicas(optimizer: Any) -> None:
@@ -112,6 +156,45 @@ def clip_across_replicas(optimizer: Any) -> None:
         return [None if g is None else g * tf.cast(factor, g.dtype) for g in grads]
 
     optimizer._clip_gradients = clip
+
+
+def wait_for_workers(strategy: Any) -> None:
+    """Return once every worker of a multi-worker strategy has called this (an all-reduce of one number); at
+    once on one host. Workers that exit while the chief still writes its model make its coordination service
+    report them as crashed."""
+    import tensorflow as tf
+
+    if worker_shard(strategy) is not None:
+        strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
+def fit_across_workers(model: Any, strategy: Any) -> None:
+    """Let Keras 3.15's ``fit`` run ``model`` under a multi-worker strategy (nothing changes on one host): its
+    symbolic build gets one replica's share of the first batch instead of ``strategy.reduce`` over the batch's
+    dicts, and each step's outputs (scalars) travel as shape (1,), which the cross-worker mean reduces over
+    axis 0 (see the module docstring for both failures)."""
+    import tensorflow as tf
+
+    if worker_shard(strategy) is None:
+        return
+    symbolic_build = model._maybe_symbolic_build
+
+    def one_replica(value: Any) -> Any:
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def build(iterator: Any = None, data_batch: Any = None) -> None:
+        for _, _, batches in iterator or ():
+            data_batch = tf.nest.map_structure(one_replica, next(batches))
+            break
+        symbolic_build(data_batch=data_batch)
+
+    def vectors(step: Any) -> Any:
+        return lambda data: {name: tf.reshape(value, (1,)) for name, value in step(data).items()}
+
+    model._maybe_symbolic_build = build
+    model.train_step, model.test_step = vectors(model.train_step), vectors(model.test_step)
 
 
 def nonfinite_loss_guard(strategy: Any) -> Any:
