@@ -101,3 +101,16 @@ def test_an_incomplete_srun_environment_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
     with pytest.raises(InputError, match="^SLURM_STEP_NODELIST: .*Launch one task per worker with srun"):
         cluster_resolver()
+
+
+def test_devices_on_a_cluster_are_refused_with_the_fix(monkeypatch):
+    """On a cluster each worker trains on the GPUs it sees; --devices N (one host's choice) is one InputError,
+    raised before any strategy is made."""
+    from bpnetz.errors import InputError
+    from bpnetz.model.devices import training_strategy
+
+    config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    with pytest.raises(InputError, match="--devices 2 chooses devices on one host") as caught:
+        training_strategy("2")
+    assert "CUDA_VISIBLE_DEVICES" in str(caught.value)
