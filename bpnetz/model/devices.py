@@ -39,14 +39,15 @@ with 0 dimensions"). :func:`fit_across_workers` patches the one model instance: 
 replica's share of the first batch, and the steps return their metrics as shape (1,), whose mean over axis 0
 across the replicas is the mean the one-host strategies report. The alternative, a custom training loop
 for several hosts only, would have duplicated the training step, the callbacks' logic and the model directory's
-writing; with the two patches ``fit``, its callbacks, resuming's bookkeeping and the outputs stay the one copy.
+writing; with the two patches ``fit``, its callbacks, the outputs stay the one copy.
 tests/model/test_multiworker.py: both workers exit 0, the chief's model directory is complete and loads, each
 epoch's loader rows are disjoint between the workers and together every training locus once, both workers end
 with the same weights and losses, and the losses are within 2.3% (training, first epoch; 0.5% the second) and
 0.4% (validation) of one process's with the same global batch (other batches: a step joins the two shares'
-batches). Tested with one replica per worker (CPU workers). Several GPUs per worker take the same path but are
-not tested here; where a worker's share ends mid-step, its replicas without a batch rely on TensorFlow's partial
-batch handling (an empty batch, whose loss Keras' ``divide_no_nan`` makes 0).
+batches). Tested with one replica per worker (CPU workers), float32, no XLA. Several GPUs per worker take the
+same path but are not tested here (no multi-GPU hosts); where a worker's share ends mid-step, its replicas
+without a batch rely on TensorFlow's partial batch handling (an empty batch, whose loss Keras'
+``divide_no_nan`` makes 0).
 
 Gradient clipping: Keras 3 clips each replica's share of the gradient by its own global norm before the
 replicas' gradients are summed, so with clipping active (the first steps of every BPNet, ``GRADIENT_CLIPNORM``)
@@ -202,7 +203,8 @@ def fit_across_workers(model: Any, strategy: Any) -> None:
     """Let Keras 3.15's ``fit`` run ``model`` under a multi-worker strategy (nothing changes on one host): its
     symbolic build gets one replica's share of the first batch instead of ``strategy.reduce`` over the batch's
     dicts, and each step's outputs (scalars) travel as shape (1,), which the cross-worker mean reduces over
-    axis 0 (see the module docstring for both failures)."""
+    axis 0 (see the module docstring for both failures). ``_maybe_symbolic_build`` is Keras-internal: should a
+    Keras upgrade rename it, the first failure returns (tests/model/test_multiworker.py catches it)."""
     import tensorflow as tf
 
     if worker_shard(strategy) is None:
