@@ -195,8 +195,12 @@ def wait_for_workers(strategy: Any) -> None:
     report them as crashed."""
     import tensorflow as tf
 
+    @tf.function  # eagerly, TensorFlow warns of the strategy's overhead
+    def barrier() -> Any:
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+
     if worker_shard(strategy) is not None:
-        strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+        barrier()
 
 
 def fit_across_workers(model: Any, strategy: Any) -> None:
