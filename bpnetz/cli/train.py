@@ -90,7 +90,8 @@ def _add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorFlow CPU threads (default: all)")
     parser.add_argument("--devices", default=DEFAULTS.devices,
                         help="train on all devices of this host (all, default) or the first N (GPUs, else logical "
-                             "CPUs); --batch-size is the global batch, split across them (several hosts: not yet)")
+                             "CPUs); --batch-size is the global batch, split across them (several hosts: set "
+                             "TF_CONFIG or run one srun task per host; see bpnetz/model/devices.py)")
 
 
 def training_options(args: argparse.Namespace, **overrides: Any) -> TrainOptions:

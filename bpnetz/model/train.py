@@ -20,6 +20,7 @@ import json
 import math
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -70,7 +71,8 @@ class TrainingSummary:
     train_examples_per_second: float
     counts_refit: dict[str, Any] | None = None  # the counts head's choice and its fit (counts_head.fit_counts_head)
     peak_rss_gb: float | None = None  # the process' peak resident memory so far (VmHWM, see model/memory.py)
-    replicas: int = 1  # devices trained on
+    replicas: int = 1  # devices trained on, on all workers together
+    workers: int = 1  # processes (hosts) trained on: see model/devices.py
 
     def line(self) -> str:
         parts = [(f"{Path(self.model_dir).name}: best epoch {self.best_epoch}/{self.epochs_run}, "
@@ -112,6 +114,17 @@ class FoldRun:
     strategy: Any
     checkpoint: Path
     digest: str
+
+
+@dataclass(frozen=True)
+class FoldStreams:
+    """One fold's streams: ``train`` (this worker's share under several workers), ``val``, and ``whole``, the
+    training stream unsharded with the global batch (``train`` itself on one host) that the counts head is
+    calibrated on before training and refit on after it, so every worker calibrates alike."""
+
+    train: LocusStream
+    val: LocusStream
+    whole: LocusStream
 
 
 def _set_threads(threads: int | None) -> None:
@@ -157,23 +170,60 @@ def train(store: str | Path, params: BpnetParams, splits: Splits, output_dir: st
     return [Path(summary.model_dir) for summary in summaries]
 
 
-def _fold_streams(reader: StoreReader, key: str, fold: Split,
-                  options: TrainOptions) -> tuple[LocusStream, LocusStream]:
-    """The training stream (augmented, shuffled, backgrounds redrawn per epoch) and the fixed validation one."""
+def _fold_streams(reader: StoreReader, key: str, fold: Split, options: TrainOptions,
+                  strategy: Any = None) -> FoldStreams:
+    """The training stream (augmented, shuffled, backgrounds redrawn per epoch) and the fixed validation one.
+
+    Under several workers (:func:`~bpnetz.model.devices.worker_shard`) the training stream yields this worker's
+    share of each epoch, and both streams yield per-replica batches (the global batch over the replicas)."""
+    from bpnetz.model.devices import worker_shard
+
+    shard = None if strategy is None else worker_shard(strategy)
     common = {"batch_size": options.batch_size, "all_chroms": options.chroms, "seed": options.seed,
               "mnll_loss_sample_weight": options.mnll_loss_sample_weight,
               "mnll_background_weight": options.mnll_loss_background_sample_weight,
               "orig_multi_loss": options.orig_multi_loss, "cache": options.stream_cache,
               "progress": bool(options.verbose)}
+    if shard is not None:
+        common["batch_size"] = _replica_batch(options.batch_size, strategy.num_replicas_in_sync)
     train_stream = LocusStream(reader, fold, "train", reverse_complement=options.reverse_complement,
-                               shuffle=options.shuffle, **common)
+                               shuffle=options.shuffle, shard=shard, **common)
+    if shard is not None:
+        _check_equal_steps(train_stream, shard[1], strategy.num_replicas_in_sync // shard[1])
     val_stream = LocusStream(reader, fold, "val", **common)
     if options.verbose:
         print(f"fold {key}: training on {', '.join(train_stream.selection.chroms)} "
-              f"({train_stream.n_loci:,} loci per epoch, {len(train_stream.selection.peak_positions):,} peaks), "
+              f"({train_stream.selection.n_examples:,} loci per epoch, "
+              f"{len(train_stream.selection.peak_positions):,} peaks), "
               f"validating on {', '.join(val_stream.selection.chroms)} ({val_stream.n_loci:,} loci); "
-              f"{'RAM-cached' if train_stream.cached else 'streamed from disk'}", file=sys.stderr)
-    return train_stream, val_stream
+              f"{'RAM-cached' if train_stream.cached else 'streamed from disk'}"
+              + (f"; worker {shard[0] + 1} of {shard[1]}: {train_stream.n_loci:,} loci" if shard else ""),
+              file=sys.stderr)
+    whole = train_stream if shard is None else LocusStream(
+        reader, fold, "train", reverse_complement=options.reverse_complement, shuffle=options.shuffle,
+        **{**common, "batch_size": options.batch_size, "cache": False, "progress": False})
+    return FoldStreams(train_stream, val_stream, whole)
+
+
+def _replica_batch(global_batch: int, replicas: int) -> int:
+    if global_batch % replicas:
+        raise InputError(f"the batch size {global_batch} does not split evenly across {replicas} replicas.",
+                         fix=f"Use a multiple of {replicas} for --batch-size (the global batch).")
+    return global_batch // replicas
+
+
+def _check_equal_steps(stream: LocusStream, workers: int, local_replicas: int) -> None:
+    """Every worker must run the same number of steps per epoch (each step's all-reduce waits for all of them):
+    the shares differ by at most one locus, which costs a step only when the larger share ends one locus into
+    a step."""
+    total, batch = stream.selection.n_examples, stream.batch_size
+    shares = sorted({(k + 1) * total // workers - k * total // workers for k in range(workers)})
+    doubled = 2 if stream.reverse_complement == "double" else 1
+    steps = sorted({math.ceil(math.ceil(n / batch) * doubled / local_replicas) for n in shares})
+    if len(steps) > 1:
+        raise InputError(f"{total:,} training loci per epoch in {workers} shares of {shares} loci give the workers "
+                         f"{steps} steps of {local_replicas} batches of {batch}: they must run equal steps.",
+                         fix=f"Change --batch-size by a multiple of {workers * local_replicas} (the replicas).")
 
 
 def _schedule_callbacks(options: TrainOptions) -> list[Any]:
@@ -210,19 +260,19 @@ def _float32_twin(model: Any, params: BpnetParams, store_layout: schema.StoreLay
     return twin
 
 
-def _fit(directory: Path, run: FoldRun, train_stream: LocusStream, val_stream: LocusStream, options: TrainOptions,
+def _fit(directory: Path, run: FoldRun, streams: FoldStreams, options: TrainOptions,
          *, callbacks: Sequence[Any]) -> tuple[dict[str, list[float]], int, float, dict[str, Any] | None]:
     """Build, compile and fit a model (resuming from ``run.checkpoint`` when a killed run left one there); save
     the best epoch's weights as ``directory/model.keras``.
 
     Returns the history, the best (0-based) epoch, the seconds spent in training batches and the counts-head
-    refit's record (None when not tried).
+    refit's record (None when not tried, and on a cluster's workers but the chief).
     """
     import keras
 
     from bpnetz.model import registry  # noqa: F401  (registers the custom objects for saving/loading)
     from bpnetz.model.callbacks import EpochScalars, KeepBestWeights, PinStreamEpoch, TrainingTime
-    from bpnetz.model.devices import clip_across_replicas, nonfinite_loss_guard
+    from bpnetz.model.devices import clip_across_replicas, fit_across_workers, is_chief, nonfinite_loss_guard
     from bpnetz.model.resume import EpochCheckpoint
 
     keras.utils.set_random_seed(options.seed)
@@ -234,31 +284,47 @@ def _fit(directory: Path, run: FoldRun, train_stream: LocusStream, val_stream: L
             model = _compiled_model(run.params, run.layout, options)
         if run.strategy.num_replicas_in_sync > 1:
             clip_across_replicas(model.optimizer)
+        fit_across_workers(model, run.strategy)
         schedules, keep_best, timer = _schedule_callbacks(options), KeepBestWeights("val_loss"), TrainingTime()
         checkpoint = EpochCheckpoint(run.checkpoint, run.digest, schedules=schedules, keep_best=keep_best,
-                                     timer=timer, streams=(train_stream, val_stream))
+                                     timer=timer, streams=(streams.train, streams.val))
         if checkpoint.initial_epoch == 0:
             with run.strategy.scope():
-                _calibrate(model, run.layout, train_stream, options)
+                _calibrate(model, run.layout, streams.whole, options)
         else:
             checkpoint.restore_streams()
             notice(f"resuming {directory.name.split('.bpnetz-tmp-')[0].lstrip('.')} after epoch "
                    f"{checkpoint.initial_epoch}, from {run.checkpoint}.")
-        fit_callbacks = [PinStreamEpoch(train_stream, CALIBRATION_EPOCHS), *schedules, EpochScalars(directory / "logs"),
-                         keep_best, timer, checkpoint, *callbacks]
+        fit_callbacks = [PinStreamEpoch(streams.train, CALIBRATION_EPOCHS), *schedules,
+                         EpochScalars(directory / "logs"), keep_best, timer, checkpoint, *callbacks]
         if run.strategy.num_replicas_in_sync > 1:
             fit_callbacks.insert(0, nonfinite_loss_guard(run.strategy))
-        with raise_stream_failures(train_stream, val_stream):
-            model.fit(stream_dataset(train_stream), validation_data=stream_dataset(val_stream),
+        with raise_stream_failures(streams.train, streams.val):
+            train_data, val_data = _fit_datasets(streams, run.strategy)
+            model.fit(train_data, validation_data=val_data,
                       epochs=checkpoint.last_epoch(options.epochs), initial_epoch=checkpoint.initial_epoch,
                       callbacks=fit_callbacks, verbose=options.verbose, shuffle=False)  # the stream shuffles itself
     finally:
         keras.config.set_dtype_policy(previous_policy)
     if options.mixed_precision:
         model = _float32_twin(model, run.params, run.layout, options)
-    refit = _fit_counts_head(model, run.params, run.layout, train_stream, val_stream, options)
+    refit = (_fit_counts_head(model, run.params, run.layout, streams.whole, streams.val, options)
+             if is_chief(run.strategy) else None)
     model.save(directory / MODEL_FILE)
     return checkpoint.history, keep_best.best_epoch, timer.seconds, refit
+
+
+def _fit_datasets(streams: FoldStreams, strategy: Any) -> tuple[Any, Any]:
+    """The training and validation datasets of ``fit``. Under several workers each is handed to the strategy
+    as this worker's input pipeline of per-replica batches (``distribute_datasets_from_function``: no
+    rebatching, no auto-sharding): the training stream is already this worker's share, and every worker
+    validates on all the validation loci, so all of them see the same validation loss."""
+    from bpnetz.model.devices import worker_shard
+
+    if worker_shard(strategy) is None:
+        return stream_dataset(streams.train), stream_dataset(streams.val)
+    return tuple(strategy.distribute_datasets_from_function(lambda _context, stream=stream: stream_dataset(stream))
+                 for stream in (streams.train, streams.val))
 
 
 def _calibrate(model: Any, store_layout: schema.StoreLayout, train_stream: LocusStream,
@@ -301,10 +367,12 @@ def _write_records(directory: Path, name: str, key: str, fold: Split, params: Bp
 def _train_fold_into(partial: Path, final: Path, reader: StoreReader, run: FoldRun, key: str, fold: Split,
                      options: TrainOptions, *, callbacks: Sequence[Any]) -> TrainingSummary:
     """Train one fold's model and write everything into ``partial`` (to become ``final``); returns the summary."""
+    from bpnetz.model.devices import worker_shard
+
     began = time.perf_counter()
-    train_stream, val_stream = _fold_streams(reader, key, fold, options)
-    history, best, train_seconds, refit = _fit(partial, run, train_stream, val_stream, options, callbacks=callbacks)
-    _write_records(partial, final.name, key, fold, run.params, reader, train_stream, history, best)
+    streams = _fold_streams(reader, key, fold, options, run.strategy)
+    history, best, train_seconds, refit = _fit(partial, run, streams, options, callbacks=callbacks)
+    _write_records(partial, final.name, key, fold, run.params, reader, streams.whole, history, best)
 
     def at_best(name: str) -> float | None:
         values = history.get(name)
@@ -315,10 +383,11 @@ def _train_fold_into(partial: Path, final: Path, reader: StoreReader, run: FoldR
     summary = TrainingSummary(
         fold=key, model_dir=str(final), epochs_run=epochs_run, best_epoch=best + 1,
         best_val_loss=math.nan if val_loss is None else val_loss, best_val_profile_loss=at_best("val_profile_loss"),
-        best_val_logcounts_loss=at_best("val_logcounts_loss"), train_loci_per_epoch=train_stream.n_examples,
-        val_loci=val_stream.n_examples, seconds=time.perf_counter() - began,
-        train_examples_per_second=train_stream.n_examples * epochs_run / max(train_seconds, 1e-9),
-        counts_refit=refit, peak_rss_gb=peak_rss_gb(), replicas=int(run.strategy.num_replicas_in_sync))
+        best_val_logcounts_loss=at_best("val_logcounts_loss"), train_loci_per_epoch=streams.whole.n_examples,
+        val_loci=streams.val.n_examples, seconds=time.perf_counter() - began,
+        train_examples_per_second=streams.whole.n_examples * epochs_run / max(train_seconds, 1e-9),
+        counts_refit=refit, peak_rss_gb=peak_rss_gb(), replicas=int(run.strategy.num_replicas_in_sync),
+        workers=(worker_shard(run.strategy) or (0, 1))[1])
     write_training_record(partial, options.record(), asdict(summary))
     return summary
 
@@ -326,16 +395,29 @@ def _train_fold_into(partial: Path, final: Path, reader: StoreReader, run: FoldR
 def _train_fold(reader: StoreReader, params: BpnetParams, key: str, fold: Split, output_dir: Path,
                 options: TrainOptions, strategy: Any, *, callbacks: Sequence[Any]) -> TrainingSummary:
     """Train, save and describe one fold's model in a temporary directory, then swap it into place; the training
-    state saved after each epoch beside it resumes a killed run, and is removed once the model is in place."""
+    state saved after each epoch beside it resumes a killed run, and is removed once the model is in place.
+
+    Under several workers only the chief writes into ``output_dir``; every worker keeps its training state, and
+    the others their model directory, in a temporary directory removed at the end (such a run does not
+    resume: the workers would have to agree on the epoch to resume from)."""
+    from bpnetz.model.devices import is_chief, wait_for_workers, worker_shard
     from bpnetz.model.resume import checkpoint_dir, fingerprint
 
-    final = path_under(output_dir, model_dir_name(options.model_name, key))
+    scratch = None if worker_shard(strategy) is None else Path(tempfile.mkdtemp(prefix="bpnetz-worker-"))
+    name = model_dir_name(options.model_name, key)
+    final = path_under(output_dir if scratch is None or is_chief(strategy) else scratch, name)
     digest = fingerprint(options.record(), json.loads(params.to_json()), fold.model_dump(mode="json"),
                          {"checksum": reader.meta.get("checksum"), "path": str(Path(reader.path).absolute())})
-    run = FoldRun(params, reader.layout, strategy, checkpoint_dir(final), digest)
-    with output_directory(final, what="model directory") as partial:
-        summary = _train_fold_into(partial, final, reader, run, key, fold, options, callbacks=callbacks)
+    run = FoldRun(params, reader.layout, strategy, checkpoint_dir(final) if scratch is None else scratch / "resume",
+                  digest)
+    try:
+        with output_directory(final, what="model directory") as partial:
+            summary = _train_fold_into(partial, final, reader, run, key, fold, options, callbacks=callbacks)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     shutil.rmtree(run.checkpoint, ignore_errors=True)
+    wait_for_workers(strategy)  # the others wait while the chief writes
     if options.verbose:
         print(summary.line(), file=sys.stderr)
     refit = summary.counts_refit

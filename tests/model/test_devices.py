@@ -1,7 +1,8 @@
 """Training on several devices (bpnetz/model/devices.py): a CPU split into two logical devices trains the same
 model as one device with the same global batch; the loader's per-worker shares of the training stream (each
 worker in its own process) are disjoint, cover every locus of every epoch once and give every worker the same
-steps; a cluster environment (several hosts) is refused with the reason."""
+steps; a cluster (several hosts) is read from TF_CONFIG or an srun step (training on two workers:
+tests/model/test_multiworker.py)."""
 
 from __future__ import annotations
 
@@ -67,20 +68,49 @@ def test_a_cluster_is_read_from_tf_config_or_slurm():
     config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]}, "task": {"type": "worker",
                                                                                               "index": 0}}
     assert cluster_workers({"TF_CONFIG": json.dumps(config)}) == 3
-    assert cluster_workers({"SLURM_JOB_ID": "5", "SLURM_NTASKS": "4"}) == 4
+    assert cluster_workers({"SLURM_JOB_ID": "5", "SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "4"}) == 4
+    assert cluster_workers({"SLURM_JOB_ID": "5", "SLURM_NTASKS": "4"}) == 1  # a batch script's own process
     assert cluster_workers({}) == 1
     with pytest.raises(InputError, match="TF_CONFIG"):
         cluster_workers({"TF_CONFIG": "{not json"})
 
 
-def test_a_cluster_environment_is_refused_with_the_reason(monkeypatch):
-    """Several hosts do not train yet (Keras 3.15, see bpnetz/model/devices.py): one InputError naming the
-    variable and the fix, not a traceback from inside Keras."""
+def test_an_srun_step_becomes_one_worker_per_task_without_placing_gpus(monkeypatch):
+    """Tasks in SLURM_PROCID order over the step's nodes, ports from 8888 up per node; CUDA_VISIBLE_DEVICES
+    left to Slurm (TensorFlow's resolver would set it, and fails on nodes without nvidia-smi)."""
+    from bpnetz.model.devices import cluster_resolver
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for name, value in (("SLURM_PROCID", "2"), ("SLURM_STEP_NUM_TASKS", "3"), ("SLURM_STEP_NODELIST", "gpu[07-08]"),
+                        ("SLURM_STEP_TASKS_PER_NODE", "2,1")):
+        monkeypatch.setenv(name, value)
+    resolver = cluster_resolver()
+    assert resolver.cluster_spec().as_dict() == {"worker": ["gpu07:8888", "gpu07:8889", "gpu08:8888"]}
+    assert (resolver.task_type, resolver.task_id) == ("worker", 2)
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_an_incomplete_srun_environment_is_one_clear_error(monkeypatch):
+    from bpnetz.errors import InputError
+    from bpnetz.model.devices import cluster_resolver
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("SLURM_STEP_NODELIST", raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    with pytest.raises(InputError, match="^SLURM_STEP_NODELIST: .*Launch one task per worker with srun"):
+        cluster_resolver()
+
+
+def test_devices_on_a_cluster_are_refused_with_the_fix(monkeypatch):
+    """On a cluster each worker trains on the GPUs it sees; --devices N (one host's choice) is one InputError,
+    raised before any strategy is made."""
     from bpnetz.errors import InputError
     from bpnetz.model.devices import training_strategy
 
     config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(config))
-    with pytest.raises(InputError, match="TF_CONFIG names 2 workers") as caught:
-        training_strategy("all")
-    assert "Train on one host" in str(caught.value)
+    with pytest.raises(InputError, match="--devices 2 chooses devices on one host") as caught:
+        training_strategy("2")
+    assert "CUDA_VISIBLE_DEVICES" in str(caught.value)
