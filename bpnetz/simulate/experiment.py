@@ -226,15 +226,19 @@ def _write_experiment(root: Path, opts: SimulationOptions, progress: bool) -> di
 
 
 def _cooperativity(variation: Variation) -> loci_lib.Cooperativity:
-    return loci_lib.Cooperativity(variation.cooperative_spacing, variation.cooperative_width)
+    return loci_lib.Cooperativity(variation.cooperative_spacing, variation.cooperative_width,
+                                  variation.cooperative_strength)
 
 
 def _cooperativity_truth(variation: Variation) -> dict:
     """summary.json's record of how pair boosts depend on distance (the spacing a syntax experiment should find)."""
     coop = _cooperativity(variation)
-    shape = {"shape": "gaussian", "spacing": coop.spacing, "width": coop.width} if coop.spacing else {
-        "shape": "linear", "spacing": None, "zero_at": loci_lib.PAIR_CLOSE}
-    return shape | {"boost_same_motif": loci_lib.COOP_SAME, "boost_different_motifs": loci_lib.COOP_DIFFERENT}
+    if coop.spacing:
+        return {"shape": "gaussian", "spacing": coop.spacing, "width": coop.width,
+                "boost_different_motifs": coop.strength,
+                "boost_same_motif": coop.strength * loci_lib.COOP_SAME / loci_lib.COOP_DIFFERENT}
+    return {"shape": "linear", "spacing": None, "zero_at": loci_lib.PAIR_CLOSE,
+            "boost_different_motifs": loci_lib.COOP_DIFFERENT, "boost_same_motif": loci_lib.COOP_SAME}
 
 
 def _background(chroms: list[genome_lib.Chromosome], regions: loci_lib.Regions, bound: np.ndarray,

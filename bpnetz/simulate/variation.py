@@ -13,10 +13,10 @@ files), so seeds of earlier experiments keep their meaning:
 * ``depth``: read depth, multiplying ChIP background and footprint reads (controls unchanged);
 * ``control_leak``: share of the control's rate present in the ChIP (how much signal the bias tracks explain);
 * ``background_ratio``: GC-matched negatives per peak (input_data.json's ``ratio`` too);
-* ``cooperative_spacing``/``cooperative_width``: a preferred centre-to-centre spacing of cooperative pairs (bp; 0,
-  the default, keeps the boost falling linearly from distance 0 to none at 50 bp): the pair boost becomes a
-  Gaussian of that mean and SD in distance and secondary sites are planted around it
-  (:class:`bpnetz.simulate.loci.Cooperativity`).
+* ``cooperative_spacing``/``cooperative_width``/``cooperative_strength``: a preferred centre-to-centre spacing
+  of cooperative pairs (bp; 0, the default, keeps the boost falling linearly from distance 0 to none at 50 bp):
+  the pair boost becomes 1 + strength × a Gaussian of that mean and SD in distance, and more pairs are planted,
+  around it (:class:`bpnetz.simulate.loci.Cooperativity`).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class Variation:
     background_ratio: float = 0.25
     cooperative_spacing: int = 0
     cooperative_width: float = 3.0
+    cooperative_strength: float = 3.0
 
     def problems(self) -> list[str]:
         """What is wrong with these values, one phrase each (empty when valid)."""
@@ -68,8 +69,8 @@ class Variation:
             found.append("--control-leak must be >= 0")
         if not 0 <= self.cooperative_spacing <= MAX_COOPERATIVE_SPACING:
             found.append(f"--cooperative-spacing must be between 0 (off) and {MAX_COOPERATIVE_SPACING} bp")
-        if not self.cooperative_width > 0:
-            found.append("--cooperative-width must be positive")
+        if not (self.cooperative_width > 0 and self.cooperative_strength > 0):
+            found.append("--cooperative-width and --cooperative-strength must be positive")
         return found
 
 
