@@ -54,7 +54,7 @@ class Cooperativity:
     (COOPERATIVE_SITES_PER_REGION, 85 % of secondary sites close): half of the close ones at a normal distance of
     mean ``spacing`` and SD 2·width, half uniformly from the motif's length to spacing + PAIR_CLOSE (pairs on both
     sides of the peak, the contrast a model learns it from); the rest from spacing + PAIR_CLOSE to spacing +
-    PAIR_FAR. Sites may then abut (no 2-bp gap), so spacings down to the motifs' half lengths are plantable.
+    PAIR_FAR. Sites may then abut (no 2-bp gap), so spacings down to the sum of the motifs' half lengths are plantable.
     On the tests' tiny model the default's share of pairs and c = 1 taught no interaction at all (excess at the
     spacing +0.00, 600 peaks, 10 epochs), hence more pairs and a larger default ``strength``.
     """
