@@ -236,7 +236,7 @@ def _cooperativity_truth(variation: Variation) -> dict:
     if coop.spacing:
         return {"shape": "gaussian", "spacing": coop.spacing, "width": coop.width,
                 "boost_different_motifs": coop.strength,
-                "boost_same_motif": coop.strength * loci_lib.COOP_SAME / loci_lib.COOP_DIFFERENT}
+                "boost_same_motif": round(coop.strength * loci_lib.COOP_SAME / loci_lib.COOP_DIFFERENT, 6)}
     return {"shape": "linear", "spacing": None, "zero_at": loci_lib.PAIR_CLOSE,
             "boost_different_motifs": loci_lib.COOP_DIFFERENT, "boost_same_motif": loci_lib.COOP_SAME}
 
