@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from bpnetz.genome.motif import BUILTIN, DEFAULT_MOTIFS
+from bpnetz.simulate.loci import COOP_DIFFERENT, COOP_SAME
 from bpnetz.simulate.variation import FOOTPRINTS, Variation
 
 
@@ -61,13 +62,24 @@ def _variation_flags(group: argparse._ArgumentGroup) -> None:
                        help=f"share of the control's rate present in the ChIP (default {defaults.control_leak})")
     group.add_argument("--background-ratio", type=float, default=defaults.background_ratio,
                        help=f"GC-matched negatives per peak (default {defaults.background_ratio})")
+    group.add_argument("--cooperative-spacing", type=int, default=defaults.cooperative_spacing, metavar="BP",
+                       help="preferred centre-to-centre spacing of cooperative site pairs: their boost peaks there "
+                            "(a Gaussian in distance) and pairs are planted around it (default 0: the boost falls "
+                            "linearly to none at 50 bp)")
+    group.add_argument("--cooperative-width", type=float, default=defaults.cooperative_width, metavar="BP",
+                       help=f"SD of that Gaussian (default {defaults.cooperative_width})")
+    group.add_argument("--cooperative-strength", type=float, default=defaults.cooperative_strength,
+                       help="boost at the spacing: a pair of different motifs binds 1 + this times as much "
+                            f"(same motif: {COOP_SAME / COOP_DIFFERENT:g} of it) (default "
+                            f"{defaults.cooperative_strength:g})")
 
 
 def variation_of(args: argparse.Namespace) -> Variation:
     """The Variation the parsed flags describe."""
     return Variation(strength_noise=args.strength_noise, footprint=args.footprint,
                      footprint_scale=args.footprint_scale, depth=args.depth, control_leak=args.control_leak,
-                     background_ratio=args.background_ratio)
+                     background_ratio=args.background_ratio, cooperative_spacing=args.cooperative_spacing,
+                     cooperative_width=args.cooperative_width, cooperative_strength=args.cooperative_strength)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

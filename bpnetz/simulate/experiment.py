@@ -200,7 +200,7 @@ def _write_experiment(root: Path, opts: SimulationOptions, progress: bool) -> di
         bar.update()
     regions = loci_lib.place_regions(chroms, opts.n_peaks, opts.tasks, window_half=opts.window_half,
                                      spacing=max(400, opts.output_len // 2), rng=rng)
-    sites = loci_lib.plant_sites(chroms, regions, motifs, active, rng)
+    sites = loci_lib.plant_sites(chroms, regions, motifs, active, rng, _cooperativity(opts.variation))
     sites.affinity *= strength_factors(sites.affinity.size, opts.variation.strength_noise, rng)
     depths = opts.variation.depth * loci_lib.site_depths(sites, motifs, active)
     bound = loci_lib.bound_by_task(sites, active, regions.chrom.size)
@@ -223,6 +223,22 @@ def _write_experiment(root: Path, opts: SimulationOptions, progress: bool) -> di
     bar.update()
     bar.close()
     return counts
+
+
+def _cooperativity(variation: Variation) -> loci_lib.Cooperativity:
+    return loci_lib.Cooperativity(variation.cooperative_spacing, variation.cooperative_width,
+                                  variation.cooperative_strength)
+
+
+def _cooperativity_truth(variation: Variation) -> dict:
+    """summary.json's record of how pair boosts depend on distance (the spacing a syntax experiment should find)."""
+    coop = _cooperativity(variation)
+    if coop.spacing:
+        return {"shape": "gaussian", "spacing": coop.spacing, "width": coop.width,
+                "boost_different_motifs": coop.strength,
+                "boost_same_motif": round(coop.strength * loci_lib.COOP_SAME / loci_lib.COOP_DIFFERENT, 6)}
+    return {"shape": "linear", "spacing": None, "zero_at": loci_lib.PAIR_CLOSE,
+            "boost_different_motifs": loci_lib.COOP_DIFFERENT, "boost_same_motif": loci_lib.COOP_SAME}
 
 
 def _background(chroms: list[genome_lib.Chromosome], regions: loci_lib.Regions, bound: np.ndarray,
@@ -424,6 +440,7 @@ def _truth(root: Path, chroms: list[genome_lib.Chromosome], regions: loci_lib.Re
         "sites_per_motif": per_motif,
         "total_counts": totals,
         "counts_loss_weight": loss_weight,
+        "cooperativity": _cooperativity_truth(opts.variation),
     }
     (root / "truth/summary.json").write_text(json.dumps(counts, indent=2) + "\n")
     return counts

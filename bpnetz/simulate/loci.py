@@ -2,6 +2,9 @@
 
 A *region* is a bound locus: 1–3 motif sites planted near its centre (the first always a bound, strong site),
 with the second and third often within 50 bp of the first so that cooperative pairs (soft syntax) are common.
+By default cooperativity falls linearly with distance (no preferred spacing); :class:`Cooperativity` with a
+spacing makes it peak at that spacing instead and plants pairs around it (``bpnetz simulate
+--cooperative-spacing``).
 Regions prefer GC-rich segments and stay clear of N runs; a few sit deliberately close to chromosome ends so
 that builders must handle windows that cross an end. Each task responds to a subset of the motifs; a region is a
 peak of a task when it holds a bound site of one of that task's motifs.
@@ -24,6 +27,7 @@ from bpnetz.simulate.genome import Chromosome, gc_fraction, n_count
 
 #: number of sites per region (1, 2, 3) and their probabilities.
 SITES_PER_REGION = (np.array([1, 2, 3]), np.array([0.30, 0.45, 0.25]))
+COOPERATIVE_SITES_PER_REGION = (np.array([1, 2, 3]), np.array([0.15, 0.45, 0.40]))  # with a preferred spacing
 PRIMARY_OFFSET = 25  # primary site centre within ± this of the region centre
 PAIR_CLOSE = 50  # cooperative range (bp between site centres)
 PAIR_FAR = 130  # farthest secondary site
@@ -35,6 +39,58 @@ EDGE_REGIONS_PER_TASK = 4
 SUMMIT_SEARCH = 60  # summits are searched within ± this of the region centre
 PEAK_HALF_WIDTH = (100, 250)
 MAX_LOG10_P = 300.0  # -log10 p-values are capped here (the Poisson tail underflows beyond)
+
+
+@dataclass(frozen=True)
+class Cooperativity:
+    """How the boost of a bound pair of sites depends on their centre distance d, and where secondary sites go.
+
+    ``spacing`` 0 (default): 1 + c·(1 − d/PAIR_CLOSE) below PAIR_CLOSE with c = COOP_SAME / COOP_DIFFERENT for
+    pairs of the same / different motifs, 1–3 sites per region (SITES_PER_REGION), secondary sites 60 % uniformly
+    within PAIR_CLOSE of the primary, the rest up to PAIR_FAR (the built-in experiment, draws unchanged).
+
+    Otherwise the boost is 1 + c·exp(−(d − spacing)²/(2·width²)), peaking at ``spacing`` bp, with c = ``strength``
+    for different motifs (COOP_SAME/COOP_DIFFERENT of it for the same motif), and more pairs are planted
+    (COOPERATIVE_SITES_PER_REGION, 85 % of secondary sites close): half of the close ones at a normal distance of
+    mean ``spacing`` and SD 2·width, half uniformly from the motif's length to spacing + PAIR_CLOSE (pairs on both
+    sides of the peak, the contrast a model learns it from); the rest from spacing + PAIR_CLOSE to spacing +
+    PAIR_FAR. Sites may then abut (no 2-bp gap), so spacings down to the sum of the motifs' half lengths are plantable.
+    On the tests' tiny model the default's share of pairs and c = 1 taught no interaction at all (excess at the
+    spacing +0.00, 600 peaks, 10 epochs), hence more pairs and a larger default ``strength``.
+    """
+
+    spacing: int = 0
+    width: float = 3.0
+    strength: float = 3.0
+
+    def boost(self, distance: np.ndarray, same: np.ndarray) -> np.ndarray:
+        """Boost factor (≥ 1) of pairs at centre ``distance`` (bp), of the same motif where ``same``."""
+        if not self.spacing:
+            strength = np.where(same, COOP_SAME, COOP_DIFFERENT)
+            return np.where(distance < PAIR_CLOSE, 1 + strength * (1 - distance / PAIR_CLOSE), 1.0)
+        strength = self.strength * np.where(same, COOP_SAME / COOP_DIFFERENT, 1.0)
+        return 1 + strength * np.exp(-0.5 * ((distance - self.spacing) / self.width) ** 2)
+
+    @property
+    def sites_per_region(self) -> tuple[np.ndarray, np.ndarray]:
+        """Numbers of sites per region and their probabilities."""
+        return SITES_PER_REGION if not self.spacing else COOPERATIVE_SITES_PER_REGION
+
+    def distance(self, rng: np.random.Generator, length: int) -> int:
+        """Centre distance of a secondary site of a motif ``length`` bp long from the primary site."""
+        if not self.spacing:
+            close = rng.random() < 0.6
+            return int(rng.integers(length, PAIR_CLOSE) if close else rng.integers(PAIR_CLOSE, PAIR_FAR))
+        if rng.random() >= 0.85:
+            return int(rng.integers(self.spacing + PAIR_CLOSE, self.spacing + PAIR_FAR))
+        if rng.random() < 0.5:
+            return max(length, int(round(rng.normal(self.spacing, 2 * self.width))))
+        return int(rng.integers(length, self.spacing + PAIR_CLOSE))
+
+    @property
+    def gap(self) -> int:
+        """Fewest bases between two sites of a region."""
+        return 0 if self.spacing else 2
 
 
 @dataclass
@@ -159,14 +215,14 @@ def _interior_centres(chrom: Chromosome, count: int, taken: list[int], margin: i
 
 
 def _site_layout(chroms: list[Chromosome], regions: Regions, motifs: list[motif_lib.Motif], active: np.ndarray,
-                 rng: np.random.Generator) -> list[tuple[int, int, int, int, int, bool]]:
+                 rng: np.random.Generator, coop: Cooperativity) -> list[tuple[int, int, int, int, int, bool]]:
     """Per site: (region, chrom, start, motif, strand, is_primary); sites of a region never overlap."""
     lengths = np.array([m.length for m in motifs])
     rows = []
     for r in range(regions.chrom.size):
         c, centre, task = int(regions.chrom[r]), int(regions.center[r]), int(regions.edge_task[r])
         size = chroms[c].length
-        n_sites = int(rng.choice(SITES_PER_REGION[0], p=SITES_PER_REGION[1]))
+        n_sites = int(rng.choice(coop.sites_per_region[0], p=coop.sites_per_region[1]))
         primary = int(rng.choice(np.flatnonzero(active[task]))) if task >= 0 else int(rng.integers(len(motifs)))
         mid = int(np.clip(centre + rng.integers(-PRIMARY_OFFSET, PRIMARY_OFFSET + 1),
                           lengths[primary], size - lengths[primary] - 1))
@@ -176,13 +232,12 @@ def _site_layout(chroms: list[Chromosome], regions: Regions, motifs: list[motif_
         for _ in range(n_sites - 1):
             m = int(rng.integers(len(motifs)))
             for _try in range(10):
-                close = rng.random() < 0.6
-                distance = int(rng.integers(lengths[m], PAIR_CLOSE) if close else rng.integers(PAIR_CLOSE, PAIR_FAR))
+                distance = coop.distance(rng, int(lengths[m]))
                 side = inward if regions.edge_task[r] >= 0 else int(rng.choice([1, -1]))
                 start = mid + side * distance - lengths[m] // 2
                 span = (start, start + lengths[m])
                 inside = 0 <= span[0] and span[1] <= size
-                if inside and all(span[1] + 2 <= a or b + 2 <= span[0] for a, b in spans):
+                if inside and all(span[1] + coop.gap <= a or b + coop.gap <= span[0] for a, b in spans):
                     spans.append(span)
                     rows.append((r, c, start, m, int(rng.choice([1, -1])), False))
                     break
@@ -190,14 +245,15 @@ def _site_layout(chroms: list[Chromosome], regions: Regions, motifs: list[motif_
 
 
 def plant_sites(chroms: list[Chromosome], regions: Regions, motifs: list[motif_lib.Motif], active: np.ndarray,
-                rng: np.random.Generator) -> Sites:
+                rng: np.random.Generator, coop: Cooperativity = Cooperativity()) -> Sites:
     """Lay out sites, draw their sequences, write them into the genome.
 
     Sites are drawn from the motif's matrix and redrawn until they pass its binding threshold, except a
     WEAK_SITES share of secondary sites drawn from a weakened matrix (mostly unbound decoys). Affinity rises
-    geometrically from 1/AFFINITY_RANGE at the threshold to 1 at the best score, times the cooperative boost.
+    geometrically from 1/AFFINITY_RANGE at the threshold to 1 at the best score, times the cooperative boost
+    (``coop``: its dependence on distance and where secondary sites go).
     """
-    layout = np.array(_site_layout(chroms, regions, motifs, active, rng), dtype=np.int64)
+    layout = np.array(_site_layout(chroms, regions, motifs, active, rng, coop), dtype=np.int64)
     region, chrom, start, motif, strand, primary = layout.T
     n = region.size
     score = np.zeros(n)
@@ -223,12 +279,13 @@ def plant_sites(chroms: list[Chromosome], regions: Regions, motifs: list[motif_l
     bound = score >= threshold
     affinity = np.where(bound, AFFINITY_RANGE ** (-(best - score) / (best - threshold)), 0.0)
     end = start + np.array([m.length for m in motifs])[motif]
-    affinity *= _cooperative_boost(region, (start + end) / 2, motif, bound)
+    affinity *= _cooperative_boost(region, (start + end) / 2, motif, bound, coop)
     return Sites(chrom, start, end, strand, motif, score, bound, region, affinity)
 
 
-def _cooperative_boost(region: np.ndarray, mid: np.ndarray, motif: np.ndarray, bound: np.ndarray) -> np.ndarray:
-    """Per site, the product over bound partners in its region within PAIR_CLOSE bp of 1 + c·(1 − d/PAIR_CLOSE).
+def _cooperative_boost(region: np.ndarray, mid: np.ndarray, motif: np.ndarray, bound: np.ndarray,
+                       coop: Cooperativity) -> np.ndarray:
+    """Per site, the product of ``coop.boost`` over the bound partners in its region.
 
     Sites of a region are consecutive and at most three, so comparing neighbours at lags 1 and 2 covers all pairs.
     """
@@ -236,10 +293,8 @@ def _cooperative_boost(region: np.ndarray, mid: np.ndarray, motif: np.ndarray, b
     for lag in (1, 2):
         a = np.arange(region.size - lag)
         b = a + lag
-        distance = np.abs(mid[a] - mid[b])
-        pair = (region[a] == region[b]) & bound[a] & bound[b] & (distance < PAIR_CLOSE)
-        strength = np.where(motif[a] == motif[b], COOP_SAME, COOP_DIFFERENT)
-        factor = np.where(pair, 1 + strength * (1 - distance / PAIR_CLOSE), 1.0)
+        pair = (region[a] == region[b]) & bound[a] & bound[b]
+        factor = np.where(pair, coop.boost(np.abs(mid[a] - mid[b]), motif[a] == motif[b]), 1.0)
         boost[a] *= factor
         boost[b] *= factor
     return boost

@@ -12,7 +12,11 @@ files), so seeds of earlier experiments keep their meaning:
   scale, ~60 bp from the site); ``footprint_scale`` stretches every width;
 * ``depth``: read depth, multiplying ChIP background and footprint reads (controls unchanged);
 * ``control_leak``: share of the control's rate present in the ChIP (how much signal the bias tracks explain);
-* ``background_ratio``: GC-matched negatives per peak (input_data.json's ``ratio`` too).
+* ``background_ratio``: GC-matched negatives per peak (input_data.json's ``ratio`` too);
+* ``cooperative_spacing``/``cooperative_width``/``cooperative_strength``: a preferred centre-to-centre spacing
+  of cooperative pairs (bp; 0, the default, keeps the boost falling linearly from distance 0 to none at 50 bp):
+  the pair boost becomes 1 + strength × a Gaussian of that mean and SD in distance, and more pairs are planted,
+  around it (:class:`bpnetz.simulate.loci.Cooperativity`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from bpnetz.errors import InputError
 from bpnetz.genome import motif as motif_lib
 
 FOOTPRINTS = ("nexus", "gaussian", "chipseq")
+#: sites are planted within spacing + 130 bp of a region's primary site, which stays within ± 25 bp of the centre
+MAX_COOPERATIVE_SPACING = 200
 JASPAR_PREFIX = "jaspar:"
 JASPAR_RELEASE = "JASPAR2024"
 #: a JASPAR matrix shorter than this cannot reach the binding threshold's chance rate (4^-L > CHANCE_RATE)
@@ -44,6 +50,9 @@ class Variation:
     depth: float = 1.0
     control_leak: float = 0.4
     background_ratio: float = 0.25
+    cooperative_spacing: int = 0
+    cooperative_width: float = 3.0
+    cooperative_strength: float = 3.0
 
     def problems(self) -> list[str]:
         """What is wrong with these values, one phrase each (empty when valid)."""
@@ -58,6 +67,10 @@ class Variation:
                 found.append(f"{flag} must be positive")
         if self.control_leak < 0:
             found.append("--control-leak must be >= 0")
+        if not 0 <= self.cooperative_spacing <= MAX_COOPERATIVE_SPACING:
+            found.append(f"--cooperative-spacing must be between 0 (off) and {MAX_COOPERATIVE_SPACING} bp")
+        if not (self.cooperative_width > 0 and self.cooperative_strength > 0):
+            found.append("--cooperative-width and --cooperative-strength must be positive")
         return found
 
 
