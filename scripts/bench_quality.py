@@ -408,6 +408,7 @@ def run_panel(args: argparse.Namespace, work: Path) -> int:
     """Simulate, build, train and score every panel experiment (kept under ``work/panel/NN``); print the table."""
     began = time.perf_counter()
     rows = []
+    flags_of = {name: flags for name, flags, _ in PANEL}  # (rows hold one half only when --panel-half is given)
     for i, (name, flags, share) in enumerate(PANEL[:args.panel_size]):
         half = "tuning" if i % 2 == 0 else "reporting"
         if args.panel_half not in ("all", half):
@@ -420,8 +421,8 @@ def run_panel(args: argparse.Namespace, work: Path) -> int:
         payload = bench(sub, exp_work, exp_work / "experiment", store, time.perf_counter())
         rows.append((name, half, panel_row(payload)))
         write_json(work / "panel.json", {"settings": {k: str(v) for k, v in vars(args).items()},
-                                         "panel": [{"name": n, "half": h, "flags": PANEL[j][1], "values": r}
-                                                   for j, (n, h, r) in enumerate(rows)],
+                                         "panel": [{"name": n, "half": h, "flags": flags_of[n], "values": r}
+                                                   for n, h, r in rows],
                                          "seconds": round(time.perf_counter() - began, 1)})
         print(panel_table(rows), flush=True)
     print("\n".join(acceptance(rows)))
