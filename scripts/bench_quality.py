@@ -13,7 +13,7 @@
    average; it is the ceiling the Poisson noise allows.
 4. **peer**: bpnet-lite's ``BPNet`` (same filters and dilated layers, trimming in -> out) trained by
    ``scripts/peer_bpnetlite.py`` under a separate interpreter (``--peer-python``, default
-   ``/work/venv-peer/bin/python``) on exactly the loci bpnetz trains and validates on, exported from the store:
+   ``/work/peer-venv/bin/python``) on exactly the loci bpnetz trains and validates on, exported from the store:
    training peaks with windows widened by ``max_jitter`` on each side (bpnet-lite's sampler draws the jitter and
    the reverse-complement flips itself), all training-chromosome backgrounds (sampled each epoch at the store's
    background ratio, so an epoch has as many examples as bpnetz's), and the same validation loci (peaks + the
@@ -47,7 +47,7 @@ import numpy as np
 
 SCRIPTS = Path(__file__).resolve().parent
 PEER_SCRIPT = SCRIPTS / "peer_bpnetlite.py"
-DEFAULT_PEER_PYTHON = "/work/venv-peer/bin/python"
+DEFAULT_PEER_PYTHON = "/work/peer-venv/bin/python"
 COLUMNS = ("bpnetz", "bpnet-lite", "oracle", "baseline", "upper bound")
 #: printed rows: (label, metric key at the task level); profile metrics are medians over test loci.
 ROWS = (("counts pearson", "counts_pearson"), ("counts spearman", "counts_spearman"), ("counts mse", "counts_mse"),
@@ -408,6 +408,7 @@ def run_panel(args: argparse.Namespace, work: Path) -> int:
     """Simulate, build, train and score every panel experiment (kept under ``work/panel/NN``); print the table."""
     began = time.perf_counter()
     rows = []
+    flags_of = {name: flags for name, flags, _ in PANEL}  # (rows hold one half only when --panel-half is given)
     for i, (name, flags, share) in enumerate(PANEL[:args.panel_size]):
         half = "tuning" if i % 2 == 0 else "reporting"
         if args.panel_half not in ("all", half):
@@ -420,8 +421,8 @@ def run_panel(args: argparse.Namespace, work: Path) -> int:
         payload = bench(sub, exp_work, exp_work / "experiment", store, time.perf_counter())
         rows.append((name, half, panel_row(payload)))
         write_json(work / "panel.json", {"settings": {k: str(v) for k, v in vars(args).items()},
-                                         "panel": [{"name": n, "half": h, "flags": PANEL[j][1], "values": r}
-                                                   for j, (n, h, r) in enumerate(rows)],
+                                         "panel": [{"name": n, "half": h, "flags": flags_of[n], "values": r}
+                                                   for n, h, r in rows],
                                          "seconds": round(time.perf_counter() - began, 1)})
         print(panel_table(rows), flush=True)
     print("\n".join(acceptance(rows)))

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Train and apply a bpnet-lite BPNet on loci exported by ``scripts/bench_quality.py`` (the benchmark's peer).
 
-Runs under a separate interpreter that has ``bpnet-lite`` and torch installed (e.g. ``/work/venv-peer/bin/python``);
-bpnetz never imports bpnet-lite. Everything goes through two ``.npz`` files:
+Runs under a separate interpreter that has ``bpnet-lite`` and torch installed (e.g. ``/work/peer-venv/bin/python``:
+torch for the CPU, tangermeme, then bpnet-lite 1.1.0 with ``pip install --no-deps``, which skips MACS3, bam2bw and
+modisco, none of which training or prediction imports); bpnetz never imports bpnet-lite. Everything goes
+through two ``.npz`` files:
 
 input (``--data``), written by bench_quality.py from the bpnetz store, channels first as bpnet-lite expects:
 

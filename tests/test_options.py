@@ -51,7 +51,8 @@ def test_every_flag_lands_on_its_field():
             "--chroms", "chr1", "-e", "3", "-b", "8", "-L", "0.01", "-l", "0.001", "--early-stopping-patience", "7",
             "--early-stopping-min-delta", "0.5", "--reduce-lr-on-plateau-patience", "4", "--lr-reduction-factor",
             "0.25", "--reverse-complement-augmentation", "--no-shuffle", "--mnll-loss-sample-weight", "0.5",
-            "--mnll-loss-background-sample-weight", "0.1", "--orig-multi-loss", "--no-refit-counts-head",
+            "--mnll-loss-background-sample-weight", "0.1", "--counts-loss-background-sample-weight", "0.3",
+            "--orig-multi-loss", "--no-refit-counts-head",
             "--mixed-precision", "--xla", "--seed", "9", "--cache", "disk", "-t", "2", "--input-seq-len", "400",
             "--output-len", "200", "--quiet"]
     got = train_cli.training_options(train_cli._parser().parse_args(argv))
@@ -59,7 +60,8 @@ def test_every_flag_lands_on_its_field():
         model_name="m", folds=["1", "2"], chroms=["chr1"], epochs=3, batch_size=8, learning_rate=0.01,
         min_learning_rate=0.001, early_stopping_patience=7, early_stopping_min_delta=0.5,
         reduce_lr_on_plateau_patience=4, lr_reduction_factor=0.25, reverse_complement="double", shuffle=False,
-        mnll_loss_sample_weight=0.5, mnll_loss_background_sample_weight=0.1, orig_multi_loss=True,
+        mnll_loss_sample_weight=0.5, mnll_loss_background_sample_weight=0.1,
+        counts_loss_background_sample_weight=0.3, orig_multi_loss=True,
         refit_counts_head=False, mixed_precision=True, xla=True, seed=9, cache="disk", threads=2, input_len=400,
         output_len=200, params_path="p.json", splits_path="s.json", verbose=0)
     argv = ["-m", "m", "-o", "o", "--store", "s", "--reference-genome", "g", "--chrom-sizes", "c", "--store-cache",

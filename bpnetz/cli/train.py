@@ -67,6 +67,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, params_required: 
     parser.add_argument("--mnll-loss-background-sample-weight", type=non_negative_float,
                         default=DEFAULTS.mnll_loss_background_sample_weight,
                         help="profile-loss weight of background loci (%(default)s)")
+    parser.add_argument("--counts-loss-background-sample-weight", type=non_negative_float,
+                        default=DEFAULTS.counts_loss_background_sample_weight,
+                        help="counts-loss weight of background loci (%(default)s; peaks weigh 1)")
     parser.add_argument("--orig-multi-loss", action="store_true",
                         help="one multinomial per strand and one log count per track (the original BPNet loss)")
     parser.add_argument("--refit-counts-head", action=argparse.BooleanOptionalAction,

@@ -396,18 +396,24 @@ def build_model(params: BpnetParams, store_layout: StoreLayout, *, orig_multi_lo
 def calibrate_counts_head(model: keras.Model, store_layout: StoreLayout,
                           batches: Iterable[tuple[Mapping[str, Any], Mapping[str, Any], Any]], *,
                           orig_multi_loss: bool = False) -> None:
-    """Start each log-count output at the mean target of training batches ``(inputs, targets, …)``.
+    """Start each log-count output at the mean target of training batches ``(inputs, targets, weights)``.
 
     Shifts the bias of the layer producing each log-count output so that the mean prediction (in training mode,
     as the first steps see it) equals the mean target: from a zero start, Adam moves a bias by about the learning
     rate per step, so reaching a mean log count of 5–10 cost hundreds of steps spent on the offset alone.
-    Predicted batch by batch, as training sees them (batch statistics of batch normalisation included).
+    Predicted batch by batch, as training sees them (batch statistics of batch normalisation included). The means
+    are weighted by the counts-loss sample weights (``weights["logcounts"]``, when given and not all zero), so
+    the start is the mean the counts loss pulls toward (the peaks' when backgrounds weigh 0 in it).
     """
-    predicted, targets = [], []
+    predicted, targets, weights = [], [], []
     for batch in batches:  # one batch at a time: one call on 2,048 joined 2114-bp loci peaked at 14 GB (eager)
         predicted.append(np.asarray(model(dict(batch[0]), training=True)["logcounts"]))
         targets.append(np.asarray(batch[1]["logcounts"]))
-    shift = np.concatenate(targets).mean(axis=0) - np.concatenate(predicted).mean(axis=0)
+        given = batch[2]["logcounts"] if len(batch) > 2 and isinstance(batch[2], Mapping) else None
+        weights.append(np.ones(len(targets[-1])) if given is None else np.asarray(given, np.float64))
+    w = np.concatenate(weights)
+    w = w if w.sum() > 0 else np.ones_like(w)
+    shift = np.average(np.concatenate(targets) - np.concatenate(predicted), axis=0, weights=w)
     names = {layer.name for layer in model.layers}
     head = _last_counts_dense(model)
     for t, cols in enumerate(TrackGroups.of(store_layout, orig_multi_loss).count_columns()):

@@ -69,6 +69,7 @@ def element_signature(stream: LocusStream) -> dict[str, Any]:
         "jitter": tf.TensorSpec((None, None), tf.int32),
         "flip": tf.TensorSpec((None, None), tf.bool),
         "weight": tf.TensorSpec((None, None), tf.float32),
+        "counts_weight": tf.TensorSpec((None, None), tf.float32),
     }
     if reader.bias is not None:
         signature["bias"] = tf.TensorSpec((None, None, lay.output_len, lay.n_bias), tf.as_dtype(reader.bias.dtype))
@@ -120,7 +121,7 @@ def model_io_fn(store_layout: schema.StoreLayout, *, orig_multi_loss: bool = Fal
         logcounts = (tf.math.log1p(totals) if orig_multi_loss
                      else tf.math.log(tf.matmul(totals, task_matrix) + tracks_per_task))
         targets = {"profile": profile, "logcounts": logcounts}
-        weights = {"profile": element["weight"], "logcounts": tf.ones_like(element["weight"])}
+        weights = {"profile": element["weight"], "logcounts": element["counts_weight"]}
         if with_index:
             return inputs, targets, weights, {"row": element["row"], "jitter": element["jitter"],
                                               "flip": element["flip"]}

@@ -29,6 +29,8 @@ class TrainOptions:
     default: the store's). ``folds``: train only these splits.json keys (default: all). ``reverse_complement``:
     "random" (flip each example with p = 0.5), "double" (the reference's doubled batches) or "none". ``cache``:
     "auto" (RAM when the loci use under 40% of the available memory), "ram" or "disk" (streamed).
+    ``counts_loss_background_sample_weight``: the counts-loss weight of background loci (peaks weigh 1; the
+    profile loss has its own pair of weights).
     ``refit_counts_head``: after training, set the counts output to the trained head or a ridge refit of its
     last layer, calibrated on validation peaks, whichever predicts them best (MSE counts loss only; see
     :mod:`bpnetz.model.counts_head`); the summary reports the validation-peak log-count MSE beside the constant
@@ -55,6 +57,7 @@ class TrainOptions:
     shuffle: bool = True
     mnll_loss_sample_weight: float = 1.0
     mnll_loss_background_sample_weight: float = 0.0
+    counts_loss_background_sample_weight: float = 1.0
     orig_multi_loss: bool = False
     refit_counts_head: bool = True
     mixed_precision: bool = False

@@ -182,6 +182,7 @@ def _fold_streams(reader: StoreReader, key: str, fold: Split, options: TrainOpti
     common = {"batch_size": options.batch_size, "all_chroms": options.chroms, "seed": options.seed,
               "mnll_loss_sample_weight": options.mnll_loss_sample_weight,
               "mnll_background_weight": options.mnll_loss_background_sample_weight,
+              "counts_background_weight": options.counts_loss_background_sample_weight,
               "orig_multi_loss": options.orig_multi_loss, "cache": options.stream_cache,
               "progress": bool(options.verbose)}
     if shard is not None:

@@ -102,6 +102,7 @@ class LocusStream:
                  all_chroms: Sequence[str] | None = None, jitter: bool | None = None,
                  reverse_complement: str = "none", backgrounds: str | None = None, shuffle: bool | None = None,
                  seed: int = 0, mnll_loss_sample_weight: float = 1.0, mnll_background_weight: float = 0.0,
+                 counts_background_weight: float = 1.0,
                  orig_multi_loss: bool = False, cache: bool | str = "auto", shuffle_loci: int = 16384,
                  read_ahead: int = 2, batches_per_element: int | None = None,
                  progress: bool = False, shard: tuple[int, int] | None = None):
@@ -134,6 +135,7 @@ class LocusStream:
         kinds = self.reader.loci["kind"].to_numpy()[self.selection.rows]
         self._weights = np.where(kinds == schema.KIND_PEAK, mnll_loss_sample_weight,
                                  mnll_background_weight).astype(np.float32)
+        self._counts_weights = np.where(kinds == schema.KIND_PEAK, 1.0, counts_background_weight).astype(np.float32)
         self.cached = self._decide_cache(cache)
         self._cache = self.reader.read_rows(self.selection.rows, progress=progress) if self.cached else None
         self._epoch = 0
@@ -200,8 +202,9 @@ class LocusStream:
     def elements(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         """The epoch's batches, several per element along a leading axis: ``sequence`` one-hot uint8
         (k, b, input_len, 4), ``signal`` and ``bias`` (k, b, output_len, ·) as stored and oriented, and ``row``,
-        ``jitter``, ``flip``, ``weight`` (k, b). Full batches travel ``batches_per_element`` at a time; a batch
-        that spans two groups of blocks, and the last, partial batch, travel alone."""
+        ``jitter``, ``flip``, ``weight`` (profile loss) and ``counts_weight`` (counts loss) (k, b). Full batches
+        travel ``batches_per_element`` at a time; a batch that spans two groups of blocks, and the last, partial
+        batch, travel alone."""
         positions = self.shard_positions(self.selection.epoch_positions(epoch), epoch)
         augmentation = self._augmentation(epoch)
         rng = np.random.default_rng([self.seed, epoch, STREAM_ORDER])
@@ -270,7 +273,7 @@ class LocusStream:
         out = {name: xs[0] if len(xs) == 1 else np.concatenate(xs) for name, xs in pieces.items()}
         out["sequence"] = one_hot_oriented(out.pop("seq"), flip)
         out.update(row=self.selection.rows[pos].astype(np.int64), jitter=jitter[pos], flip=flip,
-                   weight=self._weights[pos])
+                   weight=self._weights[pos], counts_weight=self._counts_weights[pos])
         return out
 
     def _cached_segments(self, positions: np.ndarray, rng: np.random.Generator) -> Iterator[Part]:

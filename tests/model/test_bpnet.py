@@ -288,3 +288,26 @@ def test_calibration_starts_each_task_at_its_mean_target(bias):
     predicted = np.concatenate([np.asarray(model(b[0], training=True)["logcounts"]) for b in batches]).mean(axis=0)
     np.testing.assert_allclose(predicted, target_mean, atol=1e-3)
     assert np.all(np.abs(target_mean) > 2)  # so that an uncalibrated start (near 0) would fail
+
+
+def test_calibration_weights_the_targets_as_the_counts_loss_does():
+    """With counts-loss weights (backgrounds 0), the start is the weighted mean target (the peaks'), computed here
+    with numpy; the unweighted mean differs by far more than the tolerance."""
+    from bpnetz.model.bpnet import calibrate_counts_head
+
+    lay = layout(TWO_TASKS, TWO_TASK_BIAS, tasks=("0", "1"))
+    model = build_model(tiny_params(), lay)
+    batches = []
+    for seed in range(2):
+        rng = np.random.default_rng(seed)
+        peak = np.arange(8) % 2 == 0
+        level = np.where(peak[:, None], [6.0, 5.0], [2.0, 1.0])
+        targets = {"logcounts": (level + rng.normal(0, 0.3, (8, 2))).astype(np.float32)}
+        batches.append((inputs(model, batch=8, seed=seed), targets, {"logcounts": peak.astype(np.float32)}))
+    calibrate_counts_head(model, lay, iter(batches))
+    peaks = np.concatenate([b[1]["logcounts"][b[2]["logcounts"] > 0] for b in batches]).mean(axis=0)
+    predicted = np.concatenate([np.asarray(model(b[0], training=True)["logcounts"])[b[2]["logcounts"] > 0]
+                                for b in batches]).mean(axis=0)
+    everything = np.concatenate([b[1]["logcounts"] for b in batches]).mean(axis=0)
+    assert np.all(np.abs(peaks - everything) > 1)
+    np.testing.assert_allclose(predicted, peaks, atol=1e-3)

@@ -221,6 +221,17 @@ def test_sample_weights_and_per_track_targets(tiny):
         np.testing.assert_allclose(ex["logcounts"], np.log(1 + ex["profile"].sum(axis=0)), rtol=1e-6)
 
 
+def test_counts_background_weight_applies_to_backgrounds_only(tiny):
+    stream = LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, counts_background_weight=0.1, jitter=False)
+    got = examples(epoch(stream))
+    kinds = {tiny.loci[ex["row"]]["kind"] for ex in got}
+    assert kinds == {0, 1}  # both kinds drawn, so both branches are checked
+    for ex in got:
+        peak = tiny.loci[ex["row"]]["kind"] == 0
+        assert ex["w_logcounts"] == pytest.approx(1.0 if peak else 0.1)
+        assert ex["w_profile"] == (1.0 if peak else 0.0)  # the profile weights are untouched
+
+
 def test_store_without_bias_yields_sequence_only(tmp_path):
     tiny = make_tiny_store(tmp_path, with_bias=False)
     x, y, w = next(iter(make_dataset(tiny.path, SPLIT, "val", batch_size=BATCH).as_numpy_iterator()))
