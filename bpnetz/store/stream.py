@@ -28,6 +28,7 @@ import math
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,8 +140,9 @@ class LocusStream:
         self._epoch = 0
         #: the InputError that ended an epoch, if one did (see :meth:`next_epoch`)
         self.failure: InputError | None = None
-        self._free_buffers: list[tuple[RawRows, RawRows]] = []  # group buffer pairs no epoch is using
+        self._free_buffers: list[RawRows] = []  # group buffers no epoch is using
         self._buffers_lock = threading.Lock()
+        self._prefetched: EpochPlan | None = None  # the next epoch's plan, its first group decoding ahead
         self._track_swap = self.layout.strand_swap(self.layout.tracks)
         self._bias_swap = self.layout.strand_swap(self.layout.bias_tracks)
 
@@ -203,10 +205,12 @@ class LocusStream:
         ``jitter``, ``flip``, ``weight`` (k, b). Full batches travel ``batches_per_element`` at a time, but the
         first elements of an epoch carry 1, 2, 4, … batches (see :func:`element_batches`); a batch that spans two
         groups of blocks, and the last, partial batch, travel alone."""
-        positions = self.shard_positions(self.selection.epoch_positions(epoch), epoch)
         augmentation = self._augmentation(epoch)
-        rng = np.random.default_rng([self.seed, epoch, STREAM_ORDER])
-        segments = self._cached_segments(positions, rng) if self.cached else self._streamed_segments(positions, rng)
+        if self.cached:
+            positions = self.shard_positions(self.selection.epoch_positions(epoch), epoch)
+            segments = self._cached_segments(positions, np.random.default_rng([self.seed, epoch, STREAM_ORDER]))
+        else:
+            segments = self._streamed_segments(self._claim_plan(epoch))
         size, sent = self.batch_size, 0  # sent: full-batch elements yielded so far
         carry: list[Part] = []  # the pending batch's rows, copied out of their (reused) buffers
         for part in segments:
@@ -282,10 +286,10 @@ class LocusStream:
         order = rng.permutation(positions) if self.shuffle else positions
         yield Part(self._cache, order, order)
 
-    def _streamed_segments(self, positions: np.ndarray, rng: np.random.Generator) -> Iterator[Part]:
-        """The epoch's blocks (random order when shuffling), one group of blocks per segment: the shuffle buffer
-        of at least ``shuffle_loci`` loci. While a group is consumed, the next one is decoded on reader threads
-        into the other of two group buffers (a pair reused by later epochs, never shared by two live ones)."""
+    def _plan(self, epoch: int) -> EpochPlan:
+        """The epoch's blocks (random order when shuffling) in groups of at least ``shuffle_loci`` loci."""
+        positions = self.shard_positions(self.selection.epoch_positions(epoch), epoch)
+        rng = np.random.default_rng([self.seed, epoch, STREAM_ORDER])
         rows = self.selection.rows[positions]
         size = self.reader.block_loci
         blocks, starts = np.unique(rows // size, return_index=True)
@@ -294,40 +298,94 @@ class LocusStream:
             spans = [spans[i] for i in rng.permutation(len(spans))]
         per_group = max(1, -(-self.shuffle_loci // size)) if self.shuffle else 1
         groups = [spans[i:i + per_group] for i in range(0, len(spans), per_group)]
-        buffers = self._take_buffers(min(per_group, len(spans)) * size)
         executor = ThreadPoolExecutor(max_workers=self.read_ahead, thread_name_prefix="bpnetz-read")
+        return EpochPlan(epoch, positions, rows, groups, rng, executor, min(per_group, len(spans)) * size)
+
+    def _streamed_segments(self, plan: EpochPlan) -> Iterator[Part]:
+        """The epoch's block groups, one segment each (a shuffle buffer of at least ``shuffle_loci`` loci).
+
+        While a group is consumed, the next one is decoded on reader threads into the other of two group buffers
+        (taken from the stream's free buffers, never shared by two live epochs); while the last one is consumed,
+        the next epoch's first group is decoded (:meth:`_prefetch`), so a short epoch does not start by waiting
+        for a whole group's decoding (measured below ``element_batches``)."""
+        size, rows, positions = self.reader.block_loci, plan.rows, plan.positions
+        buffers: list[RawRows | None] = [plan.first.buffer if plan.first else None, None]
+        started = [plan.first] if plan.first else []
         try:
-            pending = self._read_group(executor, groups[0], buffers[0]) if groups else []
-            for g, group in enumerate(groups):
-                for future in pending:
-                    future.result()
-                pending = self._read_group(executor, groups[g + 1], buffers[(g + 1) % 2]) if g + 1 < len(groups) \
-                    else []
+            for g, group in enumerate(plan.groups):
+                if g == 0 and not started:
+                    buffers[0] = self._take_buffer(plan.buffer_rows)
+                    started.append(self._read_group(plan.executor, group, buffers[0]))
+                started[g].wait()
+                if g + 1 < len(plan.groups):
+                    buffers[(g + 1) % 2] = buffers[(g + 1) % 2] or self._take_buffer(plan.buffer_rows)
+                    started.append(self._read_group(plan.executor, plan.groups[g + 1], buffers[(g + 1) % 2]))
+                else:  # the last group: its spare buffer decodes the next epoch's first group
+                    self._give_back(buffers[(g + 1) % 2])
+                    buffers[(g + 1) % 2] = None
+                    self._prefetch(plan.epoch + 1)
                 index = np.concatenate([k * size + rows[s:e] - b * size for k, (b, s, e) in enumerate(group)])
                 pos = np.concatenate([positions[s:e] for _, s, e in group])
                 if self.shuffle:
-                    mix = rng.permutation(len(pos))
+                    mix = plan.rng.permutation(len(pos))
                     index, pos = index[mix], pos[mix]
                 yield Part(buffers[g % 2], index, pos)
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
-            with self._buffers_lock:
-                self._free_buffers.append(buffers)
+            for read in started:
+                read.stop()
+            plan.executor.shutdown(wait=False)
+            for buffer in buffers:
+                self._give_back(buffer)
 
-    def _take_buffers(self, rows: int) -> tuple[RawRows, RawRows]:
-        """A pair of group buffers of at least ``rows`` raw rows for one epoch: a free pair of this stream, else a
-        new one. Epochs may overlap (an abandoned iterator's generator lives until it is collected)."""
+    def _prefetch(self, epoch: int) -> None:
+        """Start decoding the first block group of ``epoch``, for :meth:`_claim_plan` (replacing any earlier)."""
+        plan = self._plan(epoch)
+        if plan.groups:
+            plan.first = self._read_group(plan.executor, plan.groups[0], self._take_buffer(plan.buffer_rows))
         with self._buffers_lock:
-            for i, pair in enumerate(self._free_buffers):
-                if len(pair[0].seq) >= rows:
+            earlier, self._prefetched = self._prefetched, plan
+        if earlier is not None:
+            self._discard(earlier)
+
+    def _claim_plan(self, epoch: int) -> EpochPlan:
+        """The prefetched plan of ``epoch`` (its first group decoding or decoded), else a new one. A prefetched
+        plan of another epoch (the stream's epoch was set to resume elsewhere) is dropped."""
+        with self._buffers_lock:
+            plan, self._prefetched = self._prefetched, None
+        if plan is not None and plan.epoch == epoch:
+            return plan
+        if plan is not None:
+            self._discard(plan)
+        return self._plan(epoch)
+
+    def _discard(self, plan: EpochPlan) -> None:
+        """Stop a plan that will not be read: its reads cancelled or waited for, its buffer free again."""
+        if plan.first is not None:
+            plan.first.stop()
+            self._give_back(plan.first.buffer)
+        plan.executor.shutdown(wait=False)
+
+    def _take_buffer(self, rows: int) -> RawRows:
+        """A group buffer of at least ``rows`` raw rows: a free one of this stream, else a new one. Epochs may
+        overlap (an abandoned iterator's generator lives until it is collected), and a prefetched first group
+        holds its buffer until its epoch runs."""
+        with self._buffers_lock:
+            for i, buffer in enumerate(self._free_buffers):
+                if len(buffer.seq) >= rows:
                     return self._free_buffers.pop(i)
-        return self.reader.empty_rows(rows), self.reader.empty_rows(rows)
+        return self.reader.empty_rows(rows)
+
+    def _give_back(self, buffer: RawRows | None) -> None:
+        if buffer is not None:
+            with self._buffers_lock:
+                self._free_buffers.append(buffer)
 
     def _read_group(self, executor: ThreadPoolExecutor, group: list[tuple[int, int, int]],
-                    buffer: RawRows) -> list[Future[None]]:
+                    buffer: RawRows) -> GroupRead:
         size = self.reader.block_loci
         self.reader.prefetch([b for b, _, _ in group])
-        return [executor.submit(self.reader.read_block_into, b, buffer, k * size) for k, (b, _, _) in enumerate(group)]
+        return GroupRead(buffer, [executor.submit(self.reader.read_block_into, b, buffer, k * size)
+                                  for k, (b, _, _) in enumerate(group)])
 
     # ----------------------------------------------------------------------------------------------- epochs
 
@@ -349,6 +407,41 @@ class LocusStream:
         except InputError as err:
             self.failure = err
             raise
+
+
+@dataclass
+class GroupRead:
+    """A block group being decoded into ``buffer`` on reader threads (one future per block)."""
+
+    buffer: RawRows
+    futures: list[Future[None]]
+
+    def wait(self) -> None:
+        """Until every block is decoded; a reader thread's error is raised here."""
+        for future in self.futures:
+            future.result()
+
+    def stop(self) -> None:
+        """Cancel the reads not started and wait for the running ones: then nothing writes into the buffer."""
+        for future in self.futures:
+            future.cancel()
+        futures_wait(self.futures)
+
+
+@dataclass
+class EpochPlan:
+    """An epoch's reading plan: its selection ``positions`` and their store ``rows``, the groups of (block,
+    start, end) spans into them in reading order, the order generator (it goes on to shuffle each group), the
+    reader threads, the rows of a group buffer, and the first group's read once started ahead."""
+
+    epoch: int
+    positions: np.ndarray
+    rows: np.ndarray
+    groups: list[list[tuple[int, int, int]]]
+    rng: np.random.Generator
+    executor: ThreadPoolExecutor
+    buffer_rows: int
+    first: GroupRead | None = None
 
 
 @dataclass
