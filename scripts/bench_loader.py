@@ -1,27 +1,31 @@
 #!/usr/bin/env python
-"""Loader throughput, side by side in one run: the store loader (RAM-cached and streamed from disk), the store read
-one random row at a time, and extraction on the fly from FASTA + bigWigs with pyfaidx + pyBigWig.
+"""Loader throughput, side by side in one run, on stores of several sizes: the store loader (RAM-cached and
+streamed from disk), the store read one random row at a time, and a fast on-the-fly extractor (FASTA in RAM,
+pyBigWig ``values(numpy=True)``, one-hot by table lookup).
 
 Every method delivers the same thing per locus: a jittered (uniform in [-max_jitter, max_jitter]) window of the
 one-hot sequence (uint8, as the loader yields it), the signal and bias tracks, reverse-complemented with
-probability 0.5. The experiment is made
-with ``bpnetz simulate`` + ``bpnetz build`` in a temporary directory (or pass ``--store``/``--experiment``).
-With ``--store URL`` (a store in object storage) the loader also streams from the URL, beside the same
-store's local copy.
+probability 0.5. By default two experiments are made with ``bpnetz simulate`` + ``bpnetz build`` (4,000 and 32,000
+peaks: stores of 5,076 and 40,636 loci) in a temporary directory (``--keep DIR`` keeps and reuses them; or pass
+``--store``). With ``--store URL`` (a store in object storage) the loader also streams from the URL, beside the
+same store's local copy.
 Prints loci/s (wall clock) and loci per CPU-second (all threads of this process: robust when the machine is
-shared), and the ratios. Nothing is asserted.
+shared), the ratios to the extractor, the wait for each epoch's first batch (a short epoch pays it every time) and
+each method's peak resident memory. Nothing is asserted.
 
-    python scripts/bench_loader.py [--n-peaks 24000] [--batch-size 64] [--epochs 3] [--keep DIR]
+    python scripts/bench_loader.py [--n-peaks 4000 32000] [--batch-size 64] [--epochs 5] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +66,28 @@ class Timer:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def bench_loader(store: Path | str, cache: bool, batch_size: int, epochs: int) -> tuple[int, Timer, float]:
+@dataclass
+class Result:
+    """One method's figures on one store."""
+
+    loci: int
+    timer: Timer
+    rss: int = 0  # peak resident bytes while it ran (0: unknown)
+    first: list[float] = field(default_factory=list)  # seconds to each timed epoch's first batch
+
+    @property
+    def rate(self) -> float:
+        return self.loci / self.timer.wall
+
+    @property
+    def cpu_rate(self) -> float:
+        return self.loci / max(self.timer.cpu, 1e-9)
+
+
+def bench_loader(store: Path | str, cache: bool, batch_size: int, epochs: int) -> tuple[Result, float]:
     """``epochs`` full epochs of the tf.data pipeline (after a warm-up epoch), each a new iteration as in
     training (new backgrounds order, jitter and flips; a streamed epoch first waits for its first block group);
-    returns loci, timer, setup seconds."""
+    returns the result (with each epoch's wait for its first batch) and the setup seconds (a cache fill)."""
     from bpnetz.model.data import stream_dataset
     from bpnetz.store.stream import LocusStream
 
@@ -76,15 +98,18 @@ def bench_loader(store: Path | str, cache: bool, batch_size: int, epochs: int) -
     setup = time.perf_counter() - setup
     for _ in dataset:  # warm-up epoch: graph tracing, thread pools, page cache
         pass
-    n = 0
+    n, first = 0, []
     with Timer() as timer:
         for _ in range(epochs):
-            for inputs, _, _ in dataset:
+            start = time.perf_counter()
+            for i, (inputs, _, _) in enumerate(dataset):
+                if i == 0:
+                    first.append(time.perf_counter() - start)
                 n += int(inputs["sequence"].shape[0])
-    return n, timer, setup
+    return Result(n, timer, first=first), setup
 
 
-def bench_random_rows(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
+def bench_random_rows(store: Path, n: int, seed: int = 0) -> Result:
     """Read ``n`` random loci one row at a time from Zarr (each read decompresses a whole chunk)."""
     from bpnetz.genome import sequence
     from bpnetz.store import schema
@@ -100,29 +125,26 @@ def bench_random_rows(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
             seq, *tracks = (np.asarray(a[int(row)]) for a in arrays)
             seq = seq[j:j + lay.input_len]
             tracks = [t[j:j + lay.output_len].astype(np.float32) for t in tracks]
-            seq, tracks = _random_flip(seq, tracks, lay, rng)
+            if rng.random() < 0.5:  # reverse complement: codes complemented and reversed, strands swapped
+                seq = sequence.reverse_complement(seq)
+                tracks = [t[::-1][:, lay.strand_swap(group_)] for t, group_ in zip(tracks, (lay.tracks,
+                                                                                          lay.bias_tracks))]
             sequence.one_hot(seq, np.uint8)
-    return n, timer
+    return Result(n, timer)
 
 
-def _random_flip(seq: np.ndarray, tracks: list[np.ndarray], lay, rng: np.random.Generator):
-    """Per-example reverse complement with p = 0.5, as the baselines do it (codes complemented and reversed,
-    positions reversed and strands swapped in signal (tracks[0]) and bias (tracks[1]))."""
-    from bpnetz.genome import sequence
-
-    if rng.random() < 0.5:
-        seq = sequence.reverse_complement(seq)
-        tracks = [t[::-1][:, lay.strand_swap(lay.tracks if k == 0 else lay.bias_tracks)] for k, t in enumerate(tracks)]
-    return seq, tracks
-
-
-def bench_on_the_fly(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
-    """Extract ``n`` random loci straight from the FASTA and bigWigs the store was built from."""
+def bench_on_the_fly(store: Path, n: int, batch_size: int, seed: int = 0) -> tuple[Result, float]:
+    """Extract ``n`` random loci straight from the FASTA and bigWigs the store was built from, as fast as one
+    thread can: the genome read into RAM as base codes once (its seconds returned, not timed), then per locus a
+    slice of it and one ``values(numpy=True)`` per bigWig into a batch array; per batch of ``batch_size`` loci one
+    table lookup for all one-hot rows (complements included: the loader's ``one_hot_oriented``) and one strided
+    copy reversing the flipped loci's tracks. The same output per locus as the loader."""
     import pyBigWig
     import pyfaidx
 
     from bpnetz.genome import sequence
     from bpnetz.store import schema
+    from bpnetz.store.stream import one_hot_oriented
 
     group = schema.open_group(store)
     lay = schema.layout(group)
@@ -132,72 +154,127 @@ def bench_on_the_fly(store: Path, n: int, seed: int = 0) -> tuple[int, Timer]:
     chrom, summit = np.asarray(group["chrom"][:]).astype(object), np.asarray(group["summit"][:])
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, len(chrom), n)
-    fasta = pyfaidx.Fasta(fasta_path)
-    signal = [pyBigWig.open(t.source) for t in lay.tracks]
-    bias = [pyBigWig.open(t.source) for t in lay.bias_tracks]
+    load = time.perf_counter()
+    with pyfaidx.Fasta(fasta_path, as_raw=True) as fasta:
+        genome = {c: sequence.encode(fasta[c][:]) for c in set(chrom[rows])}
+    load = time.perf_counter() - load
+    bigwigs = [pyBigWig.open(t.source) for t in (*lay.tracks, *lay.bias_tracks)]
+    swap = np.concatenate([lay.strand_swap(lay.tracks), lay.n_tracks + lay.strand_swap(lay.bias_tracks)])
+    codes = np.empty((batch_size, lay.input_len), np.uint8)
+    tracks = np.empty((batch_size, lay.output_len, len(bigwigs)), np.float32)
     with Timer() as timer:
-        for row in rows:
-            c, s = chrom[row], int(summit[row]) + int(rng.integers(-lay.max_jitter, lay.max_jitter + 1))
-            s0, p0 = s - lay.input_len // 2, s - lay.output_len // 2
-            seq = sequence.encode(str(fasta[c][s0:s0 + lay.input_len]))
-            tracks = [np.nan_to_num(np.stack([bw.values(c, p0, p0 + lay.output_len, numpy=True) for bw in group_],
-                                             axis=1)) for group_ in (signal, bias) if group_]
-            seq, tracks = _random_flip(seq, tracks, lay, rng)
-            sequence.one_hot(seq, np.uint8)
-    return n, timer
+        for start in range(0, n, batch_size):
+            batch = rows[start:start + batch_size]
+            for i, row in enumerate(batch):
+                c, s = chrom[row], int(summit[row]) + int(rng.integers(-lay.max_jitter, lay.max_jitter + 1))
+                s0, p0 = s - lay.input_len // 2, s - lay.output_len // 2
+                codes[i] = genome[c][s0:s0 + lay.input_len]
+                for k, bw in enumerate(bigwigs):
+                    tracks[i, :, k] = bw.values(c, p0, p0 + lay.output_len, numpy=True)
+            flip = rng.random(len(batch)) < 0.5
+            one_hot_oriented(np.where(flip[:, None], codes[:len(batch), ::-1], codes[:len(batch)]), flip)
+            np.where(flip[:, None, None], np.nan_to_num(tracks[:len(batch), ::-1][:, :, swap]),
+                     np.nan_to_num(tracks[:len(batch)]))
+    for bw in bigwigs:
+        bw.close()
+    return Result(n, timer), load
+
+
+LOADER = {"cached": "(a) store loader, RAM-cached", "streamed": "(b) store loader, streamed from disk"}
+NAMES = {**LOADER, "rows": "(c) store, random single rows", "fly": "(d) on the fly, FASTA in RAM + pyBigWig",
+         "url": "(e) store loader, streamed from the URL"}
+
+
+def run_method(method: str, store: str, args: argparse.Namespace) -> dict:
+    """One method on one store, measured in this process (its peak resident memory is the method's)."""
+    import resource
+
+    extra = 0.0
+    if method in ("cached", "streamed", "url"):
+        import tensorflow  # noqa: F401  (imported before timing the cache fill)
+
+        result, extra = bench_loader(store, method == "cached", args.batch_size, args.epochs)
+    elif method == "rows":
+        result = bench_random_rows(Path(store), args.random_rows)
+    else:
+        result, extra = bench_on_the_fly(Path(store), args.on_the_fly, args.batch_size)
+    return {"loci": result.loci, "wall": result.timer.wall, "cpu": result.timer.cpu, "first": result.first,
+            "setup": extra, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def bench_store(store: Path, url: str | None, args: argparse.Namespace) -> dict[str, Result]:
+    """Every method on one store (and its URL), each in a fresh process (no memory or thread pools carried from
+    one to the next): cached, streamed, random rows, on the fly, URL."""
+    results = {}
+    for method in ("cached", "streamed", "rows", "fly", *(("url",) if url else ())):
+        command = [sys.executable, __file__, "--method", method, "--store", str(url if method == "url" else store),
+                   "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
+                   "--random-rows", str(args.random_rows), "--on-the-fly", str(args.on_the_fly)]
+        out = json.loads(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout.splitlines()[-1])
+        timer = Timer()
+        timer.wall, timer.cpu = out["wall"], out["cpu"]
+        results[NAMES[method]] = Result(out["loci"], timer, out["rss"], out["first"])
+        if method in ("cached", "fly"):
+            what = "RAM cache filled" if method == "cached" else "genome read into RAM for the extractor (not timed)"
+            print(f"{store}: {what} in {out['setup']:.1f} s", file=sys.stderr)
+    return results
+
+
+def report(store: Path, results: dict[str, Result]) -> list[str]:
+    """The table of one store's results, and its summary line."""
+    from bpnetz.store import schema
+
+    group = schema.open_group(store)
+    lay, n_loci = schema.layout(group), int(group["seq"].shape[0])
+    fly = results[NAMES["fly"]]
+    lines = [f"\n{n_loci:,}-locus store {store}: {lay.input_len}/{lay.output_len}, max_jitter {lay.max_jitter}, "
+             f"{lay.n_tracks} signal + {lay.n_bias} bias tracks",
+             f"{'method':40s} {'loci':>7s} {'loci/s':>9s} {'loci/CPU-s':>11s} {'x fly':>6s} {'x fly CPU':>9s} "
+             f"{'1st batch ms':>14s} {'peak RSS':>9s}"]
+    for name, r in results.items():
+        first = f"{1e3 * min(r.first):.0f}-{1e3 * max(r.first):.0f}" if r.first else ""
+        lines.append(f"{name:40s} {r.loci:7d} {r.rate:9,.0f} {r.cpu_rate:11,.0f} {r.rate / fly.rate:5.1f}x "
+                     f"{r.cpu_rate / fly.cpu_rate:8.1f}x {first:>14s} {r.rss / 2**30:7.2f}GB")
+    streamed, cached = results[LOADER["streamed"]], results[LOADER["cached"]]
+    lines.append(f"summary {n_loci} loci: streamed {streamed.rate:,.0f} loci/s = {streamed.rate / fly.rate:.1f}x "
+                 f"the extractor ({fly.rate:,.0f}/s; per CPU-s {streamed.cpu_rate / fly.cpu_rate:.1f}x); "
+                 f"RAM-cached {cached.rate:,.0f} loci/s")
+    return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", help="an existing store (built from files that still exist): a path, or a URL "
-                                        "(s3://...): then a local copy is downloaded and the rate streamed from the "
-                                        "URL is reported beside the local one")
+    parser.add_argument("--store", nargs="*", default=[],
+                        help="existing stores (built from files that still exist): paths, or one URL (s3://...): "
+                             "then a local copy is downloaded and the rate streamed from the URL is reported "
+                             "beside the local one")
     parser.add_argument("--keep", type=Path, help="simulate/build into this directory and keep it (reused)")
-    parser.add_argument("--n-peaks", type=int, default=24000)
+    parser.add_argument("--n-peaks", type=int, nargs="+", default=[4000, 32000],
+                        help="one simulated store per value (4000 -> 5,076 loci, 32000 -> 40,636)")
     parser.add_argument("--n-chroms", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each loader mode (after a warm-up)")
-    parser.add_argument("--random-rows", type=int, default=300, help="loci read row by row at random")
-    parser.add_argument("--on-the-fly", type=int, default=2000, help="loci extracted with pyfaidx + pyBigWig")
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs of each loader mode (after a warm-up)")
+    parser.add_argument("--random-rows", type=int, default=200, help="loci read row by row at random")
+    parser.add_argument("--on-the-fly", type=int, default=2048, help="loci extracted from the FASTA and bigWigs")
+    parser.add_argument("--method", choices=sorted(NAMES), help=argparse.SUPPRESS)  # one method, JSON out
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.method:
+        print(json.dumps(run_method(args.method, args.store[0], args)))
+        return 0
 
+    lines = []
     with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
-        url = args.store if args.store and "://" in args.store else None
-        store = (download(url, Path(tmp)) if url else Path(args.store) if args.store
-                 else make_experiment(args.keep or Path(tmp), args.n_peaks, args.n_chroms))
-        import tensorflow  # noqa: F401  (imported before timing the cache fill)
-
-        from bpnetz.store import schema
-
-        lay = schema.layout(schema.open_group(store))
-        results = {}
-        n, timer, setup = bench_loader(store, True, args.batch_size, args.epochs)
-        results["(a) store loader, RAM-cached"] = (n, timer)
-        print(f"RAM cache filled in {setup:.1f} s", file=sys.stderr)
-        n, timer, _ = bench_loader(store, False, args.batch_size, args.epochs)
-        results["(b) store loader, streamed from disk"] = (n, timer)
-        results["(c) store, random single rows"] = bench_random_rows(store, args.random_rows)
-        results["(d) on the fly, pyfaidx + pyBigWig"] = bench_on_the_fly(store, args.on_the_fly)
-        if url:
-            n, timer, _ = bench_loader(url, False, args.batch_size, args.epochs)
-            results["(e) store loader, streamed from the URL"] = (n, timer)
-
-    fly_rate = results["(d) on the fly, pyfaidx + pyBigWig"][0] / results["(d) on the fly, pyfaidx + pyBigWig"][1].wall
-    print(f"\nloader throughput: {lay.input_len}/{lay.output_len}, max_jitter {lay.max_jitter}, "
-          f"{lay.n_tracks} signal + {lay.n_bias} bias tracks, jitter + reverse complement on, batch "
-          f"{args.batch_size}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
-    print(f"{'method':40s} {'loci':>7s} {'loci/s':>9s} {'loci/CPU-s':>11s} {'vs on-the-fly':>14s}")
-    for name, (n, timer) in results.items():
-        rate = n / timer.wall
-        print(f"{name:40s} {n:7d} {rate:9,.0f} {n / max(timer.cpu, 1e-9):11,.0f} {rate / fly_rate:13.1f}x")
-    streamed = results["(b) store loader, streamed from disk"]
-    rate = streamed[0] / streamed[1].wall
-    print(f"targets: streamed >= 10x on-the-fly: {rate / fly_rate:.1f}x; streamed >= 20,000 loci/s: {rate:,.0f} "
-          "(wall clock; on a shared machine see loci/CPU-s)")
-    if url:
-        remote = results["(e) store loader, streamed from the URL"]
-        print(f"target: streamed from the URL >= 50% of streamed from disk: {remote[0] / remote[1].wall / rate:.0%}")
+        urls = [s for s in args.store if "://" in s]
+        stores = ([(download(u, Path(tmp)), u) for u in urls] + [(Path(s), None) for s in args.store if s not in urls]
+                  if args.store else [(make_experiment((args.keep or Path(tmp)) / f"peaks-{n}", n, args.n_chroms),
+                                       None) for n in args.n_peaks])
+        for store, url in stores:
+            lines += report(store, bench_store(store, url, args))
+    print(f"\nloader throughput, jitter + reverse complement on, batch {args.batch_size}, {args.epochs} epochs per "
+          f"loader mode; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end "
+          "(on a shared machine compare loci/CPU-s)")
+    print("\n".join(lines))
     return 0
 
 
