@@ -213,6 +213,9 @@ def _overlapping(parts: list, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray,
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     starts, ends, values = (np.concatenate(column) for column in zip(*parts, strict=True))
+    if (starts[1:] >= ends[:-1]).all():  # sorted and disjoint (as bigWigs store them): a slice, not a mask
+        k0, k1 = int(np.searchsorted(ends, lo, side="right")), int(np.searchsorted(starts, hi, side="left"))
+        return starts[k0:k1], ends[k0:k1], values[k0:k1]
     keep = (ends > lo) & (starts < hi)
     return starts[keep], ends[keep], values[keep]
 
