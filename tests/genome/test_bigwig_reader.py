@@ -120,3 +120,22 @@ def test_fasta_read_windows_equal_pyfaidx(tmp_path, newline):
         text = direct[chroms[i]][lo:lo + length].seq
         assert text == seqs[chroms[i]][lo:lo + length]
         np.testing.assert_array_equal(got[i], [{"A": 0, "C": 1, "G": 2, "T": 3}.get(ch, 4) for ch in text.upper()])
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_span_cut_keeps_the_intervals_overlapping_it(shuffled):
+    """Sorted disjoint intervals are cut by binary searches, others by a mask: both keep exactly those overlapping."""
+    from bpnetz.genome.bigwig_reader import _overlapping
+
+    rng = np.random.default_rng(3)
+    lengths, gaps = rng.integers(1, 6, 300), rng.integers(0, 4, 300)
+    starts = np.cumsum(gaps + np.r_[0, lengths[:-1]])
+    ends, values = starts + lengths, rng.random(300).astype(np.float32)
+    order = rng.permutation(300) if shuffled else np.arange(300)
+    parts = [(starts[order][i:i + 50], ends[order][i:i + 50], values[order][i:i + 50]) for i in range(0, 300, 50)]
+    for lo, hi in [(0, 5), (int(starts[40]) + 1, int(ends[200])), (int(ends[10]), int(starts[120])),
+                   (int(ends[-1]) - 1, int(ends[-1]) + 9)]:
+        got = _overlapping(parts, lo, hi)
+        want = sorted((int(s), int(e), float(v)) for s, e, v in zip(starts, ends, values, strict=True)
+                      if e > lo and s < hi)
+        assert sorted(zip(got[0].tolist(), got[1].tolist(), got[2].astype(float).tolist(), strict=True)) == want
