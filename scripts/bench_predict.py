@@ -113,13 +113,17 @@ class Case:
                 "counts_bias": np.log1p(profile_bias.sum(axis=1))}
 
 
-def time_predict(model_dir: Path, out_dir: Path, options) -> tuple[int, float]:
-    """(examples, seconds) of one in-process ``bpnetz predict``."""
+def rate(examples: int, seconds: float, cpu_seconds: float) -> dict:
+    return {"examples": int(examples), "per_s": examples / seconds, "per_cpu_s": examples / cpu_seconds}
+
+
+def time_predict(model_dir: Path, out_dir: Path, options) -> dict:
+    """The rate of one in-process ``bpnetz predict``."""
     from bpnetz.predict.predict import predict
 
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     summary = predict(model_dir, out_dir, options)
-    return summary.n_examples, time.perf_counter() - began
+    return rate(summary.n_examples, time.perf_counter() - began, time.process_time() - began_cpu)
 
 
 def bpnetz_end_to_end(model_dir: Path, store: Path, case: Case, args: argparse.Namespace, out: Path) -> dict:
@@ -127,12 +131,11 @@ def bpnetz_end_to_end(model_dir: Path, store: Path, case: Case, args: argparse.N
     from bpnetz.predict.options import PredictOptions
 
     common = {"store": store, "reverse_complement_average": True, "batch_size": args.batch_size, "progress": False}
-    n, seconds = time_predict(model_dir, out / "store", PredictOptions(
+    store_rate = time_predict(model_dir, out / "store", PredictOptions(
         split="all", test_indices=list(range(len(case.rows))), **common))
-    tiles, region_seconds = time_predict(model_dir, out / "regions", PredictOptions(
+    regions_rate = time_predict(model_dir, out / "regions", PredictOptions(
         regions=case.bed, reference_genome=case.fasta, chrom_sizes=case.sizes, **common))
-    return {"store": {"examples": n, "per_s": n / seconds}, "regions": {"examples": tiles,
-                                                                          "per_s": tiles / region_seconds}}
+    return {"store": store_rate, "regions": regions_rate}
 
 
 def bpnetz_forward(model, case: Case, batch: int) -> dict:
@@ -148,10 +151,11 @@ def bpnetz_forward(model, case: Case, batch: int) -> dict:
                           reverse_complement_average=rc, set_bias_as_zero=False)
 
         run(0, batch)  # tracing
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         for lo in range(0, n, batch):
             run(lo, min(lo + batch, n))
-        result["forward_rc" if rc else "forward"] = {"examples": n, "per_s": n / (time.perf_counter() - began)}
+        result["forward_rc" if rc else "forward"] = rate(n, time.perf_counter() - began,
+                                                         time.process_time() - began_cpu)
     return result
 
 
@@ -168,10 +172,10 @@ def peer_figures(python: str, case: Case, args: argparse.Namespace, workdir: Pat
                                        "control_bigwigs": np.array(json.dumps(case.control_bigwigs))},
                    settings, workdir)
     n = int(out["n"])
-    return {"forward_rc": {"examples": n, "per_s": n / float(out["forward_rc_seconds"])},
-            "forward": {"examples": n, "per_s": n / float(out["forward_seconds"])},
-            "end_to_end": {"examples": int(out["end_to_end_n"]),
-                           "per_s": int(out["end_to_end_n"]) / float(out["end_to_end_seconds"])}}
+    return {"forward_rc": rate(n, float(out["forward_rc_seconds"]), float(out["forward_rc_cpu_seconds"])),
+            "forward": rate(n, float(out["forward_seconds"]), float(out["forward_cpu_seconds"])),
+            "end_to_end": rate(int(out["end_to_end_n"]), float(out["end_to_end_seconds"]),
+                               float(out["end_to_end_cpu_seconds"]))}
 
 
 #: (label, bpnetz figure, peer figure) of each printed comparison
@@ -185,11 +189,13 @@ def format_round(number: int, row: dict) -> str:
     lines = [f"round {number} (load {row['load_before']} -> {row['load_after']}):"]
     for label, ours, theirs in COMPARISONS:
         mine = row["bpnetz"][ours]
-        text = f"  {label}: bpnetz {mine['per_s']:.1f} examples/s ({mine['examples']})"
+        text = (f"  {label}: bpnetz {mine['per_s']:.1f} examples/s ({mine['per_cpu_s']:.1f} per CPU-s, "
+                f"{mine['examples']})")
         if row.get("peer"):
             peer = row["peer"][theirs]
-            text += (f", bpnet-lite {peer['per_s']:.1f} examples/s ({peer['examples']}) "
-                     f"-> {mine['per_s'] / peer['per_s']:.2f}x")
+            text += (f", bpnet-lite {peer['per_s']:.1f} examples/s ({peer['per_cpu_s']:.1f} per CPU-s, "
+                     f"{peer['examples']}) -> {mine['per_s'] / peer['per_s']:.2f}x "
+                     f"({mine['per_cpu_s'] / peer['per_cpu_s']:.2f}x per CPU-s)")
         lines.append(text)
     return "\n".join(lines)
 

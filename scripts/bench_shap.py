@@ -186,7 +186,7 @@ def peer_shap(python: str, inputs: Inputs, refs: np.ndarray, params, args: argpa
                 "batch_size": args.batch_size * args.num_shuffles, "seed": 0, "targets": ["counts", "profile"]}
     out = run_peer(python, "shap", {"seq": inputs.codes[:n], "control": inputs.control[:n], "references": refs},
                    settings, workdir)
-    return {t: {"seconds": float(out[f"{t}_seconds"]),
+    return {t: {"seconds": float(out[f"{t}_seconds"]), "cpu_seconds": float(out[f"{t}_cpu_seconds"]),
                 "completeness": completeness(out[f"{t}_attribution_sum"], out[f"{t}_f_x"] - out[f"{t}_f_refs"])}
             for t in ("counts", "profile")}
 
@@ -204,12 +204,12 @@ def one_round(explainer, inputs: Inputs, refs: np.ndarray, params, args: argpars
     for name in args.targets:
         timing = time_bpnetz(explainer, inputs, TARGET_SETS[name], args)
         row["bpnetz"][name] = {"pairs_per_s": pairs / timing["seconds"],
-                               "cpu_s_per_pair": timing["cpu_seconds"] / pairs, "sums": timing["sums"]}
+                               "pairs_per_cpu_s": pairs / timing["cpu_seconds"], "sums": timing["sums"]}
     if python:
         peer = peer_shap(python, inputs, refs, params, args, workdir)
         for name in args.targets:
-            seconds = sum(peer[t]["seconds"] for t in TARGET_SETS[name])
-            row["peer"][name] = {"pairs_per_s": pairs / seconds}
+            row["peer"][name] = {"pairs_per_s": pairs / sum(peer[t]["seconds"] for t in TARGET_SETS[name]),
+                                 "pairs_per_cpu_s": pairs / sum(peer[t]["cpu_seconds"] for t in TARGET_SETS[name])}
         row["peer_completeness"] = {t: peer[t]["completeness"] for t in ("counts", "profile")}
     row["load_after"] = load()
     return row
@@ -260,12 +260,14 @@ def without_sums(row: dict) -> dict:
 def format_round(number: int, row: dict) -> str:
     parts = []
     for name, ours in row["bpnetz"].items():
-        text = f"{name}: bpnetz {ours['pairs_per_s']:.1f} pairs/s"
+        text = f"  {name}: bpnetz {ours['pairs_per_s']:.1f} pairs/s ({ours['pairs_per_cpu_s']:.1f} per CPU-s)"
         if name in row["peer"]:
-            theirs = row["peer"][name]["pairs_per_s"]
-            text += f", tangermeme/bpnet-lite {theirs:.1f} pairs/s ({ours['pairs_per_s'] / theirs:.2f}x)"
+            theirs = row["peer"][name]
+            text += (f", tangermeme/bpnet-lite {theirs['pairs_per_s']:.1f} pairs/s ({theirs['pairs_per_cpu_s']:.1f} "
+                     f"per CPU-s) -> {ours['pairs_per_s'] / theirs['pairs_per_s']:.2f}x "
+                     f"({ours['pairs_per_cpu_s'] / theirs['pairs_per_cpu_s']:.2f}x per CPU-s)")
         parts.append(text)
-    return f"round {number} (load {row['load_before']} -> {row['load_after']}): " + "; ".join(parts)
+    return "\n".join([f"round {number} (load {row['load_before']} -> {row['load_after']}):", *parts])
 
 
 def gpu_figure(args: argparse.Namespace) -> None:

@@ -14,9 +14,9 @@ input (``--data``), channels first as bpnet-lite expects:
   read end to end with tangermeme's ``extract_loci``;
 - ``settings``: a JSON string (n_filters, n_layers, in_window, out_window, threads, batch_size, seed, targets).
 
-output (``--out``): per measured thing, its seconds and examples; for ``shap``, per target, the sum of each
-sequence's attributions, f(x) and the mean of f over its references (controls held at the input's, as
-tangermeme pairs them), so the caller computes the completeness error.
+output (``--out``): per measured thing, its wall and process CPU seconds and examples; for ``shap``, per
+target, the sum of each sequence's attributions, f(x) and the mean of f over its references (controls held at
+the input's, as tangermeme pairs them), so the caller computes the completeness error.
 
 Threads: ``torch.set_num_threads(threads)`` and as many inter-op threads, before any work.
 """
@@ -50,9 +50,10 @@ def build_model(settings: dict):
 
 
 def timed(function, *args, **kwargs):
-    began = time.perf_counter()
+    """(result, wall seconds, process CPU seconds) of one call."""
+    began, began_cpu = time.perf_counter(), time.process_time()
     result = function(*args, **kwargs)
-    return result, time.perf_counter() - began
+    return result, time.perf_counter() - began, time.process_time() - began_cpu
 
 
 def shap(data: dict, settings: dict) -> dict[str, np.ndarray]:
@@ -70,8 +71,9 @@ def shap(data: dict, settings: dict) -> dict[str, np.ndarray]:
         wrapper = (CountWrapper if target == "counts" else ProfileWrapper)(model).eval()
         kwargs = {"batch_size": settings["batch_size"], "device": "cpu", "warning_threshold": float("inf")}
         deep_lift_shap(wrapper, X[:1], args=(control[:1],), references=references[:1], **kwargs)
-        attributions, seconds = timed(deep_lift_shap, wrapper, X, args=(control,), references=references, **kwargs)
-        out[f"{target}_seconds"] = np.array(seconds)
+        attributions, seconds, cpu = timed(deep_lift_shap, wrapper, X, args=(control,), references=references,
+                                           **kwargs)
+        out[f"{target}_seconds"], out[f"{target}_cpu_seconds"] = np.array(seconds), np.array(cpu)
         out[f"{target}_attribution_sum"] = attributions.sum(dim=(1, 2)).double().numpy()
         out[f"{target}_f_x"], out[f"{target}_f_refs"] = target_values(wrapper, X, control, references)
     return out
@@ -114,8 +116,9 @@ def predict_speed(data: dict, settings: dict) -> dict[str, np.ndarray]:
     with torch.no_grad():
         forward(model, X[:batch], control[:batch], batch, rc=True)  # warm-up
         out = {"n": np.array(len(X))}
-        (logits, logcounts), out["forward_rc_seconds"] = timed(forward, model, X, control, batch, rc=True)
-        out["forward_seconds"] = np.array(timed(forward, model, X, control, batch, rc=False)[1])
+        (logits, logcounts), out["forward_rc_seconds"], out["forward_rc_cpu_seconds"] = timed(
+            forward, model, X, control, batch, rc=True)
+        _, out["forward_seconds"], out["forward_cpu_seconds"] = timed(forward, model, X, control, batch, rc=False)
         out["logcounts_rc"] = logcounts.numpy().reshape(-1)
         if "bed" in data:
             out.update(end_to_end(model, data, settings))
@@ -125,12 +128,13 @@ def predict_speed(data: dict, settings: dict) -> dict[str, np.ndarray]:
 def end_to_end(model, data: dict, settings: dict) -> dict[str, np.ndarray]:
     from tangermeme.io import extract_loci
 
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     X, control = extract_loci(str(data["bed"]), str(data["fasta"]), in_signals=json.loads(str(data["control_bigwigs"])),
                               in_window=settings["in_window"], out_window=settings["out_window"],
                               n_jobs=settings["threads"])
     forward(model, X.float(), control.float(), settings["batch_size"], rc=True)
-    return {"end_to_end_seconds": np.array(time.perf_counter() - began), "end_to_end_n": np.array(len(X))}
+    return {"end_to_end_seconds": np.array(time.perf_counter() - began),
+            "end_to_end_cpu_seconds": np.array(time.process_time() - began_cpu), "end_to_end_n": np.array(len(X))}
 
 
 def main() -> int:
