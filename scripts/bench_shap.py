@@ -83,8 +83,9 @@ def make_inputs(n: int, warm: int, input_len: int, output_len: int) -> Inputs:
     return Inputs(codes, control, n, output_len)
 
 
-def build_explainer(seed: int = 0):
-    """The default-size BPNet (random weights) of a one-task stranded store with two control tracks."""
+def build_explainer(seed: int = 0, params=None):
+    """A BPNet (random weights; default: the default-size one) of a one-task stranded store with two control
+    tracks, and its params."""
     import keras
 
     from bpnetz.config import BpnetParams
@@ -92,7 +93,7 @@ def build_explainer(seed: int = 0):
     from bpnetz.shap.deeplift import DeepLiftExplainer
     from bpnetz.store.schema import StoreLayout, Track
 
-    params = BpnetParams()
+    params = params or BpnetParams()
     tracks = [Track("plus", 0, "+", "plus.bw"), Track("minus", 0, "-", "minus.bw")]
     bias = [Track("ctl_plus", 0, "+", "c+.bw"), Track("ctl_minus", 0, "-", "c-.bw")]
     layout = StoreLayout(params.input_len, params.output_profile_len, 0, ["0"], tracks, bias)
