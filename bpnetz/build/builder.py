@@ -46,6 +46,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -76,13 +77,20 @@ BUILD_ATTR = "bpnetz_build"  # build key, signal dtype, block size: what a rerun
 COORD_CHUNK = 1 << 16
 #: integer dtypes for whole-numbered tracks, narrowest first
 COUNT_DTYPES = schema.TRACK_DTYPES[:-1]
-#: Blosc/zstd level. Measured on 256 simulated loci (int32 counts, bitshuffle): level 3 gives ratio 67 at
-#: ~690 MB/s, level 9 ratio 84 at ~5 MB/s; level 3 keeps compression a small part of a block's time. Re-measured on
+#: Blosc/zstd level of fractional (float32, byte-shuffled) tracks and the coordinates. Measured on 256 simulated
+#: loci (int32 counts, bitshuffle): level 3 gives ratio 67 at ~690 MB/s, level 9 ratio 84 at ~5 MB/s. Re-measured on
 #: a 4,096-locus block of a 2114/1000 store (uint8 counts; one thread, best of 5, per locus: compress / decompress /
 #: bytes): level 1 12.2 / 9.2 µs / 847, level 2 13.4 / 9.6 / 842, level 3 22.0 / 7.6 / 846, level 5 47.8 / 5.7 /
-#: 829. Level 1 would save ~10 µs per locus once, at build, and cost ~1.6 µs per locus on every epoch's read, so
-#: level 3 stays.
+#: 829. Level 1 would save ~10 µs per locus once, at build, and cost ~1.6 µs per locus on every epoch's read.
 CLEVEL = 3
+#: Blosc codec of integer arrays (sequence codes, whole-numbered tracks; bit-shuffled): LZ4 at level 9. Measured on
+#: a 4,096-locus block of the 40k-locus 2114/1000 benchmark store (seq + 2 count + 2 control tracks, uint8; one
+#: thread, best of 5), compress / decompress ms and ratio: zstd-3 seq 18.7 / 7.9 / 4.05, signal 40.1 / 11.8 / 17.0,
+#: control 35.8 / 15.1 / 22.7; zstd-1 16.1 / 14.0 / 4.07, 22.4 / 15.1 / 16.8, 23.9 / 18.6 / 22.2; LZ4-9 4.7 / 7.6 /
+#: 3.96, 8.6 / 6.7 / 11.4, 8.1 / 7.3 / 13.9; LZ4HC-3 34.0 / 5.6 / 4.07. LZ4-9 compresses 4.4x faster than zstd-3
+#: (23 -> 5.2 µs per locus: a fifth of a block task's CPU) and decompresses 1.6x faster (8.5 -> 5.3 µs per locus, on
+#: every epoch's read), for 18% more bytes (846 -> ~1,000 per locus; the sequence, most of the bytes, only 2%).
+INTEGER_CODEC = ("lz4", 9)
 
 
 class TrackDtypeTooNarrow(Exception):
@@ -313,16 +321,20 @@ def prepare_inputs(input_data: str | Path, reference_genome: str | Path, chrom_s
                              f"({_examples(list(sizes))}).", path=chrom_sizes, fix="Use names of chrom.sizes.")
     bl = read_blacklist(blacklist) if blacklist is not None else None
     sources = _collect_sources(spec, fasta_path, Path(chrom_sizes), Path(blacklist) if blacklist else None)
-    table = _read_all_loci(spec, sources)
-    _check_loci_names(table, sources, fasta_len, fasta_path)
-    usable, unavailable = _chromosomes(layout, fasta_len, fasta_path, sizes, str(chrom_sizes),
-                                       set(table.chrom.tolist()))
-    selection = loci_mod.select_loci(table, layout, usable, unavailable,
-                                     chroms=list(chroms) if chroms is not None else None, blacklist=bl)
-    if len(selection.kept) == 0:
-        _no_locus_kept(selection, sources, layout, chroms, rejected_bed, input_data)
-    _check_bigwigs_have_data(layout, sorted(set(selection.kept.chrom.tolist())))
-    sums = [checksums.checksum(s.path, md5=s.role == "genome") for s in sources]
+    with ThreadPoolExecutor(2) as pool:
+        # hashing releases the GIL: the sources are checksummed in two threads beside the locus parsing and checks
+        # (on the 40k-locus benchmark 0.4 s of parsing, then 0.9 CPU-s of hashing, one after the other)
+        pending_sums = [pool.submit(checksums.checksum, s.path, md5=s.role == "genome") for s in sources]
+        table = _read_all_loci(spec, sources)
+        _check_loci_names(table, sources, fasta_len, fasta_path)
+        usable, unavailable = _chromosomes(layout, fasta_len, fasta_path, sizes, str(chrom_sizes),
+                                           set(table.chrom.tolist()))
+        selection = loci_mod.select_loci(table, layout, usable, unavailable,
+                                         chroms=list(chroms) if chroms is not None else None, blacklist=bl)
+        if len(selection.kept) == 0:
+            _no_locus_kept(selection, sources, layout, chroms, rejected_bed, input_data)
+        _check_bigwigs_have_data(layout, sorted(set(selection.kept.chrom.tolist())))
+        sums = [pending.result() for pending in pending_sums]
     build_args = options.content_args()
     genome = {"path": str(fasta_path.resolve()), "md5": sums[0]["md5"], "checksum": sums[0]["checksum"],
               "chroms": fasta_len, "length": int(sum(fasta_len.values()))}
@@ -524,14 +536,16 @@ def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], d
 
 
 def _compressors(shuffle: str | None) -> list[Any]:
-    """The bytes-to-bytes codecs of a chunk: Blosc/zstd (none for ``shuffle=None``), then the chunk's CRC32C.
+    """The bytes-to-bytes codecs of a chunk: Blosc (none for ``shuffle=None``; :data:`INTEGER_CODEC` for
+    bit-shuffled integer arrays, zstd at :data:`CLEVEL` for byte-shuffled ones), then the chunk's CRC32C.
 
     The checksum is what lets every reader tell a damaged chunk from data (see ``schema.CHUNK_GUARANTEES``); it
     costs 4 bytes per chunk and a CRC32C pass (several GB/s) per read.
     """
     from zarr.codecs import BloscCodec, Crc32cCodec
 
-    blosc = [] if shuffle is None else [BloscCodec(cname="zstd", clevel=CLEVEL, shuffle=shuffle)]
+    cname, clevel = INTEGER_CODEC if shuffle == "bitshuffle" else ("zstd", CLEVEL)
+    blosc = [] if shuffle is None else [BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle)]
     return [*blosc, Crc32cCodec()]
 
 
@@ -617,26 +631,31 @@ def _open_partial(partial: Path, inputs: BuildInputs, notices: list[str]) -> tup
     return dtypes, schema.SHARD_LOCI
 
 
-def _plan_dtypes(inputs: BuildInputs, sample: int = 512) -> dict[str, str]:
+def _plan_dtypes(inputs: BuildInputs, sample: int = 128) -> dict[str, str]:
     """Signal and bias dtypes: :func:`fitting_dtype` of a spread-out sample of loci and of the bigWigs' header
     maximum (smoothed bias is float32). The blocks check every value, so a poor plan costs a restart, never data.
+
+    The header maximum sets the width, so the sample only tells whole-numbered tracks from fractional ones, which
+    a fractional (normalised) track shows in nearly every window. Spread-out windows each inflate their own data
+    blocks: 512 of them took 0.78 s of the 40k-locus benchmark's 4.2 s, hence 128.
     """
     kept, lay = inputs.selection.kept, inputs.layout
     rows = np.unique(np.linspace(0, len(kept) - 1, min(sample, len(kept))).astype(np.int64))
     start, _ = lay.profile_window(kept.summit[rows])
     bigwigs = {path: open_bigwig(path) for path in _bigwig_paths(lay)}
+    readers = _open_tracks(lay)  # the sample's values (pyBigWig's took ~0.3 s of the 40k-locus benchmark's start)
     try:
         def header_max(tracks: list[Track]) -> float:  # pyBigWig reports the file's maximum as an integer
             return max(float(bigwigs[t.source].header()["maxVal"]) for t in tracks)
 
-        signal, _ = _signal_block(bigwigs, lay.tracks, kept.chrom[rows], start, lay.profile_len, "float32")
+        signal, _ = _signal_block(readers, lay.tracks, kept.chrom[rows], start, lay.profile_len, "float32")
         dtypes = {"signal": fitting_dtype(signal, header_max(lay.tracks)), "bias": "float32"}
         if lay.bias_tracks and not any(t.smoothing for t in lay.bias_tracks):
-            bias, _ = bias_block(bigwigs, lay.bias_tracks, kept.chrom[rows], start, lay.profile_len)
+            bias, _ = bias_block(readers, lay.bias_tracks, kept.chrom[rows], start, lay.profile_len)
             dtypes["bias"] = fitting_dtype(bias, header_max(lay.bias_tracks))
         return dtypes
     finally:
-        for handle in bigwigs.values():
+        for handle in [*bigwigs.values(), *readers.values()]:
             handle.close()
 
 
@@ -660,8 +679,10 @@ def _run_blocks(calls: list[tuple], workers: int | None, scheduler: str | None, 
             if str(key).startswith("write_block-"):
                 bar.update(1)
 
-        with Callback(posttask=posttask):
-            return list(dask.compute(*tasks, scheduler="threads", num_workers=workers or os.cpu_count() or 1))
+        from dask.threaded import get as threads
+
+        with Callback(posttask=posttask):  # the function, not "threads": that name makes dask import distributed
+            return list(dask.compute(*tasks, scheduler=threads, num_workers=workers or os.cpu_count() or 1))
     finally:
         bar.close()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,12 @@ def file_checksum(path: str | Path, *, md5: bool = False) -> dict[str, Any]:
 
 class ChecksumCache:
     """File checksums remembered by (absolute path, size, mtime) in a JSON file, so unchanged files are not
-    re-read (used by the store cache, where the same multi-GB inputs are checked on every command)."""
+    re-read (used by the store cache, where the same multi-GB inputs are checked on every command). Safe to call
+    from several threads."""
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path is not None else None
+        self._lock = threading.Lock()
         self._entries: dict[str, dict[str, Any]] = {}
         if self.path is not None and self.path.is_file():
             try:
@@ -69,8 +72,9 @@ class ChecksumCache:
         entry = self._entries.get(key)
         if entry is None or (md5 and "md5" not in entry):
             entry = file_checksum(path, md5=md5)
-            self._entries[key] = entry
-            self._save()
+            with self._lock:  # the builder checksums its sources in several threads
+                self._entries[key] = entry
+                self._save()
         return dict(entry)
 
     def _save(self) -> None:

@@ -96,7 +96,8 @@ def test_summary_and_layout(built):
     assert group["seq"].dtype == np.uint8 and group["signal"].dtype == np.uint8 and group["bias"].dtype == np.float32
     assert group["seq"].shards == (32, SEQ_LEN) and group["seq"].chunks == (8, SEQ_LEN)
     assert group["signal"].chunks == (8, PROFILE_LEN, 2)
-    assert group["signal"].compressors[0].to_dict()["configuration"]["cname"] == "zstd"
+    assert group["signal"].compressors[0].to_dict()["configuration"]["cname"] == "lz4"
+    assert group["bias"].compressors[0].to_dict()["configuration"]["cname"] == "zstd"  # float32: byte shuffle
 
 
 def test_seq_equals_fasta_codes(built):
