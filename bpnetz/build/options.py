@@ -18,9 +18,9 @@ from typing import Any
 class BuildOptions:
     """How to build a store. ``input_len``/``output_len``: the model's input and output lengths; ``max_jitter``:
     the largest jitter the store keeps room for on each side. ``chroms``: keep only loci on these chromosomes;
-    ``blacklist``: BED of regions whose overlapping loci are rejected. ``workers``: local threads (default: all
-    cores); ``scheduler``: address of a dask.distributed scheduler instead. ``overwrite``: replace an existing
-    store (``find_or_build_store`` never overwrites)."""
+    ``blacklist``: BED of regions whose overlapping loci are rejected. ``workers``: local worker processes
+    (default: all cores); ``scheduler``: address of a dask.distributed scheduler instead. ``overwrite``: replace an
+    existing store (``find_or_build_store`` never overwrites)."""
 
     input_len: int = 2114
     output_len: int = 1000

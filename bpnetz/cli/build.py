@@ -34,10 +34,11 @@ def _parser() -> argparse.ArgumentParser:
                              "of these inputs when there is one, else build it there; prints the store used")
     parser.add_argument("--chroms", nargs="+", default=None, help="keep only loci on these chromosomes")
     parser.add_argument("--blacklist", default=None, help="BED of regions; loci whose windows overlap are rejected")
-    parser.add_argument("--workers", type=positive_int, default=None, help="local threads (default: all cores)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="local worker processes (default: all cores)")
     parser.add_argument("--scheduler", default=None,
                         help="address of a dask.distributed scheduler (e.g. tcp://host:8786) instead of local "
-                             "threads; the store path must be reachable from the workers")
+                             "processes; the store path must be reachable from the workers")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing bpnetz store (never another directory): the new store is swapped "
                              "in by renames once complete")

@@ -251,9 +251,11 @@ def test_counts_get_the_narrowest_integer_dtype_that_holds_them(tmp_path, monkey
     assert 255 < max(_bigwig_max(experiment.bigwigs[n]) for n in scaled) < 65536
     summary = build_store(**experiment.build_args(tmp_path / "store.zarr"))
     assert summary.dtypes == {"signal": "uint16", "bias": "uint8"} and not summary.notices
-    # a plan that is too narrow restarts the build one step wider; the values stay exact
+    # a plan that is too narrow restarts the build one step wider; the values stay exact. Two worker processes:
+    # the blocks' exception reaches the parent through pickling
     monkeypatch.setattr(builder, "_plan_dtypes", lambda inputs: {"signal": "uint8", "bias": "uint8"})
-    summary = build_store(**experiment.build_args(tmp_path / "narrow.zarr"))
+    summary = build_store(**experiment.build_args(tmp_path / "narrow.zarr", workers=2))
+    assert summary.blocks_built > 1
     assert summary.dtypes["signal"] == "uint16" and any("uint16" in n for n in summary.notices)
     group = zarr.open_group(str(tmp_path / "narrow.zarr"), mode="r")
     chroms, summits = _coords(tmp_path / "narrow.zarr")
@@ -265,6 +267,16 @@ def test_counts_get_the_narrowest_integer_dtype_that_holds_them(tmp_path, monkey
         np.testing.assert_array_equal(bias[i, :, 1], _direct(experiment.bigwigs["control_minus"], chroms[i], lo,
                                                              lo + PROFILE_LEN))
     assert verify_store(tmp_path / "narrow.zarr").ok
+
+
+def test_a_narrow_dtype_survives_the_trip_from_a_worker_process():
+    """Block tasks run in worker processes (or on cluster workers): their exception is pickled to the parent,
+    which widens the dtype it names."""
+    import pickle
+
+    err = pickle.loads(pickle.dumps(builder.TrackDtypeTooNarrow("bias", "c.bw", "float32")))
+    assert (type(err), err.array, err.source, err.needed) == (builder.TrackDtypeTooNarrow, "bias", "c.bw", "float32")
+    assert str(err) == "c.bw holds values that need float32"
 
 
 def test_blacklist_and_chroms(tmp_path):
