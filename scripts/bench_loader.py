@@ -11,9 +11,13 @@ peaks: stores of 5,076 and 40,636 loci) in a temporary directory (``--keep DIR``
 same store's local copy.
 Prints loci/s (wall clock) and loci per CPU-second (all threads of this process: robust when the machine is
 shared), the ratios to the extractor, the wait for each epoch's first batch (a short epoch pays it every time) and
-each method's peak resident memory. Nothing is asserted.
+each method's peak resident memory. Beside the whole-run rates it prints the median of per-round rates (each
+loader epoch; each 256-locus chunk of the extractor) and their ratio: identical runs on this shared 2-core VM moved
+the whole-run figure of the 5k store by up to 40%. Small stores run more epochs (``--min-loci``). Nothing is
+asserted.
 
-    python scripts/bench_loader.py [--n-peaks 4000 32000] [--batch-size 64] [--epochs 5] [--keep DIR]
+    python scripts/bench_loader.py [--n-peaks 4000 32000] [--batch-size 64] [--epochs 5] [--min-loci 100000]
+                                   [--keep DIR]
 """
 
 from __future__ import annotations
@@ -74,10 +78,17 @@ class Result:
     timer: Timer
     rss: int = 0  # peak resident bytes while it ran (0: unknown)
     first: list[float] = field(default_factory=list)  # seconds to each timed epoch's first batch
+    rounds: list[tuple[int, float]] = field(default_factory=list)  # (loci, wall seconds) of each epoch or chunk
 
     @property
     def rate(self) -> float:
         return self.loci / self.timer.wall
+
+    @property
+    def median_rate(self) -> float:
+        """Median of the rounds' rates (epochs of a loader, chunks of the extractor): on this shared VM a single
+        1-3 s figure moved by up to 40% between identical runs, the median of a run's rounds by far less."""
+        return float(np.median([n / wall for n, wall in self.rounds])) if self.rounds else self.rate
 
     @property
     def cpu_rate(self) -> float:
@@ -98,15 +109,16 @@ def bench_loader(store: Path | str, cache: bool, batch_size: int, epochs: int) -
     setup = time.perf_counter() - setup
     for _ in dataset:  # warm-up epoch: graph tracing, thread pools, page cache
         pass
-    n, first = 0, []
+    n, first, rounds = 0, [], []
     with Timer() as timer:
         for _ in range(epochs):
-            start = time.perf_counter()
+            start, n_before = time.perf_counter(), n
             for i, (inputs, _, _) in enumerate(dataset):
                 if i == 0:
                     first.append(time.perf_counter() - start)
                 n += int(inputs["sequence"].shape[0])
-    return Result(n, timer, first=first), setup
+            rounds.append((n - n_before, time.perf_counter() - start))
+    return Result(n, timer, first=first, rounds=rounds), setup
 
 
 def bench_random_rows(store: Path, n: int, seed: int = 0) -> Result:
@@ -162,8 +174,12 @@ def bench_on_the_fly(store: Path, n: int, batch_size: int, seed: int = 0) -> tup
     swap = np.concatenate([lay.strand_swap(lay.tracks), lay.n_tracks + lay.strand_swap(lay.bias_tracks)])
     codes = np.empty((batch_size, lay.input_len), np.uint8)
     tracks = np.empty((batch_size, lay.output_len, len(bigwigs)), np.float32)
+    rounds, chunk_began = [], time.perf_counter()
     with Timer() as timer:
         for start in range(0, n, batch_size):
+            if start and start % EXTRACTOR_ROUND == 0:
+                rounds.append((EXTRACTOR_ROUND, time.perf_counter() - chunk_began))
+                chunk_began = time.perf_counter()
             batch = rows[start:start + batch_size]
             for i, row in enumerate(batch):
                 c, s = chrom[row], int(summit[row]) + int(rng.integers(-lay.max_jitter, lay.max_jitter + 1))
@@ -175,11 +191,14 @@ def bench_on_the_fly(store: Path, n: int, batch_size: int, seed: int = 0) -> tup
             one_hot_oriented(np.where(flip[:, None], codes[:len(batch), ::-1], codes[:len(batch)]), flip)
             np.where(flip[:, None, None], np.nan_to_num(tracks[:len(batch), ::-1][:, :, swap]),
                      np.nan_to_num(tracks[:len(batch)]))
+    rounds.append((n - (len(rounds) * EXTRACTOR_ROUND), time.perf_counter() - chunk_began))
     for bw in bigwigs:
         bw.close()
-    return Result(n, timer), load
+    return Result(n, timer, rounds=rounds), load
 
 
+#: loci per timed round of the extractor (a multiple of the batch size)
+EXTRACTOR_ROUND = 256
 LOADER = {"cached": "(a) store loader, RAM-cached", "streamed": "(b) store loader, streamed from disk"}
 NAMES = {**LOADER, "rows": "(c) store, random single rows", "fly": "(d) on the fly, FASTA in RAM + pyBigWig",
          "url": "(e) store loader, streamed from the URL"}
@@ -199,21 +218,25 @@ def run_method(method: str, store: str, args: argparse.Namespace) -> dict:
     else:
         result, extra = bench_on_the_fly(Path(store), args.on_the_fly, args.batch_size)
     return {"loci": result.loci, "wall": result.timer.wall, "cpu": result.timer.cpu, "first": result.first,
-            "setup": extra, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+            "rounds": result.rounds, "setup": extra, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
 def bench_store(store: Path, url: str | None, args: argparse.Namespace) -> dict[str, Result]:
     """Every method on one store (and its URL), each in a fresh process (no memory or thread pools carried from
     one to the next): cached, streamed, random rows, on the fly, URL."""
-    results = {}
+    from bpnetz.store import schema
+
+    results, n_loci = {}, int(schema.open_group(store)["seq"].shape[0])
     for method in ("cached", "streamed", "rows", "fly", *(("url",) if url else ())):
+        epochs = max(args.epochs, -(-args.min_loci // n_loci))  # short epochs of small stores: more of them
         command = [sys.executable, __file__, "--method", method, "--store", str(url if method == "url" else store),
-                   "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
+                   "--batch-size", str(args.batch_size), "--epochs", str(epochs),
                    "--random-rows", str(args.random_rows), "--on-the-fly", str(args.on_the_fly)]
         out = json.loads(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout.splitlines()[-1])
         timer = Timer()
         timer.wall, timer.cpu = out["wall"], out["cpu"]
-        results[NAMES[method]] = Result(out["loci"], timer, out["rss"], out["first"])
+        results[NAMES[method]] = Result(out["loci"], timer, out["rss"], out["first"],
+                                        [tuple(r) for r in out["rounds"]])
         if method in ("cached", "fly"):
             what = "RAM cache filled" if method == "cached" else "genome read into RAM for the extractor (not timed)"
             print(f"{store}: {what} in {out['setup']:.1f} s", file=sys.stderr)
@@ -229,16 +252,19 @@ def report(store: Path, results: dict[str, Result]) -> list[str]:
     fly = results[NAMES["fly"]]
     lines = [f"\n{n_loci:,}-locus store {store}: {lay.input_len}/{lay.output_len}, max_jitter {lay.max_jitter}, "
              f"{lay.n_tracks} signal + {lay.n_bias} bias tracks",
-             f"{'method':40s} {'loci':>7s} {'loci/s':>9s} {'loci/CPU-s':>11s} {'x fly':>6s} {'x fly CPU':>9s} "
-             f"{'1st batch ms':>14s} {'peak RSS':>9s}"]
+             f"{'method':40s} {'loci':>7s} {'loci/s':>9s} {'median':>9s} {'loci/CPU-s':>11s} {'x fly':>6s} "
+             f"{'x median':>8s} {'x fly CPU':>9s} {'1st batch ms':>14s} {'peak RSS':>9s}"]
     for name, r in results.items():
         first = f"{1e3 * min(r.first):.0f}-{1e3 * max(r.first):.0f}" if r.first else ""
-        lines.append(f"{name:40s} {r.loci:7d} {r.rate:9,.0f} {r.cpu_rate:11,.0f} {r.rate / fly.rate:5.1f}x "
+        lines.append(f"{name:40s} {r.loci:7d} {r.rate:9,.0f} {r.median_rate:9,.0f} {r.cpu_rate:11,.0f} "
+                     f"{r.rate / fly.rate:5.1f}x {r.median_rate / fly.median_rate:7.1f}x "
                      f"{r.cpu_rate / fly.cpu_rate:8.1f}x {first:>14s} {r.rss / 2**30:7.2f}GB")
     streamed, cached = results[LOADER["streamed"]], results[LOADER["cached"]]
     lines.append(f"summary {n_loci} loci: streamed {streamed.rate:,.0f} loci/s = {streamed.rate / fly.rate:.1f}x "
-                 f"the extractor ({fly.rate:,.0f}/s; per CPU-s {streamed.cpu_rate / fly.cpu_rate:.1f}x); "
-                 f"RAM-cached {cached.rate:,.0f} loci/s")
+                 f"the extractor ({fly.rate:,.0f}/s; per CPU-s {streamed.cpu_rate / fly.cpu_rate:.1f}x; medians of "
+                 f"epochs and of {EXTRACTOR_ROUND}-locus chunks {streamed.median_rate:,.0f} / {fly.median_rate:,.0f} "
+                 f"= {streamed.median_rate / fly.median_rate:.1f}x); RAM-cached {cached.rate:,.0f} loci/s (median "
+                 f"{cached.median_rate:,.0f})")
     return lines
 
 
@@ -254,6 +280,8 @@ def main() -> int:
     parser.add_argument("--n-chroms", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs of each loader mode (after a warm-up)")
+    parser.add_argument("--min-loci", type=int, default=100_000,
+                        help="at least this many loci timed per loader mode (more epochs on small stores)")
     parser.add_argument("--random-rows", type=int, default=200, help="loci read row by row at random")
     parser.add_argument("--on-the-fly", type=int, default=2048, help="loci extracted from the FASTA and bigWigs")
     parser.add_argument("--method", choices=sorted(NAMES), help=argparse.SUPPRESS)  # one method, JSON out
@@ -271,9 +299,9 @@ def main() -> int:
                                        None) for n in args.n_peaks])
         for store, url in stores:
             lines += report(store, bench_store(store, url, args))
-    print(f"\nloader throughput, jitter + reverse complement on, batch {args.batch_size}, {args.epochs} epochs per "
-          f"loader mode; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end "
-          "(on a shared machine compare loci/CPU-s)")
+    print(f"\nloader throughput, jitter + reverse complement on, batch {args.batch_size}, at least {args.epochs} "
+          f"epochs and {args.min_loci:,} loci per loader mode; {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at the end (on a shared machine compare loci/CPU-s)")
     print("\n".join(lines))
     return 0
 

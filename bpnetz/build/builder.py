@@ -68,6 +68,7 @@ from bpnetz.genome.fasta import fasta_lengths, open_fasta, read_windows
 from bpnetz.genome.intervals import read_blacklist, read_chrom_sizes
 from bpnetz.store import schema
 from bpnetz.store.checksum import ChecksumCache, build_key, content_id
+from bpnetz.store.reader import keep_freed_memory
 from bpnetz.store.schema import StoreLayout, Track
 from bpnetz.store.shards import ShardEncoder
 
@@ -710,32 +711,20 @@ def _run_blocks(calls: list[tuple], workers: int | None, scheduler: str | None, 
         bar.close()
 
 
-#: glibc ``mallopt`` parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
 def _block_process() -> None:
     """Start of a forked block worker.
 
     - Blosc compresses in the calling thread, as in a block thread (numcodecs otherwise uses Blosc's global thread
       pool from a main thread, whose threads a fork does not copy).
-    - glibc keeps freed memory for reuse instead of mapping and unmapping each large array: a block task allocates
-      spans up to a chromosome long, and every fresh mapping is paid again in page faults. Measured on the
-      40k-locus benchmark's block reads, one process: 0.95 -> 0.67 s for 2 background blocks, 0.67 -> 0.46 s for
-      4 peak blocks. The worker's memory stays at its largest block's until it exits with the build.
+    - glibc keeps freed memory for reuse (:func:`~bpnetz.store.reader.keep_freed_memory`) instead of mapping and
+      unmapping each large array: a block task allocates spans up to a chromosome long, and every fresh mapping is
+      paid again in page faults. Measured on the 40k-locus benchmark's block reads, one process: 0.95 -> 0.67 s for
+      2 background blocks, 0.67 -> 0.46 s for 4 peak blocks. The worker exits with the build.
     """
-    import ctypes
-    import ctypes.util
-
     from numcodecs import blosc
 
     blosc.use_threads = False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-    except (OSError, AttributeError):  # not glibc: its defaults stay
-        pass
+    keep_freed_memory()
 
 
 def _run_distributed(tasks: list[Any], address: str, bar: Any) -> list[dict]:
