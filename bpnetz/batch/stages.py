@@ -88,7 +88,9 @@ def build_task(exp: Experiment, store_root: Path, checksum_cache: Path) -> Stage
     command = ["build", "--input-data", str(input_data), "--reference-genome", str(exp.genome), "--chrom-sizes",
                str(exp.chrom_sizes), "--input-seq-len", str(exp.input_len), "--output-len", str(exp.output_len),
                "--max-jitter", str(exp.max_jitter), "--output", str(store_root / "store.zarr"), "--quiet",
-               *exp.args.get("build", [])]
+               # one process per build: the runner gives each build one CPU worker (a build's own default, a
+               # process per core, would put cores² processes on the machine); a manifest's build args override it
+               "--workers", "1", *exp.args.get("build", [])]
     return StageTask(exp.name, "build", store_root, input_data.parent, [command], ["store.zarr"],
                      inputs=[exp.genome, exp.chrom_sizes, input_data],
                      params={"lengths": [exp.input_len, exp.output_len, exp.max_jitter],
