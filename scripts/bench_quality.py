@@ -409,9 +409,12 @@ def run_panel(args: argparse.Namespace, work: Path) -> int:
     began = time.perf_counter()
     rows = []
     flags_of = {name: flags for name, flags, _ in PANEL}  # (rows hold one half only when --panel-half is given)
-    for i, (name, flags, share) in enumerate(PANEL[:args.panel_size]):
+    for i, (name, flags, share) in enumerate(PANEL):
         half = "tuning" if i % 2 == 0 else "reporting"
-        if args.panel_half not in ("all", half):
+        if args.panel_only:  # the named experiments, whatever --panel-size and --panel-half say
+            if name not in args.panel_only:
+                continue
+        elif i >= args.panel_size or args.panel_half not in ("all", half):
             continue
         exp_work = work / "panel" / f"{i:02d}"
         exp_work.mkdir(parents=True, exist_ok=True)
@@ -464,9 +467,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--panel-size", type=int, default=8, help=f"panel experiments (8; at most {len(PANEL)})")
     parser.add_argument("--panel-half", choices=("all", "tuning", "reporting"), default="all",
                         help="run only the tuning (even) or reporting (odd) half of the panel")
+    parser.add_argument("--panel-only", nargs="+", metavar="NAME", choices=[name for name, _, _ in PANEL],
+                        help="run only these PANEL experiments, by name (quote names with spaces; implies --panel, "
+                             "overrides --panel-size and --panel-half; each keeps its panel/NN directory): "
+                             + "; ".join(f"{i:02d} {name}" for i, (name, _, _) in enumerate(PANEL)))
     args = parser.parse_args()
     if args.quick:
         args.n_peaks, args.chrom_length, args.epochs = 400, 300_000, 2
+    if args.panel_only:
+        args.panel = True
     return args
 
 
