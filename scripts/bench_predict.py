@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 from bench_gpu import make_store  # noqa: E402  (simulate + build, one copy)
 from bench_quality import peer_arrays  # noqa: E402  (sequences and input-window controls of store rows)
-from bench_shap import load, peer_python, run_peer  # noqa: E402
+from bench_shap import add_peer_options, load, peer_python, run_peer, set_tf_threads  # noqa: E402
 
 
 def model_directory(store: Path, directory: Path) -> Path:
@@ -233,17 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loci", type=int, default=512, help="peaks predicted (default 512)")
     parser.add_argument("--batch-size", type=int, default=64, help="examples per batch, both sides (64)")
     parser.add_argument("--workdir", type=Path, help="keep the experiment, store and model here (reused)")
-    parser.add_argument("--peer-python", default=os.environ.get("BPNETZ_PEER_PYTHON"),
-                        help="interpreter with bpnet-lite and tangermeme (default $BPNETZ_PEER_PYTHON)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads of each side")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds, bpnetz then the peer in each (2)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    add_peer_options(parser, "rounds")
     args = parser.parse_args(argv)
-
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    set_tf_threads(args.threads)
     python, why = peer_python(args.peer_python)
     if python is None:
         print(f"peer (bpnet-lite's BPNet through tangermeme): skipped, {why}", flush=True)

@@ -289,6 +289,24 @@ def gpu_figure(args: argparse.Namespace) -> None:
           f"batch {args.gpu_batch_size}, {inputs.n} sequences")
 
 
+def add_peer_options(parser: argparse.ArgumentParser, rounds: str) -> None:
+    """The options of a side-by-side benchmark (this one and ``bench_predict.py``): the peer's interpreter, the
+    CPU threads of each side, the rounds (``rounds`` names them in the help) and the JSON output."""
+    parser.add_argument("--peer-python", default=os.environ.get("BPNETZ_PEER_PYTHON"),
+                        help="interpreter with bpnet-lite and tangermeme (default $BPNETZ_PEER_PYTHON)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads of each side")
+    parser.add_argument("--rounds", type=int, default=2, help=f"{rounds}, bpnetz then the peer in each (2)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+
+
+def set_tf_threads(threads: int) -> None:
+    """TensorFlow's intra- and inter-op pools, both ``threads`` (the peer's torch gets the same)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-seqs", type=int, default=8, help="timed sequences on the CPU (default 8)")
@@ -298,17 +316,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-shuffles", type=int, default=20)
     parser.add_argument("--targets", nargs="+", choices=list(TARGET_SETS), default=["counts", "profile", "both"])
     parser.add_argument("--devices", nargs="+", choices=["cpu", "gpu"], default=["cpu", "gpu"])
-    parser.add_argument("--peer-python", default=os.environ.get("BPNETZ_PEER_PYTHON"),
-                        help="interpreter with bpnet-lite and tangermeme (default $BPNETZ_PEER_PYTHON)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads of each side")
-    parser.add_argument("--rounds", type=int, default=2, help="CPU rounds, bpnetz then the peer in each (2)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    add_peer_options(parser, "CPU rounds")
     args = parser.parse_args(argv)
-
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    set_tf_threads(args.threads)
     results: dict = {"shuffles_seq_per_s": bench_shuffles(args.num_shuffles, 2114), "threads": args.threads}
     print(f"dinucleotide shuffles: {results['shuffles_seq_per_s']:.0f} sequences/s ({args.num_shuffles} shuffles "
           "of 2114 bp each)", flush=True)

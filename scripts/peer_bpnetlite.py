@@ -36,11 +36,18 @@ import numpy as np
 
 
 def one_hot_channels_first(codes: np.ndarray):
-    """(n, L) base codes -> (n, 4, L) float32 torch tensor, N (code 4) all zero."""
+    """(..., L) base codes -> (..., 4, L) float32 torch tensor, N (code 4) all zero."""
     import torch
 
     table = np.vstack([np.eye(4, dtype=np.float32), np.zeros((1, 4), np.float32)])
-    return torch.from_numpy(np.ascontiguousarray(table[codes].transpose(0, 2, 1)))
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(table[codes], -1, -2)))
+
+
+def read_exchange(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays of an .npz written by a bpnetz benchmark for the peer, and its ``settings`` (JSON)."""
+    with np.load(path) as npz:
+        data = {k: npz[k] for k in npz.files}
+    return data, json.loads(str(data.pop("settings")))
 
 
 def tensor(x: np.ndarray):
@@ -106,9 +113,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="output .npz (predictions and history)")
     parser.add_argument("--workdir", type=Path, required=True, help="where bpnet-lite writes its model and log")
     args = parser.parse_args()
-    with np.load(args.data) as npz:
-        data = {k: npz[k] for k in npz.files}
-    settings = json.loads(str(data.pop("settings")))
+    data, settings = read_exchange(args.data)
     args.workdir.mkdir(parents=True, exist_ok=True)
     result = train_and_predict(data, settings, args.workdir)
     tmp = args.out.with_name(args.out.name + ".tmp.npz")

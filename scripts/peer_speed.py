@@ -29,14 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def one_hot(codes: np.ndarray):
-    """(..., L) base codes -> (..., 4, L) float32 torch tensor, N (code 4) all zero."""
-    import torch
-
-    table = np.vstack([np.eye(4, dtype=np.float32), np.zeros((1, 4), np.float32)])
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(table[codes], -1, -2)))
+from peer_bpnetlite import one_hot_channels_first, read_exchange  # the peer venv's helpers, one copy
 
 
 def build_model(settings: dict):
@@ -64,8 +57,8 @@ def shap(data: dict, settings: dict) -> dict[str, np.ndarray]:
     from bpnetlite.bpnet import CountWrapper, ProfileWrapper
 
     model = build_model(settings)
-    X, control = one_hot(data["seq"]), torch.from_numpy(data["control"])
-    references = one_hot(data["references"])
+    X, control = one_hot_channels_first(data["seq"]), torch.from_numpy(data["control"])
+    references = one_hot_channels_first(data["references"])
     out: dict[str, np.ndarray] = {}
     for target in settings["targets"]:
         wrapper = (CountWrapper if target == "counts" else ProfileWrapper)(model).eval()
@@ -111,7 +104,7 @@ def predict_speed(data: dict, settings: dict) -> dict[str, np.ndarray]:
     import torch
 
     model = build_model(settings)
-    X, control = one_hot(data["seq"]), torch.from_numpy(data["control"])
+    X, control = one_hot_channels_first(data["seq"]), torch.from_numpy(data["control"])
     batch = settings["batch_size"]
     with torch.no_grad():
         forward(model, X[:batch], control[:batch], batch, rc=True)  # warm-up
@@ -143,9 +136,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True, help="input .npz written by the bench script")
     parser.add_argument("--out", type=Path, required=True, help="output .npz")
     args = parser.parse_args()
-    with np.load(args.data) as npz:
-        data = {k: npz[k] for k in npz.files}
-    settings = json.loads(str(data.pop("settings")))
+    data, settings = read_exchange(args.data)
     import torch
 
     torch.set_num_threads(settings["threads"])
