@@ -10,11 +10,12 @@ peaks: stores of 5,076 and 40,636 loci) in a temporary directory (``--keep DIR``
 ``--store``). With ``--store URL`` (a store in object storage) the loader also streams from the URL, beside the
 same store's local copy.
 Prints loci/s (wall clock) and loci per CPU-second (all threads of this process: robust when the machine is
-shared), the ratios to the extractor, the wait for each epoch's first batch (a short epoch pays it every time) and
-each method's peak resident memory. Beside the whole-run rates it prints the median of per-round rates (each
-loader epoch; each 256-locus chunk of the extractor) and their ratio: identical runs on this shared 2-core VM moved
-the whole-run figure of the 5k store by up to 40%. Small stores run more epochs (``--min-loci``). Nothing is
-asserted.
+shared), the ratios to the extractor, the wait for each epoch's first batch and each method's peak resident
+memory. The loader is iterated as training iterates it: one continuous iterator over all epochs (Keras ``fit``
+with ``steps_per_epoch``), so an epoch's start waits for no pipeline restart. Beside the whole-run rates it
+prints the median of per-round rates (each loader epoch; each 256-locus chunk of the extractor) and their ratio:
+identical runs on this shared 2-core VM moved the whole-run figure of the 5k store by up to 40%. Small stores run
+more epochs (``--min-loci``). Nothing is asserted.
 
     python scripts/bench_loader.py [--n-peaks 4000 32000] [--batch-size 64] [--epochs 5] [--min-loci 100000]
                                    [--keep DIR]
@@ -96,8 +97,8 @@ class Result:
 
 
 def bench_loader(store: Path | str, cache: bool, batch_size: int, epochs: int) -> tuple[Result, float]:
-    """``epochs`` full epochs of the tf.data pipeline (after a warm-up epoch), each a new iteration as in
-    training (new backgrounds order, jitter and flips; a streamed epoch first waits for its first block group);
+    """``epochs`` full epochs of the tf.data pipeline (after a warm-up epoch) as training iterates it: one
+    continuous iterator, each epoch its next ``n_batches`` batches (new backgrounds order, jitter and flips);
     returns the result (with each epoch's wait for its first batch) and the setup seconds (a cache fill)."""
     from bpnetz.model.data import stream_dataset
     from bpnetz.store.stream import LocusStream
@@ -105,15 +106,16 @@ def bench_loader(store: Path | str, cache: bool, batch_size: int, epochs: int) -
     setup = time.perf_counter()
     stream = LocusStream(store, None, "all", batch_size=batch_size, jitter=True, reverse_complement="random",
                          backgrounds="all", shuffle=True, cache=cache, seed=1)
-    dataset = stream_dataset(stream)
+    batches = iter(stream_dataset(stream, continuous=True))
     setup = time.perf_counter() - setup
-    for _ in dataset:  # warm-up epoch: graph tracing, thread pools, page cache
-        pass
+    for _ in range(stream.n_batches):  # warm-up epoch: graph tracing, thread pools, page cache
+        next(batches)
     n, first, rounds = 0, [], []
     with Timer() as timer:
         for _ in range(epochs):
             start, n_before = time.perf_counter(), n
-            for i, (inputs, _, _) in enumerate(dataset):
+            for i in range(stream.n_batches):
+                inputs = next(batches)[0]
                 if i == 0:
                     first.append(time.perf_counter() - start)
                 n += int(inputs["sequence"].shape[0])

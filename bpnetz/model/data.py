@@ -37,20 +37,25 @@ from bpnetz.store.selection import Subset
 from bpnetz.store.stream import LocusStream
 
 
-def stream_dataset(stream: LocusStream, *, with_index: bool = False) -> Any:
+def stream_dataset(stream: LocusStream, *, with_index: bool = False, continuous: bool = False) -> Any:
     """The tf.data pipeline: elements of several batches -> batches -> model inputs/targets (parallel map).
 
     Yields ``(inputs, targets, sample_weights)`` per the model I/O contract, plus a fourth dict
     ``{"row", "jitter", "flip"}`` (store row, drawn jitter, reverse-complemented or not) with ``with_index``.
-    Iterating the dataset again starts the stream's next epoch.
+    Iterating the dataset again starts the stream's next epoch; ``continuous``: one iteration yields every epoch
+    from the stream's :attr:`~bpnetz.store.stream.LocusStream.epoch` on, ``stream.n_batches`` batches each,
+    without end (:meth:`~bpnetz.store.stream.LocusStream.epochs`: no pipeline restart between epochs).
     """
     import tensorflow as tf
 
     keep_freed_memory()
-    ds = tf.data.Dataset.from_generator(stream.next_epoch, output_signature=element_signature(stream)).unbatch()
+    generator = stream.epochs if continuous else stream.next_epoch
+    ds = tf.data.Dataset.from_generator(generator, output_signature=element_signature(stream)).unbatch()
     ds = ds.map(model_io_fn(stream.layout, orig_multi_loss=stream.orig_multi_loss, with_index=with_index),
                 num_parallel_calls=max(2, os.cpu_count() or 1), deterministic=True)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(stream.n_batches)).prefetch(tf.data.AUTOTUNE)
+    if not continuous:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(stream.n_batches))
+    ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True
     options.threading.max_intra_op_parallelism = 1  # parallelism comes from the parallel map over elements

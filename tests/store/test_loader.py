@@ -368,3 +368,30 @@ def test_first_elements_of_an_epoch_grow_and_change_nothing_else(tiny, monkeypat
                       for name in whole[0]}
         for name in flat:
             np.testing.assert_array_equal(flat[name], flat_whole[name])
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["streamed", "cached"])
+def test_a_continuous_dataset_is_the_epochs_one_after_another(tiny, cache):
+    """One iterator over every epoch (training's, see LocusStream.epochs) yields, ``n_batches`` at a time,
+    exactly the batches of per-epoch iterations from the same starting epoch, and leaves the epoch counter alone;
+    the batch count includes an epoch's last, partial batch, so epochs never drift."""
+    def stream():
+        return LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random", seed=9,
+                           cache=cache, shuffle_loci=8, batches_per_element=2)
+
+    continuous = stream()
+    continuous.epoch = 2
+    batches = stream_dataset(continuous, with_index=True, continuous=True).as_numpy_iterator()
+    per_epoch = stream()
+    per_epoch.epoch = 2
+    assert continuous.n_loci % BATCH != 0  # a partial batch ends each epoch
+    for _ in range(3):
+        expected = epoch(per_epoch)
+        found = [next(batches) for _ in range(continuous.n_batches)]
+        assert len(found) == len(expected) == continuous.n_batches
+        for got, want in zip(found, expected, strict=True):
+            for part_got, part_want in zip(got, want, strict=True):
+                assert part_got.keys() == part_want.keys()
+                for key in part_got:
+                    np.testing.assert_array_equal(part_got[key], part_want[key])
+    assert continuous.epoch == 2 and per_epoch.epoch == 5
