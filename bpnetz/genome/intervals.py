@@ -152,24 +152,72 @@ def _record(fields: list[str], path: Path, number: int) -> tuple[int, int, int]:
     return start, end, offset
 
 
+def _plain_integers(texts: list[str], allow_minus_one: bool = False) -> bool:
+    """Whether every text is a plain non-negative decimal integer (or -1 when allowed), as :func:`parse_int`
+    requires (``isascii`` keeps out other scripts' digits, which ``isdigit`` accepts)."""
+    if allow_minus_one:
+        return all((t.isascii() and t.isdigit()) or t == "-1" for t in texts)
+    return all(t.isascii() and t.isdigit() for t in texts)
+
+
+def _file_columns(path: Path, what: str) -> tuple[list[list[str]], list[int], np.ndarray] | None:
+    """(fields, line numbers, [start, end, summit offset] columns) of every data line of one file, checked whole
+    columns at a time; None when some line breaks a rule, so that :func:`_line_columns` names it.
+
+    Why: the line-by-line path (three regex matches and a call per line) took 0.4 s of the 40,000-locus build's
+    3.4 s; this one checks the same rules with a few comprehensions over the file (~0.05 s)."""
+    try:
+        with open_text(path, what) as handle:
+            text = handle.read()
+    except (OSError, EOFError, UnicodeDecodeError):
+        return None  # the line-by-line path reports it
+    lines = text.split("\n")
+    numbers = [i for i, t in enumerate(lines, start=1)
+               if t.strip() and not t.startswith(("#", "track", "browser"))]
+    rows = [lines[i - 1].rstrip("\r").split("\t") for i in numbers]
+    if not all(len(row) >= 3 for row in rows):
+        return None  # a short line, or one separated by spaces
+    starts, ends = [row[1] for row in rows], [row[2] for row in rows]
+    summits = [row[SUMMIT_COLUMN] if len(row) > SUMMIT_COLUMN else "-1" for row in rows]
+    if not (_plain_integers(starts) and _plain_integers(ends) and _plain_integers(summits, allow_minus_one=True)):
+        return None
+    n = len(rows)
+    columns = np.empty((3, n), dtype=np.int64)
+    for k, texts in enumerate((starts, ends, summits)):
+        columns[k] = np.fromiter(map(int, texts), dtype=np.int64, count=n)
+    start, end, offset = columns
+    if (end <= start).any() or (offset >= end - start).any():
+        return None
+    return rows, numbers, columns
+
+
+def _line_columns(path: Path, what: str) -> tuple[list[list[str]], list[int], np.ndarray]:
+    """:func:`_file_columns` line by line, raising the InputError of the first line that breaks a rule."""
+    rows, numbers, values = [], [], []
+    for number, row in data_lines(path, what):
+        values.append(_record(row, path, number))
+        rows.append(row)
+        numbers.append(number)
+    return rows, numbers, np.asarray(values, dtype=np.int64).reshape(-1, 3).T
+
+
 def read_bed(paths: str | Path | Sequence[str | Path], what: str = "BED file") -> BedRecords:
     """Parse BED (≥ 3 columns) or narrowPeak (summit offset in column 10) files, in order, by the module's rules."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    chrom, start, end, offset, fields, source, line = [], [], [], [], [], [], []
+    fields: list[list[str]] = []
+    source: list[str] = []
+    lines: list[int] = []
+    columns = []
     for path in paths:
         path = require_file(path, what)
-        for number, row in data_lines(path, what):
-            s, e, o = _record(row, path, number)
-            chrom.append(row[0])
-            start.append(s)
-            end.append(e)
-            offset.append(o)
-            fields.append(row)
-            source.append(str(path))
-            line.append(number)
-    return BedRecords(chrom=np.asarray(chrom, dtype=object), start=np.asarray(start, dtype=np.int64),
-                      end=np.asarray(end, dtype=np.int64), summit_offset=np.asarray(offset, dtype=np.int64),
-                      fields=fields, source=source, line=np.asarray(line, dtype=np.int64),
+        rows, numbers, values = _file_columns(path, what) or _line_columns(path, what)
+        fields += rows
+        source += [str(path)] * len(rows)
+        lines += numbers
+        columns.append(values)
+    start, end, offset = np.concatenate(columns, axis=1) if columns else np.zeros((3, 0), np.int64)
+    return BedRecords(chrom=np.asarray([row[0] for row in fields], dtype=object), start=start, end=end,
+                      summit_offset=offset, fields=fields, source=source, line=np.asarray(lines, dtype=np.int64),
                       paths=[Path(p) for p in paths])
 
 

@@ -39,8 +39,28 @@ def test_read_bed_narrowpeak_and_plain(tmp_path):
     assert bed.line.tolist() == [3, 5]
 
 
+def test_read_bed_whole_file_and_line_by_line_paths_agree(tmp_path):
+    """The whole-column path (tab-separated files) and the line-by-line one give the same records."""
+    rng = np.random.default_rng(3)
+    lines = ["track x", "# comment", ""]
+    for i in range(500):
+        start = int(rng.integers(0, 10_000))
+        extra = f"\tp{i}\t0\t.\t0\t0\t0\t{int(rng.integers(-1, 50))}" if i % 3 else ""
+        lines.append(f"chr{i % 4}\t{start}\t{start + 50}{extra}")
+    path = tmp_path / "many.bed"
+    path.write_text("\r\n".join(lines) + "\r\n")
+    assert intervals._file_columns(path, "x") is not None
+    whole, by_line = intervals.read_bed(path), intervals._line_columns(path, "x")
+    assert whole.fields == by_line[0] and whole.line.tolist() == by_line[1]
+    np.testing.assert_array_equal(np.stack([whole.start, whole.end, whole.summit_offset]), by_line[2])
+    assert whole.chrom.tolist() == [f"chr{i % 4}" for i in range(500)]
+
+
 @pytest.mark.parametrize("text, where", [("chr1\t10\n", "line 1"), ("chr1\t1\t2\nchr1\tx\t5\n", "line 2"),
-                                         ("chr1\t10\t5\n", "line 1")])
+                                         ("chr1\t10\t5\n", "line 1"), ("# c\nchr1\t+5\t9\n", "line 2"),
+                                         ("chr1\t1\t9_491\n", "line 1"), ("chr1\t1\t2\n\nchr1\t\u0663\t9\n", "line 3"),
+                                         ("chr1\t1\t2\nchr1\t1\t9\tp\t0\t.\t0\t0\t0\t8\n", "line 2"),
+                                         ("chr1\t1\t2\nchr1\t1\t9\tp\t0\t.\t0\t0\t0\t-2\n", "line 2")])
 def test_read_bed_malformed_names_file_and_line(tmp_path, text, where):
     path = tmp_path / "bad.bed"
     path.write_text(text)
