@@ -3,9 +3,11 @@
 Steps (all in :func:`build_store`):
 
 1. Load and cross-check the inputs (chromosome names and lengths of FASTA, chrom.sizes and every bigWig),
-   checksum every source file, resolve and select the loci (:mod:`bpnetz.build.loci`).
+   resolve and select the loci (:mod:`bpnetz.build.loci`); every source file is checksummed on two threads
+   meanwhile and on into step 3 (:class:`PendingChecksums`).
 2. Create ``<store>.partial`` with the arrays and the locus coordinates, or resume it when it was started by
-   the same build (same build key); a partial store of other inputs is started over.
+   the same build (same build key); a partial store of other inputs is started over. The build key is written
+   into it once the checksums are known (:class:`ResumeMark`).
 3. One Dask task per block of :data:`~bpnetz.store.schema.SHARD_LOCI` rows (exactly one shard of every array,
    so concurrent tasks never write the same object). A task opens the FASTA and bigWigs once, reads its rows'
    windows, writes them, then writes ``.blocks/<i>.json`` with the block's totals. Finished blocks are skipped
@@ -45,7 +47,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -144,19 +146,57 @@ class SourceFile:
     role: str
 
 
+class PendingChecksums:
+    """The sources' checksums (:meth:`ChecksumCache.checksum`; MD5 too for the genome), computed on two threads
+    while the build goes on: hashing releases the GIL, and nothing but the build key needs them before the
+    blocks are written (40,000-locus benchmark: 0.68 CPU-s of hashing, which had held the blocks back ~0.3 s)."""
+
+    def __init__(self, sources: list[SourceFile], cache: ChecksumCache):
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="bpnetz-checksum")
+        self._futures = [self._pool.submit(cache.checksum, s.path, md5=s.role == "genome") for s in sources]
+        self._pool.shutdown(wait=False)
+
+    def done(self) -> bool:
+        return all(future.done() for future in self._futures)
+
+    def result(self) -> list[dict[str, Any]]:
+        """Every source's checksum, in source order (waits; a hashing error is raised here)."""
+        return [future.result() for future in self._futures]
+
+    def cancel(self) -> None:
+        """Drop the hashing not yet started (a build that failed early)."""
+        for future in self._futures:
+            future.cancel()
+
+
 @dataclass
 class BuildInputs:
-    """Everything a build needs, validated: layout, sources with checksums, selected loci, genome facts."""
+    """Everything a build needs, validated: layout, sources (checksums pending), selected loci, genome facts."""
 
     layout: StoreLayout
     sources: list[SourceFile]
-    checksums: list[dict[str, Any]]
+    pending: PendingChecksums
     selection: loci_mod.Selection
     fasta_path: str
-    genome: dict[str, Any]
+    fasta_len: dict[str, int]
     input_data_json: Any
     build_args: dict[str, Any]
-    key: str
+
+    @property
+    def checksums(self) -> list[dict[str, Any]]:
+        """The sources' checksums (waits for the hashing)."""
+        return self.pending.result()
+
+    @property
+    def genome(self) -> dict[str, Any]:
+        sums = self.checksums[0]
+        return {"path": self.fasta_path, "md5": sums["md5"], "checksum": sums["checksum"],
+                "chroms": self.fasta_len, "length": int(sum(self.fasta_len.values()))}
+
+    @property
+    def key(self) -> str:
+        """The build key (:func:`~bpnetz.store.checksum.build_key`; waits for the hashing)."""
+        return _build_key(self.sources, [s["checksum"] for s in self.checksums], self.build_args)
 
 
 def _bias_tracks(task: int, sources: list[str], smoothings: list[tuple[float, int] | None]) -> list[Track]:
@@ -305,7 +345,8 @@ def _build_key(sources: list[SourceFile], source_checksums: list[str], build_arg
 def prepare_inputs(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path,
                    options: BuildOptions, checksums: ChecksumCache,
                    rejected_bed: str | Path | None = None) -> BuildInputs:
-    """Load, cross-check and checksum every input; resolve and select the loci.
+    """Load and cross-check every input, resolve and select the loci; the sources' checksums start on threads
+    (:class:`PendingChecksums`) and are waited for only where needed.
 
     When every locus is rejected, the rejected loci are written to ``rejected_bed`` (when given) and an InputError
     says how many were rejected for which reasons.
@@ -326,10 +367,8 @@ def prepare_inputs(input_data: str | Path, reference_genome: str | Path, chrom_s
                              f"({_examples(list(sizes))}).", path=chrom_sizes, fix="Use names of chrom.sizes.")
     bl = read_blacklist(blacklist) if blacklist is not None else None
     sources = _collect_sources(spec, fasta_path, Path(chrom_sizes), Path(blacklist) if blacklist else None)
-    with ThreadPoolExecutor(2) as pool:
-        # hashing releases the GIL: the sources are checksummed in two threads beside the locus parsing and checks
-        # (on the 40k-locus benchmark 0.4 s of parsing, then 0.9 CPU-s of hashing, one after the other)
-        pending_sums = [pool.submit(checksums.checksum, s.path, md5=s.role == "genome") for s in sources]
+    pending = PendingChecksums(sources, checksums)
+    try:
         table = _read_all_loci(spec, sources)
         _check_loci_names(table, sources, fasta_len, fasta_path)
         usable, unavailable = _chromosomes(layout, fasta_len, fasta_path, sizes, str(chrom_sizes),
@@ -339,14 +378,12 @@ def prepare_inputs(input_data: str | Path, reference_genome: str | Path, chrom_s
         if len(selection.kept) == 0:
             _no_locus_kept(selection, sources, layout, chroms, rejected_bed, input_data)
         _check_bigwigs_have_data(layout, sorted(set(selection.kept.chrom.tolist())))
-        sums = [pending.result() for pending in pending_sums]
-    build_args = options.content_args()
-    genome = {"path": str(fasta_path.resolve()), "md5": sums[0]["md5"], "checksum": sums[0]["checksum"],
-              "chroms": fasta_len, "length": int(sum(fasta_len.values()))}
-    key = _build_key(sources, [s["checksum"] for s in sums], build_args)
-    return BuildInputs(layout=layout, sources=sources, checksums=sums, selection=selection,
-                       fasta_path=str(fasta_path.resolve()), genome=genome, input_data_json=read_json(input_data),
-                       build_args=build_args, key=key)
+    except BaseException:
+        pending.cancel()
+        raise
+    return BuildInputs(layout=layout, sources=sources, pending=pending, selection=selection,
+                       fasta_path=str(fasta_path.resolve()), fasta_len=fasta_len,
+                       input_data_json=read_json(input_data), build_args=options.content_args())
 
 
 def _no_locus_kept(selection: loci_mod.Selection, sources: list[SourceFile], store_layout: StoreLayout,
@@ -556,7 +593,8 @@ def _compressors(shuffle: str | None) -> list[Any]:
 
 def _create_partial(path: Path, inputs: BuildInputs, dtypes: dict[str, str], block_loci: int,
                     chunk_loci: int) -> None:
-    """A new partial store: empty data arrays, the locus coordinates, and the build attributes."""
+    """A new partial store: empty data arrays and the locus coordinates (the build attributes follow:
+    :class:`ResumeMark`)."""
     import zarr
 
     if path.exists():
@@ -591,8 +629,38 @@ def _create_partial(path: Path, inputs: BuildInputs, dtypes: dict[str, str], blo
         array[:] = values.astype(str) if dtype is str else values.astype(dtype)
     loci_mod.write_rejected_bed(path / schema.REJECTED_BED, inputs.selection, [s.path for s in inputs.sources],
                                 store_layout.tasks)
-    # written last: a partial store without it was interrupted while being created and is started over
-    root.attrs[BUILD_ATTR] = {"key": inputs.key, "dtypes": dtypes, "block_loci": block_loci, "n_loci": n}
+
+
+@dataclass
+class ResumeMark:
+    """The build attributes of a partial store (build key, dtypes, block size): what lets a rerun resume it.
+
+    Written once the sources' checksums are known, which may be while the blocks are written (it is tried after
+    each finished block, in the scheduling thread, and waited for before the store is finished): a partial store
+    without them, interrupted while being created or before its checksums were known, is started over. zarr
+    writes the group's metadata atomically, so block tasks opening the group meanwhile read the old or the new.
+    """
+
+    path: Path
+    inputs: BuildInputs
+    dtypes: dict[str, str]
+    block_loci: int
+    written: bool = False
+
+    def write_when_ready(self) -> None:
+        if not self.written and self.inputs.pending.done():
+            self.write()
+
+    def write(self) -> None:
+        """Write the attributes (waits for the checksums) unless written."""
+        if self.written:
+            return
+        import zarr
+
+        root = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
+        root.attrs[BUILD_ATTR] = {"key": self.inputs.key, "dtypes": self.dtypes, "block_loci": self.block_loci,
+                                  "n_loci": len(self.inputs.selection.kept)}
+        self.written = True
 
 
 def _partial_state(path: Path) -> dict[str, Any] | None:
@@ -618,10 +686,11 @@ def _finished_blocks(path: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
-def _open_partial(partial: Path, inputs: BuildInputs, notices: list[str]) -> tuple[dict[str, str], int]:
+def _open_partial(partial: Path, inputs: BuildInputs, notices: list[str]) -> ResumeMark:
     """Resume the partial store of this build, or create it (anew when it belongs to other inputs).
 
-    Returns the track dtypes and block size it was created with.
+    Returns its :class:`ResumeMark` (written when resumed): the track dtypes and block size it was created with.
+    A partial store on disk makes the build wait for the checksums (its build key decides); a new one does not.
     """
     state = _partial_state(partial)
     if state is not None and (state.get("key") != inputs.key or "dtypes" not in state):
@@ -630,10 +699,10 @@ def _open_partial(partial: Path, inputs: BuildInputs, notices: list[str]) -> tup
     elif state is None and partial.exists():
         notices.append(f"{partial} is not a readable partial build; starting over.")
     if state is not None:
-        return dict(state["dtypes"]), int(state["block_loci"])
+        return ResumeMark(partial, inputs, dict(state["dtypes"]), int(state["block_loci"]), written=True)
     dtypes = _plan_dtypes(inputs)
     _create_partial(partial, inputs, dtypes, schema.SHARD_LOCI, schema.CHUNK_LOCI)
-    return dtypes, schema.SHARD_LOCI
+    return ResumeMark(partial, inputs, dtypes, schema.SHARD_LOCI)
 
 
 def _plan_dtypes(inputs: BuildInputs, sample: int = 128) -> dict[str, str]:
@@ -667,9 +736,10 @@ def _plan_dtypes(inputs: BuildInputs, sample: int = 128) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------ scheduling
 
 
-def _run_blocks(calls: list[tuple], workers: int | None, scheduler: str | None, progress: bool) -> list[dict]:
+def _run_blocks(calls: list[tuple], workers: int | None, scheduler: str | None, progress: bool,
+                after_block: Callable[[], None] = lambda: None) -> list[dict]:
     """Run ``write_block(*call)`` for each call as one Dask task: in local worker processes, or on a distributed
-    cluster (``scheduler``).
+    cluster (``scheduler``); ``after_block`` is called in this thread as each task finishes.
 
     Local processes are forked (they inherit the imported modules, so they start in milliseconds); one worker, or a
     platform without fork, runs the tasks in threads of this process. Why processes: two threads shared the GIL and
@@ -687,12 +757,13 @@ def _run_blocks(calls: list[tuple], workers: int | None, scheduler: str | None, 
     bar = tqdm(total=len(tasks), unit="block", desc="build", disable=not progress, file=sys.stderr)
     try:
         if scheduler:
-            return _run_distributed(tasks, scheduler, bar)
+            return _run_distributed(tasks, scheduler, bar, after_block)
         from dask.callbacks import Callback
 
         def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
             if str(key).startswith("write_block-"):
                 bar.update(1)
+                after_block()
 
         n = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
         with Callback(posttask=posttask):
@@ -727,7 +798,7 @@ def _block_process() -> None:
     keep_freed_memory()
 
 
-def _run_distributed(tasks: list[Any], address: str, bar: Any) -> list[dict]:
+def _run_distributed(tasks: list[Any], address: str, bar: Any, after_block: Callable[[], None]) -> list[dict]:
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -744,6 +815,7 @@ def _run_distributed(tasks: list[Any], address: str, bar: Any) -> list[dict]:
         for future in as_completed(futures):
             results.append(future.result())
             bar.update(1)
+            after_block()
         return results
 
 
@@ -922,7 +994,8 @@ def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_si
                             rejected_bed=Path(f"{output.absolute()}.{schema.REJECTED_BED}"))
     partial = Path(str(output.absolute()) + PARTIAL_SUFFIX)  # absolute: cluster workers open it too
     notices: list[str] = []
-    dtypes, block_loci = _open_partial(partial, inputs, notices)
+    mark = _open_partial(partial, inputs, notices)
+    dtypes, block_loci = mark.dtypes, mark.block_loci
     for notice in notices:
         print(f"notice: {notice}", file=sys.stderr)
 
@@ -937,13 +1010,15 @@ def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_si
         try:
             results = _run_blocks([(*call, kept.chrom[b * block_loci:(b + 1) * block_loci],
                                     kept.summit[b * block_loci:(b + 1) * block_loci], b) for b in todo],
-                                  workers, scheduler, progress)
+                                  workers, scheduler, progress, after_block=mark.write_when_ready)
             break
         except TrackDtypeTooNarrow as err:
             dtypes[err.array] = wider_dtype(dtypes[err.array], err.needed)
             notices.append(f"{err}; {err.array} is stored as {dtypes[err.array]}.")
             print(f"notice: {notices[-1]} Restarting.", file=sys.stderr)
             _create_partial(partial, inputs, dtypes, block_loci, schema.CHUNK_LOCI)
+            mark.written = False
+    mark.write()
     block_seconds = time.perf_counter() - blocks_began
     block_cpu_seconds = None if scheduler else _cpu_seconds() - cpu_began
     done.update({r["block"]: r for r in results})

@@ -212,18 +212,32 @@ def read_windows(fasta: Any, chroms: np.ndarray, starts: np.ndarray, length: int
     return out
 
 
+def _line_codes(raw: bytes, n_lines: int, bases: int, width: int) -> np.ndarray:
+    """Codes of the first ``bases`` bytes of each of ``n_lines`` lines of ``width`` bytes (``raw`` may end early)."""
+    lines = np.frombuffer(raw.ljust(n_lines * width, b"\0"), dtype=np.uint8).reshape(-1, width)
+    return np.take(CODE_TABLE, lines[:, :bases]).ravel()
+
+
+#: :data:`CODE_TABLE` as a ``bytes.translate`` table
+_CODE_BYTES = CODE_TABLE.tobytes()
+
+
 def _span_codes(fd: int, record: Any, start: int, end: int) -> np.ndarray:
     """Base codes of [start, end) of one sequence (``record``: pyfaidx's index record: offset, lenc bases and lenb
-    bytes per line). Whole lines are read and cut to their bases as a 2-D view (1.8 ns per base, against 3.8 ns
-    for masking out the line-end bytes)."""
+    bytes per line). Whole lines are read and coded by ``bytes.translate``, which also drops the line ends (1.0 ns
+    per byte, against 2.6 ns for a table lookup of the lines cut to their bases as a 2-D view, and 3.8 ns for
+    masking out the line-end bytes); when that does not leave exactly the lines' bases (a chromosome's last,
+    shorter line is followed by the next header) the lines are cut as a 2-D view."""
     end = min(end, int(record.rlen))
     if end <= start:
         return np.zeros(0, dtype=np.uint8)
     bases, width = int(record.lenc), int(record.lenb)
     first_line, last_line = start // bases, (end - 1) // bases + 1
-    raw = os.pread(fd, (last_line - first_line) * width, int(record.offset) + first_line * width)
-    lines = np.frombuffer(raw.ljust((last_line - first_line) * width, b"\0"), dtype=np.uint8).reshape(-1, width)
-    codes = np.take(CODE_TABLE, lines[:, :bases]).ravel()
+    n_lines = last_line - first_line
+    raw = os.pread(fd, n_lines * width, int(record.offset) + first_line * width)
+    codes = np.frombuffer(raw.translate(_CODE_BYTES, b"\r\n"), dtype=np.uint8)
+    if len(codes) != n_lines * bases:  # not whole lines of bases and line ends (a chromosome's last line, say)
+        codes = _line_codes(raw, n_lines, bases, width)
     last_byte = ((end - 1) // bases - first_line) * width + (end - 1) % bases
     if len(raw) <= last_byte:  # the file ends early: the caller reports the short read
         return codes[:0]

@@ -174,3 +174,33 @@ def test_select_loci_edges_duplicates_blacklist_and_order(tmp_path):
     only_c2 = loci_mod.select_loci(_table(chrom, summit, task), layout, lengths, {}, chroms=["c2"])
     assert only_c2.kept.summit.tolist() == [40, 60]
     assert only_c2.reasons.tolist() == ["chrom_not_selected"] * 9
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_builders_fasta_reads_equal_the_sequence_up_to_chromosome_ends(tmp_path, monkeypatch, line_end):
+    """read_windows (line ends dropped by translate, or the 2-D cut at a chromosome's last line) gives the codes of
+    the written sequence, for windows inside lines, across lines and ending on each chromosome's last base."""
+    rng = np.random.default_rng(5)
+    seqs = {"chr1": "".join(rng.choice(list("ACGTacgtNRYKMn"), 41_037)),  # spans far from the end: translated
+            "chr2": "".join(rng.choice(list("ACGTN"), 880))}
+    path = tmp_path / "g.fa"
+    with open(path, "w", newline="") as handle:
+        for chrom, seq in seqs.items():
+            handle.write(f">{chrom} x{line_end}")
+            handle.writelines(seq[i:i + 50] + line_end for i in range(0, len(seq), 50))
+    length = 120
+    chroms, starts = [], []
+    for c in ("chr1", "chr2"):
+        ends = [len(seqs[c]) - length, len(seqs[c]) - length - 7, 0]  # the last bases, near them, the first
+        chroms += [c] * 41
+        starts += [*rng.integers(0, min(len(seqs[c]), 20_000) - length, 38).tolist(), *ends]
+    chroms, starts = np.array(chroms, dtype=object), np.array(starts, dtype=np.int64)
+    handle = fasta.open_fasta(path)
+    cut, spans = [], []
+    line_codes, span_codes = fasta._line_codes, fasta._span_codes
+    monkeypatch.setattr(fasta, "_line_codes", lambda *args: cut.append(1) or line_codes(*args))
+    monkeypatch.setattr(fasta, "_span_codes", lambda *args: spans.append(1) or span_codes(*args))
+    got = fasta.read_windows(handle, chroms, starts, length)
+    for i, (c, s) in enumerate(zip(chroms, starts, strict=True)):
+        np.testing.assert_array_equal(got[i], _codes(seqs[c][int(s):int(s) + length]))
+    assert 0 < len(cut) < len(spans)  # both ways of coding a span were taken
