@@ -219,6 +219,33 @@ def test_partial_of_other_arguments_is_started_over(built, tmp_path, monkeypatch
     assert zarr.open_group(str(tmp_path / "store.zarr"), mode="r")["seq"].shape == (92, SEQ_LEN)
 
 
+def test_blocks_written_before_the_build_key_are_started_over(built, tmp_path, monkeypatch):
+    """A build killed after its blocks but before its sources' checksums were recorded (they are hashed while the
+    blocks are written) leaves a partial store without a build key: a rerun cannot tell whose blocks they are and
+    starts over."""
+    experiment, _, reference = built
+    args = experiment.build_args(tmp_path / "store.zarr")
+
+    def killed(self):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setattr(builder.ResumeMark, "write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            build_store(**args)
+    partial = Path(str(args["output"]) + builder.PARTIAL_SUFFIX)
+    assert list((partial / ".blocks").iterdir())  # killed as the first finished block would have marked it
+    assert builder.BUILD_ATTR not in dict(zarr.open_group(str(partial), mode="r").attrs)
+    summary = build_store(**args)
+    assert summary.blocks_resumed == 0 and any("no build key" in n for n in summary.notices)
+    got, want = _arrays(tmp_path / "store.zarr"), _arrays(reference)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    meta = schema.metadata(zarr.open_group(str(tmp_path / "store.zarr"), mode="r"))
+    assert meta["build_key"] == dict(zarr.open_group(str(tmp_path / "store.zarr"), mode="r").attrs)[
+        builder.BUILD_ATTR]["key"]
+
+
 def _bigwig_max(path: Path) -> float:
     """The largest value of a bigWig, from its per-chromosome statistics."""
     bw = pyBigWig.open(str(path))
