@@ -88,7 +88,7 @@ class EpochScalars(keras.callbacks.Callback):
 
 class PinStreamEpoch(keras.callbacks.Callback):
     """Set a :class:`~bpnetz.store.stream.LocusStream`'s epoch counter to ``offset + epoch`` as each training epoch
-    begins (Keras creates the epoch's iterator after ``on_epoch_begin``).
+    begins (Keras creates the epoch's iterator after ``on_epoch_begin``), and to the next one as it ends.
 
     Without it the stream's epoch was the number of iterators created so far: under ``MirroredStrategy`` Keras'
     symbolic build iterates the dataset once more before training, so two devices trained on the data of the
@@ -102,3 +102,8 @@ class PinStreamEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self.stream.epoch = self.offset + epoch
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        # the next epoch, as an iteration per epoch leaves it: a continuous training dataset (one iterator for all
+        # epochs) does not advance the counter, and the checkpoint and the counts-head refit after training read it
+        self.stream.epoch = self.offset + epoch + 1

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bpnetz.model.train import CALIBRATION_EPOCHS
 from tests.model.test_train import store  # noqa: F401  (the tiny store fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +53,8 @@ def test_a_run_killed_in_epoch_3_resumes_there_and_ends_with_the_uninterrupted_m
         time.sleep(0.02)
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
+    # the training stream's counter is saved as the next epoch's (one iterator runs all epochs; the callback sets it)
+    assert json.loads(state.read_text())["stream_epochs"][0] == CALIBRATION_EPOCHS + 2
     assert list(resumed.glob(".m_split000.bpnetz-tmp-*")), "the killed run left its temporary output"
     assert not (resumed / "m_split000").exists()
 
