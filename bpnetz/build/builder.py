@@ -647,6 +647,11 @@ class ResumeMark:
     block_loci: int
     written: bool = False
 
+    def start_over(self) -> None:
+        """(Re)create the partial store with :attr:`dtypes`; its attributes are then unwritten."""
+        _create_partial(self.path, self.inputs, self.dtypes, self.block_loci, schema.CHUNK_LOCI)
+        self.written = False
+
     def write_when_ready(self) -> None:
         if not self.written and self.inputs.pending.done():
             self.write()
@@ -701,9 +706,9 @@ def _open_partial(partial: Path, inputs: BuildInputs, notices: list[str]) -> Res
                        "unreadable); starting over.")
     if state is not None:
         return ResumeMark(partial, inputs, dict(state["dtypes"]), int(state["block_loci"]), written=True)
-    dtypes = _plan_dtypes(inputs)
-    _create_partial(partial, inputs, dtypes, schema.SHARD_LOCI, schema.CHUNK_LOCI)
-    return ResumeMark(partial, inputs, dtypes, schema.SHARD_LOCI)
+    mark = ResumeMark(partial, inputs, _plan_dtypes(inputs), schema.SHARD_LOCI)
+    mark.start_over()
+    return mark
 
 
 def _plan_dtypes(inputs: BuildInputs, groups: int = 8, group_loci: int = 16) -> dict[str, str]:
@@ -1020,11 +1025,10 @@ def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_si
             dtypes[err.array] = wider_dtype(dtypes[err.array], err.needed)
             notices.append(f"{err}; {err.array} is stored as {dtypes[err.array]}.")
             print(f"notice: {notices[-1]} Restarting.", file=sys.stderr)
-            _create_partial(partial, inputs, dtypes, block_loci, schema.CHUNK_LOCI)
-            mark.written = False
-    mark.write()
+            mark.start_over()  # dtypes is mark.dtypes, widened above
     block_seconds = time.perf_counter() - blocks_began
     block_cpu_seconds = None if scheduler else _cpu_seconds() - cpu_began
+    mark.write()  # after the blocks' timing: it may wait for the hashing to finish
     done.update({r["block"]: r for r in results})
     totals = _totals(inputs.layout, [done[b] for b in range(n_blocks)])
     _finish(partial, output, _metadata(inputs, totals, dtypes), overwrite)
