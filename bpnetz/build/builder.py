@@ -47,7 +47,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -58,10 +58,11 @@ import numpy as np
 
 from bpnetz import __version__
 from bpnetz.build import loci as loci_mod
+from bpnetz.build import regions as regions_mod
 from bpnetz.build.options import BuildOptions
 from bpnetz.config import InputData, read_json
 from bpnetz.errors import InputError
-from bpnetz.files.atomic import swap_in, write_text
+from bpnetz.files.atomic import swap_in
 from bpnetz.files.lock import exclusive_lock
 from bpnetz.files.remote import is_url, join, remote_lock
 from bpnetz.genome.bigwig import bigwig_has_data, bigwig_windows, open_bigwig
@@ -72,7 +73,6 @@ from bpnetz.store import schema
 from bpnetz.store.checksum import ChecksumCache, build_key, content_id
 from bpnetz.store.reader import keep_freed_memory
 from bpnetz.store.schema import StoreLayout, Track
-from bpnetz.store.shards import ShardEncoder
 
 PARTIAL_SUFFIX = ".partial"
 BLOCKS_DIR = ".blocks"
@@ -441,49 +441,49 @@ def smooth_bias(extended: np.ndarray, sigma: float, window: int) -> np.ndarray:
     return smoothed[:, radius:extended.shape[1] - radius].astype(np.float32)
 
 
-def _track_sum(values: np.ndarray) -> int | float:
-    """Exact total of integer tracks, float64 total of the others."""
-    if np.issubdtype(values.dtype, np.integer):
-        return int(values.sum(dtype=np.int64))
-    return float(values.sum(dtype=np.float64))
+def _row_sums(values: np.ndarray) -> np.ndarray:
+    """Per row of (n, length) windows: the exact int64 total of an integer track, the float64 total of others."""
+    return values.sum(axis=1, dtype=np.int64 if np.issubdtype(values.dtype, np.integer) else np.float64)
 
 
 def _track_rows(handle: Any, source: str, chrom: np.ndarray, start: np.ndarray, out: np.ndarray, array: str
-                ) -> tuple[int, int | float]:
-    """One track's windows into ``out`` (n, length) in its dtype (missing values 0); returns the positions with a
-    value and the total (:func:`_track_sum`). Whole-numbered tracks read by :class:`BigWigReader` skip the float32
-    windows (see :func:`~bpnetz.genome.bigwig_reader.windows_into`); float tracks and pyBigWig handles take the
-    float path."""
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """One track's windows into ``out`` (n, length) in its dtype (missing values 0); returns, per window, the
+    positions with a value and the total (:func:`_row_sums`). Whole-numbered tracks read by :class:`BigWigReader`
+    skip the float32 windows (see :func:`~bpnetz.genome.bigwig_reader.windows_into`); float tracks and pyBigWig
+    handles take the float path."""
     dtype = out.dtype.name
     if dtype != "float32" and isinstance(handle, BigWigReader):
         def check(values: np.ndarray) -> None:
             _stored(values, dtype, array, source)
 
         finite, total = windows_into(handle, chrom, start, out.shape[1], out, check)
-        return finite, int(total)
+        return finite, total.astype(np.int64)  # whole numbers below 2**53: exact
     values = bigwig_windows(handle, chrom, start, out.shape[1])
     missing = np.isnan(values)
-    finite = int(values.size - np.count_nonzero(missing))
+    finite = out.shape[1] - np.count_nonzero(missing, axis=1)
     values[missing] = 0
     out[...] = _stored(values, dtype, array, source)
-    return finite, _track_sum(out)
+    return finite, _row_sums(out)
 
 
 def _signal_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
-                  length: int, dtype: str, array: str = "signal") -> tuple[np.ndarray, dict[str, list]]:
-    """Rows (n, length, tracks) of unsmoothed tracks, and per-track totals and counts of positions with a value."""
+                  length: int, dtype: str, array: str = "signal") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Rows (n, length, tracks) of unsmoothed tracks, and per row and track (n, tracks) the totals (``"sum"``) and
+    the positions with a value (``"finite"``)."""
     out = np.empty((len(start), length, len(tracks)), dtype=dtype)
     sums, finite = [], []
     for i, track in enumerate(tracks):
         positions, total = _track_rows(bigwigs[track.source], track.source, chrom, start, out[:, :, i], array)
         finite.append(positions)
         sums.append(total)
-    return out, {"sum": sums, "finite": finite}
+    return out, {"sum": np.stack(sums, axis=1), "finite": np.stack(finite, axis=1)}
 
 
 def bias_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
-               length: int, dtype: str = "float32") -> tuple[np.ndarray, dict[str, list]]:
-    """Bias rows (n, length, bias tracks): raw controls and smoothed copies, with totals and value counts."""
+               length: int, dtype: str = "float32") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Bias rows (n, length, bias tracks): raw controls and smoothed copies, with per-row totals and value counts
+    (as :func:`_signal_block`)."""
     if not any(track.smoothing for track in tracks):
         return _signal_block(bigwigs, tracks, chrom, start, length, dtype, "bias")
     flank = {}
@@ -494,7 +494,7 @@ def bias_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, 
     for source, f in flank.items():
         values = bigwig_windows(bigwigs[source], chrom, start - f, length + 2 * f)
         missing = np.isnan(values)
-        finite_by_source[source] = int((~missing[:, f:f + length]).sum())
+        finite_by_source[source] = length - np.count_nonzero(missing[:, f:f + length], axis=1)
         values[missing] = 0
         extended[source] = values
     out = np.empty((len(start), length, len(tracks)), dtype=dtype)
@@ -506,8 +506,8 @@ def bias_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, 
             radius = track.smoothing[1] // 2
             values = smooth_bias(extended[track.source][:, f - radius:f + length + radius], *track.smoothing)
         out[:, :, i] = _stored(values, dtype, "bias", track.source)
-    sums = [_track_sum(out[:, :, i]) for i in range(len(tracks))]
-    return out, {"sum": sums, "finite": [finite_by_source[t.source] for t in tracks]}
+    sums = np.stack([_row_sums(out[:, :, i]) for i in range(len(tracks))], axis=1)
+    return out, {"sum": sums, "finite": np.stack([finite_by_source[t.source] for t in tracks], axis=1)}
 
 
 def _open_tracks(store_layout: StoreLayout) -> dict[str, Any]:
@@ -515,63 +515,54 @@ def _open_tracks(store_layout: StoreLayout) -> dict[str, Any]:
     return {path: open_reader(path) or open_bigwig(path) for path in _bigwig_paths(store_layout)}
 
 
-def _write_rows(array: Any, block: int, lo: int, hi: int, rows: np.ndarray) -> None:
-    """Rows [lo, hi) of ``array``, every chunk written: one shard by :class:`ShardEncoder` when the block is exactly
-    a shard (always, for a store this builder created), else through zarr-python.
-
-    zarr's ``write_empty_chunks`` is a runtime setting that reopening a store resets to False: before the encoder,
-    a block task's writes left an all-zero 256-locus chunk (a sparse control's bias, say) unwritten, and readers of
-    a store promising every chunk (``schema.CHUNK_GUARANTEES``) reported it as damaged.
-    """
-    encoder = ShardEncoder.for_array(array)
-    shard_rows = encoder.decoder.shard_rows if encoder is not None else 0
-    if encoder is not None and lo == block * shard_rows and hi == min(lo + shard_rows, array.shape[0]):
-        encoder.write(block, rows)
-    else:
-        array.with_config(write_empty_chunks=True)[lo:hi] = rows
-
-
-def write_block(store_path: str, fasta_path: str, layout_dict: dict[str, Any], dtypes: dict[str, str],
-                block_loci: int, chrom: np.ndarray, summit: np.ndarray, block: int) -> dict[str, Any]:
-    """Read and write rows [block · block_loci, …) of every array; record the block as finished.
+def build_region(store_path: str, fasta_path: str, layout_dict: dict[str, Any], dtypes: dict[str, str],
+                 chunks: np.ndarray, chrom: np.ndarray, summit: np.ndarray, region: int) -> dict[str, Any]:
+    """Read and encode the rows of store chunks ``chunks`` (one region: :mod:`bpnetz.build.regions`) of every array.
 
     Runs as one Dask task (possibly in another process or on a cluster worker), so it takes only plain values
-    (``chrom`` and ``summit``: the block's rows of the store's coordinates, passed rather than read back from the
-    store, which cost ~7 µs per locus), opens every file itself once, and returns the block's totals (also written
-    to ``.blocks/<block>.json``).
+    (``chrom`` and ``summit``: the chunks' rows of the store's coordinates, chunk after chunk, passed rather than
+    read back from the store, which cost ~7 µs per locus) and opens every file itself once. Returns ``{"region",
+    "chunks", "encoded": {array: [stored bytes per chunk]}, "stats": {array: {"sum", "finite": (chunks, tracks)}}}``
+    for :class:`~bpnetz.build.regions.ShardAssembler`, which writes the shards.
     """
     import zarr
 
     store_layout = StoreLayout.from_dict(layout_dict)
-    root = zarr.open_group(store_path, mode="r+", zarr_format=3)
-    lo = block * block_loci
-    hi = lo + len(summit)
+    root = zarr.open_group(store_path, mode="r", zarr_format=3)
+    names = ["seq", "signal", *(["bias"] if store_layout.bias_tracks else [])]
+    encoders = {name: regions_mod.shard_encoder(root[name]) for name in names}
+    decoder = encoders["seq"].decoder
+    lengths = regions_mod.chunk_lengths(chunks, decoder.chunk_rows, decoder.n_rows)
+    bounds = np.r_[0, np.cumsum(lengths)]
     chrom, summit = np.asarray(chrom, dtype=object), np.asarray(summit, dtype=np.int64)
     seq_start, _ = store_layout.seq_window(summit)
     profile_start, _ = store_layout.profile_window(summit)
+    encoded: dict[str, list[bytes]] = {}
+    stats: dict[str, dict[str, np.ndarray]] = {}
+
+    def encode(name: str, rows: np.ndarray) -> None:
+        encoded[name] = [encoders[name].encode_chunk(rows[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
     fasta = open_fasta(fasta_path)
     try:
-        _write_rows(root["seq"], block, lo, hi, read_windows(fasta, chrom, seq_start, store_layout.seq_len))
+        encode("seq", read_windows(fasta, chrom, seq_start, store_layout.seq_len))
     finally:
         fasta.close()
     bigwigs = _open_tracks(store_layout)
     try:
-        signal, signal_stats = _signal_block(bigwigs, store_layout.tracks, chrom, profile_start,
-                                             store_layout.profile_len, dtypes["signal"])
-        _write_rows(root["signal"], block, lo, hi, signal)
-        del signal
-        stats: dict[str, Any] = {"block": block, "rows": hi - lo, "signal": signal_stats}
-        if store_layout.bias_tracks:
-            bias, bias_stats = bias_block(bigwigs, store_layout.bias_tracks, chrom, profile_start,
-                                          store_layout.profile_len, dtypes["bias"])
-            _write_rows(root["bias"], block, lo, hi, bias)
-            stats["bias"] = bias_stats
+        read = {"signal": lambda: _signal_block(bigwigs, store_layout.tracks, chrom, profile_start,
+                                                store_layout.profile_len, dtypes["signal"]),
+                "bias": lambda: bias_block(bigwigs, store_layout.bias_tracks, chrom, profile_start,
+                                           store_layout.profile_len, dtypes["bias"])}
+        for name in names[1:]:
+            rows, row_stats = read[name]()
+            encode(name, rows)
+            del rows
+            stats[name] = {key: np.add.reduceat(values, bounds[:-1], axis=0) for key, values in row_stats.items()}
     finally:
         for handle in bigwigs.values():
             handle.close()
-    write_text(Path(store_path) / BLOCKS_DIR / f"{block}.json", json.dumps(stats))
-    return stats
+    return {"region": region, "chunks": np.asarray(chunks).tolist(), "encoded": encoded, "stats": stats}
 
 
 # ------------------------------------------------------------------------------------------- the partial store
@@ -745,50 +736,61 @@ def _plan_dtypes(inputs: BuildInputs, groups: int = 8, group_loci: int = 16) -> 
 # ------------------------------------------------------------------------------------------------ scheduling
 
 
-def _run_blocks(calls: list[tuple], workers: int | None, scheduler: str | None, progress: bool,
-                after_block: Callable[[], None] = lambda: None) -> list[dict]:
-    """Run ``write_block(*call)`` for each call as one Dask task: in local worker processes, or on a distributed
-    cluster (``scheduler``); ``after_block`` is called in this thread as each task finishes.
+def _run_regions(calls: list[tuple], workers: int | None, scheduler: str | None, progress: bool,
+                 assembler: regions_mod.ShardAssembler) -> list[dict]:
+    """Run ``build_region(*call)`` for each call as one Dask task: in local worker processes, or on a distributed
+    cluster (``scheduler``). Each result goes to ``assembler`` as it arrives, in this thread (it writes the shards
+    the region completes); returns the stats of the shards written.
 
     Local processes are forked (they inherit the imported modules, so they start in milliseconds); one worker, or a
     platform without fork, runs the tasks in threads of this process. Why processes: two threads shared the GIL and
-    the address space's page-fault lock (a block task fills and drops spans of up to a chromosome's length), so on
-    the 40k-locus benchmark two threads ran 4 peak blocks 1.6x and 2 background blocks 1.2-1.4x faster than one
-    thread, and two forked processes 2.0x and 2.1x.
+    the address space's page-fault lock (a task fills and drops spans of up to a chromosome's length), so on the
+    40k-locus benchmark two threads ran 4 peak blocks 1.6x and 2 background blocks 1.2-1.4x faster than one thread,
+    and two forked processes 2.0x and 2.1x.
     """
-    import multiprocessing
-
     import dask
     from tqdm.auto import tqdm
 
-    tasks = [dask.delayed(write_block, pure=False)(*call, dask_key_name=f"write_block-{call[-1]}")
+    tasks = [dask.delayed(build_region, pure=False)(*call, dask_key_name=f"build_region-{call[-1]}")
              for call in calls]
-    bar = tqdm(total=len(tasks), unit="block", desc="build", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=len(assembler.expected), unit="block", desc="build", disable=not progress, file=sys.stderr)
+    on_block = assembler.on_block
+    assembler.on_block = lambda stats: (bar.update(1), on_block(stats))
     try:
         if scheduler:
-            return _run_distributed(tasks, scheduler, bar, after_block)
-        from dask.callbacks import Callback
-
-        def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-            if str(key).startswith("write_block-"):
-                bar.update(1)
-                after_block()
-
-        n = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-        with Callback(posttask=posttask):
-            if n > 1 and "fork" in multiprocessing.get_all_start_methods():
-                from concurrent.futures import ProcessPoolExecutor
-
-                from dask.multiprocessing import get as processes
-
-                with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
-                                         initializer=_block_process) as pool:
-                    return list(dask.compute(*tasks, scheduler=processes, pool=pool, chunksize=1))  # dask batches 6
-            from dask.threaded import get as threads  # the function: the name "threads" makes dask import distributed
-
-            return list(dask.compute(*tasks, scheduler=threads, num_workers=n))
+            _run_distributed(tasks, scheduler, assembler)
+        else:
+            _run_local(tasks, workers, assembler)
     finally:
         bar.close()
+    assembler.check_complete()
+    return assembler.finished
+
+
+def _run_local(tasks: list[Any], workers: int | None, assembler: regions_mod.ShardAssembler) -> None:
+    import multiprocessing
+
+    import dask
+    from dask.callbacks import Callback
+
+    def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        if str(key).startswith("build_region-"):
+            assembler.add(result)
+
+    n = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    with Callback(posttask=posttask):
+        if n > 1 and "fork" in multiprocessing.get_all_start_methods():
+            from concurrent.futures import ProcessPoolExecutor
+
+            from dask.multiprocessing import get as processes
+
+            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
+                                     initializer=_block_process) as pool:
+                dask.compute(*tasks, scheduler=processes, pool=pool, chunksize=1)  # dask batches 6
+                return
+        from dask.threaded import get as threads  # the function: the name "threads" makes dask import distributed
+
+        dask.compute(*tasks, scheduler=threads, num_workers=n)
 
 
 def _block_process() -> None:
@@ -807,7 +809,7 @@ def _block_process() -> None:
     keep_freed_memory()
 
 
-def _run_distributed(tasks: list[Any], address: str, bar: Any, after_block: Callable[[], None]) -> list[dict]:
+def _run_distributed(tasks: list[Any], address: str, assembler: regions_mod.ShardAssembler) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -819,13 +821,9 @@ def _run_distributed(tasks: list[Any], address: str, bar: Any, after_block: Call
         raise InputError(f"cannot connect to the Dask scheduler at {address} ({err}).",
                          fix="Check the address (e.g. tcp://host:8786) and that the scheduler runs.") from None
     with client:
-        futures = client.compute(tasks)
-        results = []
-        for future in as_completed(futures):
-            results.append(future.result())
-            bar.update(1)
-            after_block()
-        return results
+        for future in as_completed(client.compute(tasks)):
+            assembler.add(future.result())
+            future.release()
 
 
 # ------------------------------------------------------------------------------------------------- the build
@@ -989,11 +987,32 @@ def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: st
         return _build_locked(input_data, reference_genome, chrom_sizes, output, options, checksums)
 
 
+def _region_calls(partial: Path, inputs: BuildInputs, dtypes: dict[str, str], todo: list[int], mark: ResumeMark,
+                  options: BuildOptions) -> tuple:
+    """The arguments of :func:`_run_regions` for the unfinished blocks ``todo``: one :func:`build_region` call per
+    region (:func:`~bpnetz.build.regions.plan_regions`), and the assembler of their shards."""
+    import zarr
+
+    root = zarr.open_group(str(partial), mode="r+", zarr_format=3)
+    arrays = {name: root[name] for name in ("seq", "signal", "bias") if name in root}
+    assembler = regions_mod.ShardAssembler(arrays, todo, partial / BLOCKS_DIR, lambda _: mark.write_when_ready())
+    kept = inputs.selection.kept
+    parallel = options.workers or os.cpu_count() or 1
+    regions = regions_mod.plan_regions(kept.chrom, kept.summit, todo, assembler.shard_rows, assembler.chunk_rows,
+                                       parallel)
+    layout = inputs.layout.to_dict()
+    calls = []
+    for i, chunks in enumerate(regions):
+        rows = regions_mod.chunk_rows_of(chunks, assembler.chunk_rows, assembler.n_rows)
+        calls.append((str(partial), inputs.fasta_path, layout, dtypes, chunks, kept.chrom[rows], kept.summit[rows], i))
+    return calls, options.workers, options.scheduler, options.progress, assembler
+
+
 def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, output: Path,
                   options: BuildOptions, checksums: ChecksumCache) -> BuildSummary:
     """:func:`_build` while holding the store's lock (one build per store path at a time)."""
     began = time.perf_counter()
-    workers, scheduler, progress, overwrite = options.workers, options.scheduler, options.progress, options.overwrite
+    scheduler, progress, overwrite = options.scheduler, options.progress, options.overwrite
     if output.exists() and not overwrite:
         raise InputError("already exists.", path=output,
                          fix="Choose another --output, delete it, or pass --overwrite to replace it.")
@@ -1013,13 +1032,9 @@ def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_si
     while True:
         done = _finished_blocks(partial)
         todo = [b for b in range(n_blocks) if b not in done]
-        call = (str(partial), inputs.fasta_path, inputs.layout.to_dict(), dtypes, block_loci)
-        kept = inputs.selection.kept
         blocks_began, cpu_began = time.perf_counter(), _cpu_seconds()
         try:
-            results = _run_blocks([(*call, kept.chrom[b * block_loci:(b + 1) * block_loci],
-                                    kept.summit[b * block_loci:(b + 1) * block_loci], b) for b in todo],
-                                  workers, scheduler, progress, after_block=mark.write_when_ready)
+            results = _run_regions(*_region_calls(partial, inputs, dtypes, todo, mark, options))
             break
         except TrackDtypeTooNarrow as err:
             dtypes[err.array] = wider_dtype(dtypes[err.array], err.needed)

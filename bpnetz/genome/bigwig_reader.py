@@ -193,12 +193,12 @@ def fill(out: np.ndarray, starts: np.ndarray, ends: np.ndarray, values: np.ndarr
 
 
 def covered_in_windows(starts: np.ndarray, ends: np.ndarray, values: np.ndarray, offsets: np.ndarray, length: int
-                       ) -> tuple[int, float]:
-    """Over windows [o, o + length): the bases inside the intervals [starts, ends) (sorted, non-overlapping) and the
-    sum of their values, each counted once per window covering it, from the intervals' cumulative coverage and
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per window [o, o + length): the bases inside the intervals [starts, ends) (sorted, non-overlapping) and the
+    sum of their values (int64 and float64 arrays over ``offsets``), from the intervals' cumulative coverage and
     cumulative value (float64: exact for whole numbers below 2**53)."""
     if not len(starts):
-        return 0, 0.0
+        return np.zeros(len(offsets), np.int64), np.zeros(len(offsets), np.float64)
     lengths = ends - starts
     covered_before = np.concatenate([[0], np.cumsum(lengths)])
     sum_before = np.concatenate([[0.0], np.cumsum(lengths * values.astype(np.float64))])
@@ -210,7 +210,7 @@ def covered_in_windows(starts: np.ndarray, ends: np.ndarray, values: np.ndarray,
         return covered_before[k] + partial, sum_before[k] + partial * values[inside].astype(np.float64)
 
     (bases_end, sum_end), (bases_start, sum_start) = below(offsets + length), below(offsets)
-    return int((bases_end - bases_start).sum()), float((sum_end - sum_start).sum())
+    return bases_end - bases_start, sum_end - sum_start
 
 
 def in_windows(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, length: int) -> np.ndarray:
@@ -231,9 +231,10 @@ def _overlapping(parts: list, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def windows_into(reader: BigWigReader, chroms: np.ndarray, starts: np.ndarray, length: int, out: np.ndarray,
-                 check: Callable[[np.ndarray], None]) -> tuple[int, float]:
+                 check: Callable[[np.ndarray], None]) -> tuple[np.ndarray, np.ndarray]:
     """Write the windows [start, start + length) into ``out`` (n, length), in its dtype, 0 where there is no value
-    (also outside the chromosome); return the window positions with a value and the sum of the windows' values.
+    (also outside the chromosome); return, per window, the positions with a value (int64) and the sum of its values
+    (float64).
 
     ``check`` raises when ``out``'s dtype cannot hold the values of the intervals that overlap a window. It is first
     given every value of the spans read (which include the bases between windows: one vectorised test instead of
@@ -242,7 +243,8 @@ def windows_into(reader: BigWigReader, chroms: np.ndarray, starts: np.ndarray, l
     for uint8 counts) rather than float32 with NaN, so a block makes no float pass over its windows, and the totals
     come from the intervals, not from the windows.
     """
-    covered, total, sizes, kept = 0, 0.0, reader.chroms(), []
+    covered, total = np.zeros(len(starts), np.int64), np.zeros(len(starts), np.float64)
+    sizes, kept = reader.chroms(), []
     spans = list(windows_by_span(chroms, starts, length, SPAN_GAP))
     clipped = [(max(lo, 0), min(hi, sizes[chrom])) for chrom, lo, hi, _ in spans]
     found: dict[int, tuple] = {}
@@ -259,8 +261,7 @@ def windows_into(reader: BigWigReader, chroms: np.ndarray, starts: np.ndarray, l
             kept.append((first, last, values, offsets))
             with np.errstate(invalid="ignore"):  # a value out of range (NaN) fails the check below
                 fill(span, first, last, values.astype(out.dtype))
-            bases, value_sum = covered_in_windows(first, last, values, offsets, length)
-            covered, total = covered + bases, total + value_sum
+            covered[rows], total[rows] = covered_in_windows(first, last, values, offsets, length)
         out[rows] = gather(span, offsets, length)
     _check_values(kept, length, check)
     return covered, total

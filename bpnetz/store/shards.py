@@ -235,23 +235,35 @@ class ShardEncoder:
         n = min(dec.shard_rows, dec.n_rows - lo)
         if rows.shape != (n, *dec.row_shape):
             raise ValueError(f"shard {shard}: expected rows of shape {(n, *dec.row_shape)}, got {rows.shape}")
-        flat = np.ascontiguousarray(rows, dtype=dec.dtype).reshape(n, -1)
-        parts, index = [], np.full((dec.chunks_per_shard, 2), _EMPTY, dtype="<u8")
-        offset = 0
-        for i, first in enumerate(range(0, n, dec.chunk_rows)):
-            chunk = flat[first:first + dec.chunk_rows]
-            if len(chunk) < dec.chunk_rows:  # the array's last chunk is stored whole, padded with the fill value
-                chunk = np.concatenate([chunk, np.full((dec.chunk_rows - len(chunk), chunk.shape[1]),
-                                                       dec.fill_value, dtype=dec.dtype)])
-            body = self.blosc.encode(chunk.view(np.uint8))
-            parts += [body, _crc32c(memoryview(body))] if self.crc else [body]
-            index[i] = offset, len(body) + (_CRC_BYTES if self.crc else 0)
-            offset += int(index[i, 1])
-        parts += [index.tobytes(), _crc32c(memoryview(index.tobytes()))]
+        self.write_encoded(shard, [self.encode_chunk(rows[first:first + dec.chunk_rows])
+                                   for first in range(0, n, dec.chunk_rows)])
+
+    def encode_chunk(self, rows: np.ndarray) -> bytes:
+        """The stored bytes of one inner chunk (its rows; fewer than a chunk only for the array's last chunk, which
+        is padded with the fill value): Blosc-compressed, then its CRC32C when the array has one."""
+        dec = self.decoder
+        flat = np.ascontiguousarray(rows, dtype=dec.dtype).reshape(len(rows), -1)
+        if len(flat) < dec.chunk_rows:
+            flat = np.concatenate([flat, np.full((dec.chunk_rows - len(flat), flat.shape[1]), dec.fill_value,
+                                                 dtype=dec.dtype)])
+        body = self.blosc.encode(flat.view(np.uint8))
+        return body + _crc32c(memoryview(body)) if self.crc else body
+
+    def write_encoded(self, shard: int, chunks: list[bytes]) -> None:
+        """Write ``shard`` from its chunks' stored bytes (:meth:`encode_chunk`, in order, every chunk of the shard
+        inside the array): the chunks, then the index and its CRC32C, in one file write."""
+        dec = self.decoder
+        expected = -(-min(dec.shard_rows, dec.n_rows - shard * dec.shard_rows) // dec.chunk_rows)
+        if len(chunks) != expected:
+            raise ValueError(f"shard {shard}: expected {expected} chunks, got {len(chunks)}")
+        index = np.full((dec.chunks_per_shard, 2), _EMPTY, dtype="<u8")
+        sizes = np.array([len(chunk) for chunk in chunks], dtype="<u8")
+        index[:len(chunks), 0] = np.cumsum(sizes) - sizes
+        index[:len(chunks), 1] = sizes
         path = dec.shard_path(shard)
         path.parent.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
         with open(path, "wb") as handle:
-            handle.write(b"".join(parts))
+            handle.write(b"".join([*chunks, index.tobytes(), _crc32c(memoryview(index.tobytes()))]))
 
 
 class RemoteShards:
