@@ -10,6 +10,7 @@ Commands that read input_data.json must run from inside the directory (its paths
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,10 @@ from pathlib import Path
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Builds remember their inputs' checksums in the user's cache file (bpnetz.store.checksum.CACHE_ENV); the tests'
+# go to a file of their own, not the home folder.
+os.environ.setdefault("BPNETZ_CHECKSUM_CACHE",
+                      str(Path(tempfile.mkdtemp(prefix="bpnetz-test-checksums-")) / "checksums.json"))
 
 import pytest
 

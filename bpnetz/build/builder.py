@@ -70,7 +70,7 @@ from bpnetz.genome.bigwig_reader import BigWigReader, open_reader, windows_into
 from bpnetz.genome.fasta import fasta_lengths, open_fasta, read_windows
 from bpnetz.genome.intervals import read_blacklist, read_chrom_sizes
 from bpnetz.store import schema
-from bpnetz.store.checksum import ChecksumCache, build_key, content_id
+from bpnetz.store.checksum import ChecksumCache, build_key, content_id, user_cache_path
 from bpnetz.store.reader import keep_freed_memory
 from bpnetz.store.schema import StoreLayout, Track
 
@@ -975,7 +975,8 @@ def build_store(input_data: str | Path, reference_genome: str | Path, chrom_size
     """Build (or resume building) the store of an experiment at ``output``; see the module docstring.
 
     ``options``: see :class:`~bpnetz.build.options.BuildOptions` (None: its defaults)."""
-    return _build(input_data, reference_genome, chrom_sizes, output, options or BuildOptions(), ChecksumCache(None))
+    return _build(input_data, reference_genome, chrom_sizes, output, options or BuildOptions(),
+                  ChecksumCache(user_cache_path()))
 
 
 def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, output: str | Path,

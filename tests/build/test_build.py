@@ -149,6 +149,24 @@ def test_metadata_records_totals_sources_and_genome(built):
     assert meta["n_loci"] == 92 and meta["n_rejected"] == 6 and meta["checksum"].startswith("blake2b128:")
 
 
+def test_second_build_reads_checksums_from_the_user_cache(built, tmp_path, monkeypatch):
+    from bpnetz.store import checksum
+
+    experiment, _, path = built
+    monkeypatch.setenv(checksum.CACHE_ENV, str(tmp_path / "checksums.json"))
+    monkeypatch.setattr(checksum, "SETTLED_SECONDS", 0.0)  # the experiment's files were written moments ago
+    hashed = []
+    original = checksum.file_checksum
+    monkeypatch.setattr(checksum, "file_checksum", lambda p, **k: hashed.append(p) or original(p, **k))
+    build_store(**experiment.build_args(tmp_path / "first.zarr"))
+    n_sources = len(hashed)
+    build_store(**experiment.build_args(tmp_path / "second.zarr"))
+    assert n_sources >= 6 and len(hashed) == n_sources  # every source hashed by the first build only
+    metas = [schema.metadata(zarr.open_group(str(p), mode="r")) for p in (path, tmp_path / "second.zarr")]
+    assert metas[1]["sources"] == metas[0]["sources"] and metas[1]["genome"] == metas[0]["genome"]
+    assert metas[1]["checksum"] == metas[0]["checksum"]
+
+
 def _input_lines(path: Path) -> set[tuple[str, int]]:
     return {(str(path), n) for n, line in enumerate(path.read_text().splitlines(), 1)
             if line.strip() and not line.startswith("#")}

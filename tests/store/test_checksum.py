@@ -1,0 +1,90 @@
+"""The checksum cache: unchanged files are not read again; any change, even one that keeps size and modification
+time, is; files changed just before hashing are not remembered; a cache that cannot be written costs nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from bpnetz.store import checksum
+from bpnetz.store.checksum import ChecksumCache, file_checksum, user_cache_path
+
+
+def _blake(data: bytes) -> str:
+    return f"blake2b128:{hashlib.blake2b(data, digest_size=16).hexdigest()}"
+
+
+@pytest.fixture
+def hashed(monkeypatch):
+    """Counts the files actually read (file_checksum calls)."""
+    calls = []
+
+    def counting(path, *, md5=False):
+        calls.append(os.path.basename(path))
+        return file_checksum(path, md5=md5)
+
+    monkeypatch.setattr(checksum, "file_checksum", counting)
+    return calls
+
+
+def test_unchanged_file_is_read_once_and_change_is_seen(tmp_path, hashed, monkeypatch):
+    monkeypatch.setattr(checksum, "SETTLED_SECONDS", 0.0)
+    data = tmp_path / "genome.fa"
+    data.write_bytes(b">c\nACGT\n")
+    cache_file = tmp_path / "cache" / "checksums.json"
+    first = ChecksumCache(cache_file).checksum(data, md5=True)
+    assert first["checksum"] == _blake(b">c\nACGT\n") and first["md5"] == hashlib.md5(b">c\nACGT\n").hexdigest()
+    assert ChecksumCache(cache_file).checksum(data, md5=True) == first  # a new process: from the file
+    assert hashed == ["genome.fa"]
+    # same size, same modification time, other bytes: the change time tells
+    stat = data.stat()
+    data.write_bytes(b">c\nTTTT\n")
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert ChecksumCache(cache_file).checksum(data)["checksum"] == _blake(b">c\nTTTT\n")
+    assert hashed == ["genome.fa", "genome.fa"]
+
+
+def test_file_changed_just_before_hashing_is_not_remembered(tmp_path, hashed):
+    data = tmp_path / "plus.bw"
+    data.write_bytes(b"fresh")
+    cache = ChecksumCache(tmp_path / "checksums.json")
+    assert cache.checksum(data)["checksum"] == _blake(b"fresh")
+    assert cache.checksum(data)["checksum"] == _blake(b"fresh")
+    assert hashed == ["plus.bw", "plus.bw"]  # changed < SETTLED_SECONDS before: hashed again
+    assert not (tmp_path / "checksums.json").exists()
+
+
+def test_unwritable_cache_only_costs_rehashing(tmp_path, hashed, monkeypatch):
+    monkeypatch.setattr(checksum, "SETTLED_SECONDS", 0.0)
+    data = tmp_path / "peaks.bed"
+    data.write_bytes(b"c\t1\t2\n")
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder would be")
+    cache = ChecksumCache(blocker / "checksums.json")
+    assert cache.checksum(data)["checksum"] == _blake(b"c\t1\t2\n")
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text("{not json")
+    assert ChecksumCache(corrupt).checksum(data)["checksum"] == _blake(b"c\t1\t2\n")
+
+
+def test_cache_keeps_at_most_max_entries(tmp_path, monkeypatch):
+    monkeypatch.setattr(checksum, "SETTLED_SECONDS", 0.0)
+    monkeypatch.setattr(checksum, "MAX_ENTRIES", 3)
+    cache = ChecksumCache(tmp_path / "checksums.json")
+    for i in range(5):
+        (tmp_path / f"f{i}").write_bytes(bytes([i]))
+        cache.checksum(tmp_path / f"f{i}")
+    kept = ChecksumCache(tmp_path / "checksums.json")._entries
+    assert [key.split("|")[0].rsplit("/", 1)[-1] for key in kept] == ["f2", "f3", "f4"]
+
+
+def test_user_cache_path_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(checksum.CACHE_ENV, "off")
+    assert user_cache_path() is None
+    monkeypatch.setenv(checksum.CACHE_ENV, str(tmp_path / "c.json"))
+    assert user_cache_path() == tmp_path / "c.json"
+    monkeypatch.delenv(checksum.CACHE_ENV)
+    assert user_cache_path() == Path.home() / ".cache" / "bpnetz" / "checksums.json"
