@@ -4,23 +4,26 @@ Steps (all in :func:`build_store`):
 
 1. Load and cross-check the inputs (chromosome names and lengths of FASTA, chrom.sizes and every bigWig),
    resolve and select the loci (:mod:`bpnetz.build.loci`); every source file is checksummed on two threads
-   meanwhile and on into step 3 (:class:`PendingChecksums`).
+   meanwhile and on into step 3 (:class:`PendingChecksums`), or its checksum is taken from the user's checksum
+   cache when the file has not changed since it was last hashed (:class:`~bpnetz.store.checksum.ChecksumCache`).
 2. Create ``<store>.partial`` with the arrays and the locus coordinates, or resume it when it was started by
    the same build (same build key); a partial store of other inputs is started over. The build key is written
    into it once the checksums are known (:class:`ResumeMark`).
-3. One Dask task per block of :data:`~bpnetz.store.schema.SHARD_LOCI` rows (exactly one shard of every array,
-   so concurrent tasks never write the same object). A task opens the FASTA and bigWigs once, reads its rows'
-   windows, writes them, then writes ``.blocks/<i>.json`` with the block's totals. Finished blocks are skipped
-   on a rerun. What a block costs, and why it reads and writes as it does (CPU-s of a 50,796-locus simulated
-   build, 2114/1000, 4 count tracks, one thread, load ~12 on 2 cores): 11.8 s before, 6.2 s after
+3. One Dask task per *region* (:mod:`bpnetz.build.regions`): the store chunks of one stretch of the genome, from
+   every run of loci (peaks and background loci of the same stretch share their reads). A task opens the FASTA
+   and bigWigs once, reads its rows' windows and returns them encoded per chunk; this process writes each shard
+   (:data:`~bpnetz.store.schema.SHARD_LOCI` rows of every array) once all its chunks are in, then
+   ``.blocks/<shard>.json`` with the shard's totals. Finished shards are skipped on a rerun. What a task costs,
+   and why it reads and writes as it does (CPU-s of a 50,796-locus simulated build, 2114/1000, 4 count tracks,
+   one thread, load ~12 on 2 cores; by shard, before regions): 11.8 s before, 6.2 s after
 
    - FASTA spans read straight from the file at the index's offsets (:func:`~bpnetz.genome.fasta.read_windows`;
      pyfaidx's string slicing and re-encoding took ~3.4 s);
    - bigWig spans read by :class:`~bpnetz.genome.bigwig_reader.BigWigReader` (its ``zlib`` inflation releases the
      GIL, pyBigWig's reads do not) and whole-numbered tracks filled in their stored dtype from the intervals
      (no float32 window arrays, NaN passes or per-window dtype checks);
-   - each shard encoded and written by :class:`~bpnetz.store.shards.ShardEncoder` (zarr's own bytes; zarr-python
-     added ~0.1 CPU-s per block over Blosc and ran the compression on its event-loop thread).
+   - each chunk encoded by :class:`~bpnetz.store.shards.ShardEncoder` (zarr's own bytes; zarr-python added ~0.1
+     CPU-s per block over Blosc and ran the compression on its event-loop thread).
 
    The store's bytes are unchanged (every shard file identical to the previous builder's). pyBigWig and pyfaidx
    remain the independent readers of ``bpnetz store verify`` and of the exactness tests.

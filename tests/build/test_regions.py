@@ -1,0 +1,61 @@
+"""Region planning: every chunk of the unfinished shards is read exactly once, regions follow the genome, and a
+build cut into many regions writes the same shard files and totals as one cut into few."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bpnetz.build import regions
+from bpnetz.build.builder import build_store
+from bpnetz.store import schema
+from tests.build.tiny_inputs import write_tiny_experiment
+
+
+def _runs() -> tuple[np.ndarray, np.ndarray]:
+    """Two sorted runs of loci (dense 'peaks', then sparse 'background') over two chromosomes: 700 rows."""
+    rng = np.random.default_rng(3)
+    chrom, summit = [], []
+    for n, spacing in ((500, 100), (200, 400)):
+        for name, share in (("chrA", 0.6), ("chrB", 0.4)):
+            k = int(n * share)
+            chrom += [name] * k
+            summit += sorted(rng.integers(0, k * spacing, k).tolist())
+    return np.array(chrom, dtype=object), np.array(summit, dtype=np.int64)
+
+
+@pytest.mark.parametrize("parallel", [1, 2, 3])
+def test_regions_cover_the_unfinished_chunks_once(parallel, monkeypatch):
+    monkeypatch.setattr(regions, "REGION_LOCI", 100)
+    chrom, summit = _runs()
+    todo = [0, 2, 3, 5]  # shards of 128 rows (16-row chunks); 5 is the last, partial one (60 rows)
+    plan = regions.plan_regions(chrom, summit, todo, 128, 16, parallel)
+    chunks = np.concatenate(plan)
+    want = [c for b in todo for c in range(b * 8, b * 8 + 8) if c * 16 < len(summit)]
+    assert sorted(chunks.tolist()) == want  # each once, nothing of the finished shards
+    loci = int(regions.chunk_lengths(np.array(want), 16, len(summit)).sum())
+    assert len(plan) % parallel == 0 and len(plan) == parallel * -(-loci // (parallel * 100))
+    rows = regions.chunk_rows_of(plan[0], 16, len(summit))
+    assert rows.tolist() == [r for c in plan[0].tolist() for r in range(c * 16, min(c * 16 + 16, len(summit)))]
+    # a region's chunks lie in one stretch of the genome: their middle loci do not interleave with another's
+    middles = [[(chrom[m], summit[m]) for m in c * 16 + regions.chunk_lengths(c, 16, len(summit)) // 2]
+               for c in plan]
+    for first, second in zip(middles, middles[1:]):
+        assert max(first, key=lambda x: (x[0], x[1])) <= min(second, key=lambda x: (x[0], x[1]))
+
+
+def test_many_regions_write_the_same_store(tmp_path, monkeypatch):
+    monkeypatch.setattr(schema, "CHUNK_LOCI", 8)
+    monkeypatch.setattr(schema, "SHARD_LOCI", 32)
+    experiment = write_tiny_experiment(tmp_path / "exp")
+    stores = {}
+    for region_loci in (4096, 8):  # one region (one worker), then one chunk per region
+        monkeypatch.setattr(regions, "REGION_LOCI", region_loci)
+        stores[region_loci] = tmp_path / f"store_{region_loci}.zarr"
+        build_store(**experiment.build_args(stores[region_loci]))
+    files = {k: sorted(p.relative_to(s) for p in s.glob("*/c/**/*") if p.is_file()) for k, s in stores.items()}
+    assert files[8] == files[4096] and len(files[8]) >= 9  # 3 shards of seq, signal and bias
+    for name in files[8]:
+        assert (stores[8] / name).read_bytes() == (stores[4096] / name).read_bytes(), name
+    metas = [schema.metadata(schema.open_group(s)) for s in stores.values()]
+    assert metas[0]["totals"] == metas[1]["totals"] and metas[0]["checksum"] == metas[1]["checksum"]
