@@ -72,9 +72,9 @@ from bpnetz.genome.bigwig import bigwig_has_data, bigwig_windows, open_bigwig
 from bpnetz.genome.bigwig_reader import BigWigReader, open_reader, windows_into
 from bpnetz.genome.fasta import fasta_lengths, open_fasta, read_windows
 from bpnetz.genome.intervals import read_blacklist, read_chrom_sizes
+from bpnetz.memory import keep_freed_memory
 from bpnetz.store import schema
 from bpnetz.store.checksum import ChecksumCache, build_key, content_id, user_cache_path
-from bpnetz.store.reader import keep_freed_memory
 from bpnetz.store.schema import StoreLayout, Track
 
 PARTIAL_SUFFIX = ".partial"
@@ -530,6 +530,7 @@ def build_region(store_path: str, fasta_path: str, layout_dict: dict[str, Any], 
     """
     import zarr
 
+    keep_freed_memory()  # also in a cluster's worker processes (see _block_process)
     store_layout = StoreLayout.from_dict(layout_dict)
     root = zarr.open_group(store_path, mode="r", zarr_format=3)
     names = ["seq", "signal", *(["bias"] if store_layout.bias_tracks else [])]
@@ -831,7 +832,7 @@ def _block_process() -> None:
 
     - Blosc compresses in the calling thread, as in a block thread (numcodecs otherwise uses Blosc's global thread
       pool from a main thread, whose threads a fork does not copy).
-    - glibc keeps freed memory for reuse (:func:`~bpnetz.store.reader.keep_freed_memory`) instead of mapping and
+    - glibc keeps freed memory for reuse (:func:`~bpnetz.memory.keep_freed_memory`) instead of mapping and
       unmapping each large array: a block task allocates spans up to a chromosome long, and every fresh mapping is
       paid again in page faults. Measured on the 40k-locus benchmark's block reads, one process: 0.95 -> 0.67 s for
       2 background blocks, 0.67 -> 0.46 s for 4 peak blocks. The worker exits with the build.

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from bpnetz.config import Split
+from bpnetz.memory import keep_freed_memory
 from bpnetz.model.contract import TrackGroups
 from bpnetz.store import schema
-from bpnetz.store.reader import StoreReader, keep_freed_memory
+from bpnetz.store.reader import StoreReader
 from bpnetz.store.selection import Subset
 from bpnetz.store.stream import LocusStream
 

@@ -42,8 +42,9 @@ import pandas as pd
 from bpnetz.config import Split
 from bpnetz.errors import InputError
 from bpnetz.genome import sequence
+from bpnetz.memory import available_memory
 from bpnetz.store import schema
-from bpnetz.store.reader import RawRows, StoreReader, aligned_empty, available_memory
+from bpnetz.store.reader import RawRows, StoreReader, aligned_empty
 from bpnetz.store.selection import (
     BACKGROUND_MODES,
     STREAM_AUGMENT,
