@@ -13,7 +13,8 @@ Rates: "blocks" counts the block tasks only (reading, encoding, compressing, wri
 tasks is the rate one free core gives, and what to compare when the machine is shared. Each build runs twice in
 the bench's own checksum cache (``BPNETZ_CHECKSUM_CACHE``): "cold" with the cache emptied, so every input is hashed
 (a first build on a machine), then warm, where the inputs' checksums are remembered (every later build from the
-same files: an atlas builds hundreds of stores against one genome); the block rates are the warm build's. The
+same files: an atlas builds hundreds of stores against one genome); the block rates are the warm build's. Then
+the same warm build on a local dask.distributed cluster of each worker count (``--no-distributed`` skips it). The
 per-locus peer reads ``min(size, --peer-sample)`` loci (its rate does not depend on the size); tangermeme extracts
 every locus.
 
@@ -22,7 +23,7 @@ profile and bias arrays (output_len × tracks × 8 bytes each); a store keeps ui
 float32 rows (the narrowest integer dtype for counts) with jitter flanks, compressed.
 
     python scripts/bench_build.py [--sizes 10000 40000] [--workers 1 2] [--peer-python /work/peer-venv/bin/python]
-                                  [--keep DIR] [--experiment DIR]
+                                  [--keep DIR] [--experiment DIR] [--no-distributed]
 """
 
 from __future__ import annotations
@@ -176,15 +177,37 @@ def tangermeme_rate(args: argparse.Namespace, store: Path, genome: Path, workdir
                    f"{result['seq_shape']}, signals {result['signal_shape']}")
 
 
-def build_rates(input_data: Path, genome: Path, sizes: Path, out: Path, workers: int, cache: Path) -> Any:
-    """One build, its inputs' checksums remembered in ``cache`` (the bench's own checksum cache file)."""
+def build_rates(input_data: Path, genome: Path, sizes: Path, out: Path, workers: int, cache: Path,
+                scheduler: str | None = None) -> Any:
+    """One build, its inputs' checksums remembered in ``cache`` (the bench's own checksum cache file); on the
+    dask.distributed cluster at ``scheduler`` when given."""
     from bpnetz.build.builder import build_store
     from bpnetz.build.options import BuildOptions
     from bpnetz.store.checksum import CACHE_ENV
 
     os.environ[CACHE_ENV] = str(cache)
     shutil.rmtree(out, ignore_errors=True)
-    return build_store(input_data, genome, sizes, out, BuildOptions(workers=workers, progress=False))
+    return build_store(input_data, genome, sizes, out,
+                       BuildOptions(workers=workers, scheduler=scheduler, progress=False))
+
+
+def distributed_rates(args: argparse.Namespace, input_data: Path, genome: Path, sizes: Path, out: Path,
+                      cache: Path) -> None:
+    """Warm builds on a local dask.distributed cluster of 1, 2, ... worker processes (one thread each), the
+    cluster started before the timing; the best of two builds per worker count."""
+    try:
+        from distributed import LocalCluster
+    except ImportError:
+        print("dask.distributed: skipped (not installed)")
+        return
+    for workers in args.workers:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            runs = [build_rates(input_data, genome, sizes, out, workers, cache, cluster.scheduler_address)
+                    for _ in range(2)]
+        best = min(runs, key=lambda s: s.seconds)
+        print(f"bpnetz build on a dask.distributed cluster, {workers} worker process(es): blocks "
+              f"{best.loci_per_second:,.0f} loci/s ({best.block_seconds:.2f} s), all "
+              f"{best.loci_built / best.seconds:,.0f} loci/s ({best.seconds:.2f} s; best of 2)")
 
 
 def remembered(cache: Path) -> int:
@@ -211,6 +234,8 @@ def bench_size(args: argparse.Namespace, exp: Path, root: Path, n_loci: int) -> 
               f"{summary.loci_built / summary.seconds:,.0f} loci/s ({summary.seconds:.2f} s incl. input checks, "
               f"start-up; {n_remembered} inputs' checksums remembered) / cold {cold.loci_built / cold.seconds:,.0f} "
               f"loci/s ({cold.seconds:.2f} s, every input hashed)")
+    if args.distributed:
+        distributed_rates(args, input_data, genome, sizes, root / f"store_{n_loci}_dist.zarr", cache)
     n, rate, rate_cpu = per_locus_rate(summary.path, genome, args.peer_sample)
     print(f"per-locus pyfaidx + pyBigWig reads: {rate:,.0f} loci/s, {rate_cpu:,.0f} per CPU-second ({n:,} loci) "
           f"-> build {best / rate:.1f}x wall, {best_cpu / rate_cpu:.1f}x per CPU-second")
@@ -235,6 +260,8 @@ def main() -> None:
     parser.add_argument("--peer-python", default=None,
                         help="interpreter with tangermeme installed (e.g. /work/peer-venv/bin/python)")
     parser.add_argument("--peer-sample", type=int, default=5000, help="loci read one by one by the per-locus peer")
+    parser.add_argument("--distributed", action=argparse.BooleanOptionalAction, default=True,
+                        help="also build on a local dask.distributed cluster of each worker count")
     args = parser.parse_args()
 
     from bpnetz.store import schema

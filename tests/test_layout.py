@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bpnetz"
 
 #: lowest first; modules of one layer may import each other.
 LAYERS = [
-    ["errors"],
+    ["errors", "memory"],
     ["files"],
     ["genome"],
     ["config"],
