@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bpnetz.files.atomic import write_text
-from bpnetz.store.checksum import ChecksumCache, file_checksum
+from bpnetz.store.checksum import ChecksumCache, checksum_matches, file_checksum
 
 RECORDS = ".batch"
 
@@ -66,7 +66,7 @@ def outputs_verify(root: Path, manifest: dict[str, dict[str, Any]]) -> bool:
             return False
         if stat.st_size != entry["size"]:
             return False
-        if stat.st_mtime_ns != entry["mtime_ns"] and file_checksum(path)["checksum"] != entry["checksum"]:
+        if stat.st_mtime_ns != entry["mtime_ns"] and not checksum_matches(path, entry["checksum"]):
             return False
     return bool(manifest)
 

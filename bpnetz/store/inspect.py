@@ -207,7 +207,7 @@ def _check_loci(group: Any, meta: dict[str, Any], store_layout: schema.StoreLayo
 
 
 def _check_sources(meta: dict[str, Any], result: Verification) -> None:
-    from bpnetz.store.checksum import file_checksum
+    from bpnetz.store.checksum import checksum_matches
 
     for source in meta.get("sources", []):
         path = Path(source["path"])
@@ -216,7 +216,7 @@ def _check_sources(meta: dict[str, Any], result: Verification) -> None:
             continue
         if path.stat().st_size != source["size"]:
             result.problems.append(f"source {path} has size {path.stat().st_size}, recorded {source['size']}")
-        elif file_checksum(path)["checksum"] != source["checksum"]:
+        elif not checksum_matches(path, source["checksum"]):  # with the algorithm the store records
             result.problems.append(f"source {path} has changed since the build (checksum differs)")
 
 

@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import blake3
 import numpy as np
 import pyBigWig
 import pyfaidx
@@ -143,8 +144,7 @@ def test_metadata_records_totals_sources_and_genome(built):
     by_path = {s["path"]: s for s in meta["sources"]}
     plus = by_path[str(experiment.bigwigs["plus"])]
     assert plus["size"] == experiment.bigwigs["plus"].stat().st_size
-    assert plus["checksum"].endswith(hashlib.blake2b(experiment.bigwigs["plus"].read_bytes(),
-                                                     digest_size=16).hexdigest())
+    assert plus["checksum"] == f"blake3:{blake3.blake3(experiment.bigwigs['plus'].read_bytes()).hexdigest()}"
     assert meta["configs"]["input_data"] == json.loads(experiment.input_data.read_text())
     assert meta["n_loci"] == 92 and meta["n_rejected"] == 6 and meta["checksum"].startswith("blake2b128:")
 

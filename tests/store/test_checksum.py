@@ -4,17 +4,19 @@ time, is; files changed just before hashing are not remembered; a cache that can
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
+import blake3
 import pytest
 
 from bpnetz.store import checksum
-from bpnetz.store.checksum import ChecksumCache, file_checksum, user_cache_path
+from bpnetz.store.checksum import ChecksumCache, checksum_matches, file_checksum, user_cache_path
 
 
 def _blake(data: bytes) -> str:
-    return f"blake2b128:{hashlib.blake2b(data, digest_size=16).hexdigest()}"
+    return f"blake3:{blake3.blake3(data).hexdigest()}"
 
 
 @pytest.fixture
@@ -22,9 +24,9 @@ def hashed(monkeypatch):
     """Counts the files actually read (file_checksum calls)."""
     calls = []
 
-    def counting(path, *, md5=False):
+    def counting(path, **options):
         calls.append(os.path.basename(path))
-        return file_checksum(path, md5=md5)
+        return file_checksum(path, **options)
 
     monkeypatch.setattr(checksum, "file_checksum", counting)
     return calls
@@ -88,3 +90,22 @@ def test_user_cache_path_follows_the_environment(monkeypatch, tmp_path):
     assert user_cache_path() == tmp_path / "c.json"
     monkeypatch.delenv(checksum.CACHE_ENV)
     assert user_cache_path() == Path.home() / ".cache" / "bpnetz" / "checksums.json"
+
+
+def test_checksums_of_older_stores_are_checked_with_their_algorithm(tmp_path, hashed, monkeypatch):
+    """Stores built before BLAKE3 record BLAKE2b-128: verify and the batch records compare with that algorithm."""
+    monkeypatch.setattr(checksum, "SETTLED_SECONDS", 0.0)
+    data = tmp_path / "plus.bw"
+    data.write_bytes(b"counts")
+    old = f"blake2b128:{hashlib.blake2b(b'counts', digest_size=16).hexdigest()}"
+    assert checksum_matches(data, old) and checksum_matches(data, _blake(b"counts"))
+    assert not checksum_matches(data, "sha1:" + hashlib.sha1(b"counts").hexdigest())  # unknown: never a match
+    # a cache entry written by an older version (same file, BLAKE2b) is hashed again with BLAKE3
+    cache_file = tmp_path / "checksums.json"
+    ChecksumCache(cache_file).checksum(data)
+    entries = json.loads(cache_file.read_text())
+    cache_file.write_text(json.dumps({key: {**entry, "checksum": old} for key, entry in entries.items()}))
+    hashed.clear()
+    assert ChecksumCache(cache_file).checksum(data)["checksum"] == _blake(b"counts") and hashed == ["plus.bw"]
+    data.write_bytes(b"counts, changed")
+    assert not checksum_matches(data, old)
