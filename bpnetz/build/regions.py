@@ -74,16 +74,22 @@ class ShardAssembler:
     (per track: the sum of the chunks' totals, in chunk order, so a float total does not depend on the regions).
 
     ``arrays``: the data arrays of the partial store (zarr arrays of the build's layout); ``blocks``: the shards to
-    expect; ``on_block(stats)`` is called after each shard's marker is written.
+    expect; ``on_block(stats)`` is called after each shard's marker is written, ``after_add()`` after each region.
+
+    The cost of the shared reads: a shard is written only once every region holding one of its chunks has finished
+    (a background shard spans many regions), so an interrupted build keeps fewer finished shards than one task per
+    shard did, and this process holds the encoded chunks of unfinished shards (~1 kB per locus; at most the store's
+    compressed size).
     """
 
     def __init__(self, arrays: dict[str, Any], blocks: list[int], markers: Path,
-                 on_block: Callable[[dict[str, Any]], None]):
+                 on_block: Callable[[dict[str, Any]], None], after_add: Callable[[], None] = lambda: None):
         self.encoders = {name: shard_encoder(array) for name, array in arrays.items()}
         first = next(iter(self.encoders.values())).decoder
         self.shard_rows, self.chunk_rows, self.n_rows = first.shard_rows, first.chunk_rows, first.n_rows
         self.markers = markers
         self.on_block = on_block
+        self.after_add = after_add
         self.expected = list(blocks)
         self._waiting = {block: {} for block in blocks}  # block -> chunk -> (encoded per array, stats)
         self.finished: list[dict[str, Any]] = []
@@ -103,6 +109,7 @@ class ShardAssembler:
         for block in sorted(touched):
             if len(self._waiting[block]) == self._chunks_in(block):
                 self._write(block, self._waiting.pop(block))
+        self.after_add()
 
     def check_complete(self) -> None:
         """Raise when a shard still lacks chunks (a region plan that missed some: a bug, never data)."""

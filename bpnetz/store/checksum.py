@@ -89,8 +89,17 @@ def user_cache_path() -> Path | None:
     """The user's checksum cache file (:data:`CACHE_ENV`), or None when it is switched off."""
     value = os.environ.get(CACHE_ENV)
     if value is None:
-        return Path.home() / ".cache" / "bpnetz" / "checksums.json"
+        try:
+            return Path.home() / ".cache" / "bpnetz" / "checksums.json"
+        except (RuntimeError, KeyError):  # no HOME and no passwd entry: nowhere to remember
+            return None
     return None if value.strip().lower() in ("", "off", "0", "no", "none") else Path(value)
+
+
+def _valid_entry(entry: Any) -> bool:
+    """Whether a loaded cache entry has what :func:`file_checksum` returns (a damaged one is dropped)."""
+    return (isinstance(entry, dict) and isinstance(entry.get("size"), int) and isinstance(entry.get("checksum"), str)
+            and isinstance(entry.get("md5", ""), str))
 
 
 def _stat_key(path: Path, stat: os.stat_result) -> str:
@@ -116,12 +125,13 @@ class ChecksumCache:
         self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
         self._entries: dict[str, dict[str, Any]] = {}
-        if self.path is not None and self.path.is_file():
+        if self.path is not None:
             try:
-                loaded = json.loads(self.path.read_text())
-                self._entries = loaded if isinstance(loaded, dict) else {}
-            except (OSError, ValueError):
-                self._entries = {}
+                loaded = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            except (OSError, ValueError):  # unreadable or damaged: start empty (it is rewritten whole)
+                loaded = {}
+            self._entries = {key: entry for key, entry in loaded.items() if _valid_entry(entry)} \
+                if isinstance(loaded, dict) else {}
 
     def checksum(self, path: str | Path, *, md5: bool = False) -> dict[str, Any]:
         """Like :func:`file_checksum`, reusing a remembered result for an unchanged file."""
@@ -129,7 +139,7 @@ class ChecksumCache:
         before = path.stat()
         key = _stat_key(path, before)
         entry = self._entries.get(key)
-        if (isinstance(entry, dict) and str(entry.get("checksum", "")).startswith(f"{CHECKSUM_ALGORITHM}:")
+        if (entry is not None and entry["checksum"].startswith(f"{CHECKSUM_ALGORITHM}:")
                 and (not md5 or "md5" in entry)):  # an entry of an older version's algorithm is hashed again
             return dict(entry)
         began = time.time()

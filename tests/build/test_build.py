@@ -350,8 +350,15 @@ def test_find_or_build_store_reuses_the_cache(built, tmp_path, monkeypatch):
 def test_distributed_scheduler_builds_the_same_store(built, tmp_path):
     distributed = pytest.importorskip("distributed")
     experiment, _, reference = built
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as c:
-        build_store(**experiment.build_args(tmp_path / "store.zarr", scheduler=c.scheduler_address))
+    planned = []
+    original = builder.regions_mod.plan_regions
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(builder.regions_mod, "plan_regions", lambda *a: planned.append(a[-1]) or original(*a))
+        with distributed.LocalCluster(n_workers=3, threads_per_worker=1, processes=False,
+                                      dashboard_address=None) as c:
+            # no --workers: the regions are planned for the cluster's 3 workers, not this machine's cores
+            build_store(**experiment.build_args(tmp_path / "store.zarr", scheduler=c.scheduler_address, workers=None))
+    assert planned == [3]
     got, want = _arrays(tmp_path / "store.zarr"), _arrays(reference)
     for name in ARRAYS:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)

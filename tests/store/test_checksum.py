@@ -109,3 +109,38 @@ def test_checksums_of_older_stores_are_checked_with_their_algorithm(tmp_path, ha
     assert ChecksumCache(cache_file).checksum(data)["checksum"] == _blake(b"counts") and hashed == ["plus.bw"]
     data.write_bytes(b"counts, changed")
     assert not checksum_matches(data, old)
+
+
+def test_no_home_or_unreadable_cache_never_stops_a_build(tmp_path, monkeypatch):
+    monkeypatch.delenv(checksum.CACHE_ENV, raising=False)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert user_cache_path() is None
+    data = tmp_path / "genome.fa"
+    data.write_bytes(b">c\nAC\n")
+    locked = tmp_path / "locked" / "checksums.json"
+    real_is_file = Path.is_file
+
+    def refused(self):  # a cache folder this user may not enter (EACCES; root ignores permissions)
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", refused)
+    assert ChecksumCache(locked).checksum(data)["checksum"] == _blake(b">c\nAC\n")
+
+
+def test_damaged_cache_entries_are_hashed_again(tmp_path, hashed, monkeypatch):
+    monkeypatch.setattr(checksum, "SETTLED_SECONDS", 0.0)
+    data = tmp_path / "minus.bw"
+    data.write_bytes(b"values")
+    cache_file = tmp_path / "checksums.json"
+    ChecksumCache(cache_file).checksum(data)
+    entries = json.loads(cache_file.read_text())
+    cache_file.write_text(json.dumps({key: {"checksum": entry["checksum"]} for key, entry in entries.items()}))
+    hashed.clear()
+    assert ChecksumCache(cache_file).checksum(data) == {"size": 6, "checksum": _blake(b"values")}
+    assert hashed == ["minus.bw"]
