@@ -642,8 +642,8 @@ class ResumeMark:
     """The build attributes of a partial store (build key, dtypes, block size): what lets a rerun resume it.
 
     Written once the sources' checksums are known and the locus coordinates written, which may be while the
-    blocks are written (it is tried after each finished block, in the scheduling thread, and waited for before the
-    store is finished): a partial store without them, interrupted while being created or before its checksums
+    blocks are written (it is tried after each finished region task, in the scheduling thread, and waited for
+    before the store is finished): a partial store without them, interrupted while being created or before its checksums
     were known, is started over. zarr writes the group's metadata atomically, so block tasks opening the group
     meanwhile read the old or the new.
 
@@ -790,8 +790,7 @@ def _run_regions(calls: list[tuple], workers: int | None, scheduler: str | None,
     tasks = [dask.delayed(build_region, pure=False)(*call, dask_key_name=f"build_region-{call[-1]}")
              for call in calls]
     bar = tqdm(total=len(assembler.expected), unit="block", desc="build", disable=not progress, file=sys.stderr)
-    on_block = assembler.on_block
-    assembler.on_block = lambda stats: (bar.update(1), on_block(stats))
+    assembler.on_block = lambda stats: bar.update(1)
     try:
         if scheduler:
             _run_distributed(tasks, scheduler, assembler)
@@ -804,7 +803,6 @@ def _run_regions(calls: list[tuple], workers: int | None, scheduler: str | None,
 
 
 def _run_local(tasks: list[Any], workers: int | None, assembler: regions_mod.ShardAssembler) -> None:
-
     import dask
     from dask.callbacks import Callback
 
@@ -1035,18 +1033,22 @@ def _build(input_data: str | Path, reference_genome: str | Path, chrom_sizes: st
         return _build_locked(input_data, reference_genome, chrom_sizes, output, options, checksums)
 
 
+def _parallelism(options: BuildOptions) -> int:
+    """The worker count the regions are planned for: ``--workers``, else the cluster's workers, else the cores."""
+    return options.workers or (options.scheduler and _cluster_workers(options.scheduler)) or os.cpu_count() or 1
+
+
 def _region_calls(partial: Path, inputs: BuildInputs, dtypes: dict[str, str], todo: list[int], mark: ResumeMark,
-                  options: BuildOptions) -> tuple:
+                  options: BuildOptions, parallel: int) -> tuple:
     """The arguments of :func:`_run_regions` for the unfinished blocks ``todo``: one :func:`build_region` call per
-    region (:func:`~bpnetz.build.regions.plan_regions`), and the assembler of their shards."""
+    region (:func:`~bpnetz.build.regions.plan_regions`, for ``parallel`` workers), and the assembler of their
+    shards."""
     import zarr
 
     root = zarr.open_group(str(partial), mode="r+", zarr_format=3)
     arrays = {name: root[name] for name in ("seq", "signal", "bias") if name in root}
-    assembler = regions_mod.ShardAssembler(arrays, todo, partial / BLOCKS_DIR, lambda _: None,
-                                           after_add=mark.write_when_ready)
+    assembler = regions_mod.ShardAssembler(arrays, todo, partial / BLOCKS_DIR, after_add=mark.write_when_ready)
     kept = inputs.selection.kept
-    parallel = options.workers or (options.scheduler and _cluster_workers(options.scheduler)) or os.cpu_count() or 1
     regions = regions_mod.plan_regions(kept.chrom, kept.summit, todo, assembler.shard_rows, assembler.chunk_rows,
                                        parallel)
     layout = inputs.layout.to_dict()
@@ -1078,13 +1080,14 @@ def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_si
 
     n = len(inputs.selection.kept)
     n_blocks = -(-n // block_loci)
+    parallel = _parallelism(options)  # asked once: a cluster's worker count costs a connection
     try:
         while True:
             done = _finished_blocks(partial)
             todo = [b for b in range(n_blocks) if b not in done]
             blocks_began, cpu_began = time.perf_counter(), _cpu_seconds()
             try:
-                results = _run_regions(*_region_calls(partial, inputs, dtypes, todo, mark, options))
+                results = _run_regions(*_region_calls(partial, inputs, dtypes, todo, mark, options, parallel))
                 break
             except TrackDtypeTooNarrow as err:
                 dtypes[err.array] = wider_dtype(dtypes[err.array], err.needed)

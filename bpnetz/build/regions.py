@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from bpnetz.build.loci import chromosome_codes
 from bpnetz.files.atomic import write_text
 from bpnetz.store.shards import ShardEncoder
 
@@ -58,11 +59,10 @@ def plan_regions(chrom: np.ndarray, summit: np.ndarray, blocks: list[int], shard
     chunks = chunks[chunks * chunk_rows < n_rows]
     if not len(chunks):
         return []
-    middle = chunks * chunk_rows + chunk_lengths(chunks, chunk_rows, n_rows) // 2
-    names = chrom[middle].tolist()
-    rank = {name: i for i, name in enumerate(dict.fromkeys(names))}
-    order = np.lexsort((summit[middle], np.array([rank[name] for name in names])))
-    loci = int(chunk_lengths(chunks, chunk_rows, n_rows).sum())
+    lengths = chunk_lengths(chunks, chunk_rows, n_rows)
+    middle = chunks * chunk_rows + lengths // 2
+    order = np.lexsort((summit[middle], chromosome_codes(chrom[middle])[0]))
+    loci = int(lengths.sum())
     parallel = max(1, parallel)
     n_regions = min(len(chunks), parallel * -(-loci // (parallel * REGION_LOCI)))
     return [np.sort(chunks[part]) for part in np.array_split(order, n_regions) if len(part)]
@@ -74,7 +74,8 @@ class ShardAssembler:
     (per track: the sum of the chunks' totals, in chunk order, so a float total does not depend on the regions).
 
     ``arrays``: the data arrays of the partial store (zarr arrays of the build's layout); ``blocks``: the shards to
-    expect; ``on_block(stats)`` is called after each shard's marker is written, ``after_add()`` after each region.
+    expect; ``after_add()`` is called after each region, :attr:`on_block` ``(stats)`` after each shard's marker is
+    written (the scheduler's progress bar sets it).
 
     The cost of the shared reads: a shard is written only once every region holding one of its chunks has finished
     (a background shard spans many regions), so an interrupted build keeps fewer finished shards than one task per
@@ -83,12 +84,13 @@ class ShardAssembler:
     """
 
     def __init__(self, arrays: dict[str, Any], blocks: list[int], markers: Path,
-                 on_block: Callable[[dict[str, Any]], None], after_add: Callable[[], None] = lambda: None):
+                 after_add: Callable[[], None] = lambda: None):
         self.encoders = {name: shard_encoder(array) for name, array in arrays.items()}
-        first = next(iter(self.encoders.values())).decoder
-        self.shard_rows, self.chunk_rows, self.n_rows = first.shard_rows, first.chunk_rows, first.n_rows
+        self.decoder = next(iter(self.encoders.values())).decoder  # every array has the same rows, chunks, shards
+        self.shard_rows, self.chunk_rows, self.n_rows = (self.decoder.shard_rows, self.decoder.chunk_rows,
+                                                         self.decoder.n_rows)
         self.markers = markers
-        self.on_block = on_block
+        self.on_block: Callable[[dict[str, Any]], None] = lambda stats: None
         self.after_add = after_add
         self.expected = list(blocks)
         self._waiting = {block: {} for block in blocks}  # block -> chunk -> (encoded per array, stats)
@@ -107,7 +109,7 @@ class ShardAssembler:
                                             for name, s in stats.items()})
             touched.add(block)
         for block in sorted(touched):
-            if len(self._waiting[block]) == self._chunks_in(block):
+            if len(self._waiting[block]) == self.decoder.chunks_in(block):
                 self._write(block, self._waiting.pop(block))
         self.after_add()
 
@@ -116,15 +118,11 @@ class ShardAssembler:
         if self._waiting:
             raise RuntimeError(f"shards {sorted(self._waiting)} did not receive all their chunks")
 
-    def _chunks_in(self, block: int) -> int:
-        return -(-min(self.shard_rows, self.n_rows - block * self.shard_rows) // self.chunk_rows)
-
     def _write(self, block: int, chunks: dict[int, tuple[dict[str, bytes], dict[str, Any]]]) -> None:
         ordered = [chunks[c] for c in sorted(chunks)]
         for name, encoder in self.encoders.items():
             encoder.write_encoded(block, [parts[name] for parts, _ in ordered])
-        rows = min(self.shard_rows, self.n_rows - block * self.shard_rows)
-        stats: dict[str, Any] = {"block": block, "rows": rows}
+        stats: dict[str, Any] = {"block": block, "rows": self.decoder.rows_in(block)}
         for name in ordered[0][1]:
             stats[name] = {key: np.sum([s[name][key] for _, s in ordered], axis=0).tolist()
                            for key in ordered[0][1][name]}

@@ -68,10 +68,15 @@ def file_checksum(path: str | Path, *, md5: bool = False, algorithm: str = CHECK
     return result
 
 
+def checksum_algorithm(recorded: str) -> str:
+    """The algorithm a recorded ``"<algorithm>:<hex>"`` checksum names (one of :data:`FILE_DIGESTS`, or not)."""
+    return recorded.split(":", 1)[0]
+
+
 def checksum_matches(path: str | Path, recorded: str) -> bool:
     """Whether a file's checksum, computed with the algorithm ``recorded`` names (its prefix), equals
     ``recorded`` (False for an algorithm this version does not know)."""
-    algorithm = recorded.split(":", 1)[0]
+    algorithm = checksum_algorithm(recorded)
     return algorithm in FILE_DIGESTS and file_checksum(path, algorithm=algorithm)["checksum"] == recorded
 
 

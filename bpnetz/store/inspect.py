@@ -207,7 +207,7 @@ def _check_loci(group: Any, meta: dict[str, Any], store_layout: schema.StoreLayo
 
 
 def _check_sources(meta: dict[str, Any], result: Verification) -> None:
-    from bpnetz.store.checksum import FILE_DIGESTS, checksum_matches
+    from bpnetz.store.checksum import FILE_DIGESTS, checksum_algorithm, checksum_matches
 
     for source in meta.get("sources", []):
         path = Path(source["path"])
@@ -216,9 +216,9 @@ def _check_sources(meta: dict[str, Any], result: Verification) -> None:
             continue
         if path.stat().st_size != source["size"]:
             result.problems.append(f"source {path} has size {path.stat().st_size}, recorded {source['size']}")
-        elif source["checksum"].split(":", 1)[0] not in FILE_DIGESTS:
+        elif checksum_algorithm(source["checksum"]) not in FILE_DIGESTS:
             result.notes.append(f"source {path} not checked: its checksum algorithm "
-                                f"{source['checksum'].split(':', 1)[0]!r} is unknown to this version")
+                                f"{checksum_algorithm(source['checksum'])!r} is unknown to this version")
         elif not checksum_matches(path, source["checksum"]):  # with the algorithm the store records
             result.problems.append(f"source {path} has changed since the build (checksum differs)")
 

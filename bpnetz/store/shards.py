@@ -105,10 +105,18 @@ class ShardDecoder:
         except FileNotFoundError:
             return None
 
+    def rows_in(self, shard: int) -> int:
+        """Rows of ``shard`` (the array's last shard may be shorter)."""
+        return min(self.shard_rows, self.n_rows - shard * self.shard_rows)
+
+    def chunks_in(self, shard: int) -> int:
+        """Inner chunks of ``shard`` that lie inside the array."""
+        return -(-self.rows_in(shard) // self.chunk_rows)
+
     def read_into(self, shard: int, out: np.ndarray) -> None:
         """Decode the rows of ``shard`` into ``out`` (C-contiguous, shape (rows of the shard, *row_shape))."""
         lo = shard * self.shard_rows
-        rows = min(self.shard_rows, self.n_rows - lo)
+        rows = self.rows_in(shard)
         if out.shape != (rows, *self.row_shape) or not out.flags.c_contiguous or out.dtype != self.dtype:
             raise ValueError(f"shard {shard}: expected a C-contiguous {self.dtype} buffer of shape "
                              f"{(rows, *self.row_shape)}, got {out.dtype} {out.shape}")
@@ -231,8 +239,7 @@ class ShardEncoder:
     def write(self, shard: int, rows: np.ndarray) -> None:
         """Write all rows of ``shard`` (shape (rows of the shard, *row_shape), any dtype castable exactly)."""
         dec = self.decoder
-        lo = shard * dec.shard_rows
-        n = min(dec.shard_rows, dec.n_rows - lo)
+        n = dec.rows_in(shard)
         if rows.shape != (n, *dec.row_shape):
             raise ValueError(f"shard {shard}: expected rows of shape {(n, *dec.row_shape)}, got {rows.shape}")
         self.write_encoded(shard, [self.encode_chunk(rows[first:first + dec.chunk_rows])
@@ -253,7 +260,7 @@ class ShardEncoder:
         """Write ``shard`` from its chunks' stored bytes (:meth:`encode_chunk`, in order, every chunk of the shard
         inside the array): the chunks, then the index and its CRC32C, in one file write."""
         dec = self.decoder
-        expected = -(-min(dec.shard_rows, dec.n_rows - shard * dec.shard_rows) // dec.chunk_rows)
+        expected = dec.chunks_in(shard)
         if len(chunks) != expected:
             raise ValueError(f"shard {shard}: expected {expected} chunks, got {len(chunks)}")
         index = np.full((dec.chunks_per_shard, 2), _EMPTY, dtype="<u8")
