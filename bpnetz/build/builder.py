@@ -461,8 +461,7 @@ def _track_rows(handle: Any, source: str, chrom: np.ndarray, start: np.ndarray, 
         def check(values: np.ndarray) -> None:
             _stored(values, dtype, array, source)
 
-        finite, total = windows_into(handle, chrom, start, out.shape[1], out, check)
-        return finite, total.astype(np.int64)  # whole numbers below 2**53: exact
+        return windows_into(handle, chrom, start, out.shape[1], out, check)
     values = bigwig_windows(handle, chrom, start, out.shape[1])
     missing = np.isnan(values)
     finite = out.shape[1] - np.count_nonzero(missing, axis=1)
@@ -819,7 +818,7 @@ def _run_local(tasks: list[Any], workers: int | None, assembler: regions_mod.Sha
 
             with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
                                      initializer=_block_process) as pool:
-                dask.compute(*tasks, scheduler=processes, pool=pool, chunksize=1)  # dask batches 6
+                dask.compute(*tasks, scheduler=processes, pool=pool, chunksize=1, num_workers=len(tasks))
                 return
         from dask.threaded import get as threads  # the function: the name "threads" makes dask import distributed
 
