@@ -51,7 +51,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -783,25 +783,34 @@ def _run_regions(calls: list[tuple], workers: int | None, scheduler: str | None,
     40k-locus benchmark two threads ran 4 peak blocks 1.6x and 2 background blocks 1.2-1.4x faster than one thread,
     and two forked processes 2.0x and 2.1x.
     """
-    import dask
     from tqdm.auto import tqdm
 
-    tasks = [dask.delayed(build_region, pure=False)(*call, dask_key_name=f"build_region-{call[-1]}")
-             for call in calls]
     bar = tqdm(total=len(assembler.expected), unit="block", desc="build", disable=not progress, file=sys.stderr)
     assembler.on_block = lambda stats: bar.update(1)
     try:
         if scheduler:
-            _run_distributed(tasks, scheduler, assembler)
+            _run_distributed(_region_tasks(build_region, calls), scheduler, assembler)
         else:
-            _run_local(tasks, workers, assembler)
+            _run_local(calls, workers, assembler)
     finally:
         bar.close()
     assembler.check_complete()
     return assembler.finished
 
 
-def _run_local(tasks: list[Any], workers: int | None, assembler: regions_mod.ShardAssembler) -> None:
+def _region_tasks(function: Callable[..., dict[str, Any]], calls: list[tuple]) -> list[Any]:
+    import dask
+
+    return [dask.delayed(function, pure=False)(*call, dask_key_name=f"build_region-{call[-1]}") for call in calls]
+
+
+def build_region_spilled(*call: Any) -> dict[str, Any]:
+    """:func:`build_region` in a forked worker: the encoded chunks are handed over in a file of the partial store
+    (:func:`~bpnetz.build.regions.spill`)."""
+    return regions_mod.spill(build_region(*call), Path(call[0]) / regions_mod.SPILL_DIR)
+
+
+def _run_local(calls: list[tuple], workers: int | None, assembler: regions_mod.ShardAssembler) -> None:
     import dask
     from dask.callbacks import Callback
 
@@ -809,20 +818,26 @@ def _run_local(tasks: list[Any], workers: int | None, assembler: regions_mod.Sha
         if str(key).startswith("build_region-"):
             assembler.add(result)
 
-    n = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    n = max(1, min(workers or os.cpu_count() or 1, len(calls)))
     with Callback(posttask=posttask):
         if n > 1 and "fork" in multiprocessing.get_all_start_methods():
             from concurrent.futures import ProcessPoolExecutor
 
             from dask.multiprocessing import get as processes
 
-            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
-                                     initializer=_block_process) as pool:
-                dask.compute(*tasks, scheduler=processes, pool=pool, chunksize=1, num_workers=len(tasks))
-                return
+            tasks = _region_tasks(build_region_spilled, calls)
+            try:
+                with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
+                                         initializer=_block_process) as pool:
+                    # every task queued at once (chunksize 1: dask batches 6), so a worker never waits for this
+                    # process to hand it the next
+                    dask.compute(*tasks, scheduler=processes, pool=pool, chunksize=1, num_workers=len(tasks))
+            finally:
+                shutil.rmtree(Path(calls[0][0]) / regions_mod.SPILL_DIR, ignore_errors=True)
+            return
         from dask.threaded import get as threads  # the function: the name "threads" makes dask import distributed
 
-        dask.compute(*tasks, scheduler=threads, num_workers=n)
+        dask.compute(*_region_tasks(build_region, calls), scheduler=threads, num_workers=n)
 
 
 def _block_process() -> None:

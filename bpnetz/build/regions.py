@@ -13,7 +13,8 @@ A region's chunks belong to several shards, and a shard file is written whole, s
 chunks encoded (compressed, CRC-checked bytes: what the shard file will hold) and :class:`ShardAssembler`, in the
 scheduling process, writes each shard once all its chunks are in, then its ``.blocks/<shard>.json`` marker. Only
 compressed bytes travel between processes (~1 kB per locus); a resumed build plans regions over the chunks of the
-unfinished shards only.
+unfinished shards only. Local worker processes hand those bytes over in a file (:func:`spill`) rather than through
+the process pool's pipe: see its docstring.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from bpnetz.store.shards import ShardEncoder
 #: against memory (a region's rows are held decoded: ~7.4 kB per 2114/1000 locus with 4 uint8 tracks) and load
 #: balance; see the module docstring for the measured region counts.
 REGION_LOCI = 8192
+#: folder of the partial store where local region tasks leave their encoded chunks (:func:`spill`)
+SPILL_DIR = ".regions"
 
 
 def chunk_lengths(chunks: np.ndarray, chunk_rows: int, n_rows: int) -> np.ndarray:
@@ -68,6 +71,40 @@ def plan_regions(chrom: np.ndarray, summit: np.ndarray, blocks: list[int], shard
     return [np.sort(chunks[part]) for part in np.array_split(order, n_regions) if len(part)]
 
 
+def spill(result: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """``result`` (a region task's) with its encoded chunks moved into the file ``directory/<region>.bin`` and
+    replaced by their sizes (``"spilled"``); :meth:`ShardAssembler.add` reads them back and deletes the file.
+
+    Why: a forked worker returning its ~6.5 MB of chunks through the process pool's pipe waited 40-57 ms per
+    region until the scheduling process, sharing the 2 cores with both workers, had read and unpickled them, so
+    each worker idled ~10% of the 40k-locus benchmark's block phase; a write to the page cache takes a few ms and
+    does not wait for the reader. (A cluster's workers return the bytes: they travel over the network anyway.)
+    """
+    encoded = result.pop("encoded")
+    directory.mkdir(exist_ok=True)
+    path = directory / f"{result['region']}.bin"
+    with open(path, "wb") as handle:
+        handle.write(b"".join(chunk for chunks in encoded.values() for chunk in chunks))
+    sizes = {name: [len(chunk) for chunk in chunks] for name, chunks in encoded.items()}
+    result["spilled"] = {"path": str(path), "sizes": sizes}
+    return result
+
+
+def _unspill(result: dict[str, Any]) -> None:
+    """Put a :func:`spill`-ed result's chunks back (views of the file's bytes), and delete the file."""
+    spilled = result.pop("spilled")
+    path = Path(spilled["path"])
+    data = memoryview(path.read_bytes())
+    path.unlink()
+    encoded, at = {}, 0
+    for name, sizes in spilled["sizes"].items():
+        encoded[name] = []
+        for size in sizes:
+            encoded[name].append(data[at:at + size])
+            at += size
+    result["encoded"] = encoded
+
+
 class ShardAssembler:
     """Encoded chunks from region tasks, written as whole shards (:meth:`ShardEncoder.write_encoded`) once every
     chunk of a shard has arrived; each written shard then gets its ``.blocks/<shard>.json`` marker with its totals
@@ -98,7 +135,10 @@ class ShardAssembler:
 
     def add(self, result: dict[str, Any]) -> None:
         """Take one region task's result (its encoded chunks are removed from ``result``, so a scheduler keeping
-        the result holds only its small remainder) and write the shards it completes."""
+        the result holds only its small remainder; a :func:`spill`-ed result's file is read and deleted) and write
+        the shards it completes."""
+        if "spilled" in result:
+            _unspill(result)
         encoded, stats = result.pop("encoded"), result.pop("stats")
         per_shard = self.shard_rows // self.chunk_rows
         touched = set()

@@ -45,17 +45,23 @@ def test_regions_cover_the_unfinished_chunks_once(parallel, monkeypatch):
 
 
 def test_many_regions_write_the_same_store(tmp_path, monkeypatch):
+    """One region in one thread, one chunk per region in one thread, and one chunk per region in two forked worker
+    processes (whose chunks come back through spill files) write identical shard files, totals and content ids."""
     monkeypatch.setattr(schema, "CHUNK_LOCI", 8)
     monkeypatch.setattr(schema, "SHARD_LOCI", 32)
     experiment = write_tiny_experiment(tmp_path / "exp")
     stores = {}
-    for region_loci in (4096, 8):  # one region (one worker), then one chunk per region
+    for region_loci, workers in ((4096, 1), (8, 1), (8, 2)):
         monkeypatch.setattr(regions, "REGION_LOCI", region_loci)
-        stores[region_loci] = tmp_path / f"store_{region_loci}.zarr"
-        build_store(**experiment.build_args(stores[region_loci]))
+        stores[region_loci, workers] = tmp_path / f"store_{region_loci}_{workers}.zarr"
+        build_store(**experiment.build_args(stores[region_loci, workers], workers=workers))
     files = {k: sorted(p.relative_to(s) for p in s.glob("*/c/**/*") if p.is_file()) for k, s in stores.items()}
-    assert files[8] == files[4096] and len(files[8]) >= 9  # 3 shards of seq, signal and bias
-    for name in files[8]:
-        assert (stores[8] / name).read_bytes() == (stores[4096] / name).read_bytes(), name
+    first = files[4096, 1]
+    assert len(first) >= 9  # 3 shards of seq, signal and bias
+    for key, names in files.items():
+        assert names == first, key
+        for name in names:
+            assert (stores[key] / name).read_bytes() == (stores[4096, 1] / name).read_bytes(), (key, name)
+    assert not any(regions.SPILL_DIR in p.parts for p in stores[8, 2].rglob("*"))  # the spill files are gone
     metas = [schema.metadata(schema.open_group(s)) for s in stores.values()]
-    assert metas[0]["totals"] == metas[1]["totals"] and metas[0]["checksum"] == metas[1]["checksum"]
+    assert all(m["totals"] == metas[0]["totals"] and m["checksum"] == metas[0]["checksum"] for m in metas)
