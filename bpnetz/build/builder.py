@@ -45,14 +45,15 @@ planned dtype cannot hold exactly restarts the build with a wider one. Missing b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -771,27 +772,22 @@ def _plan_dtypes(inputs: BuildInputs, groups: int = 8, group_loci: int = 16) -> 
 # ------------------------------------------------------------------------------------------------ scheduling
 
 
-def _run_regions(calls: list[tuple], workers: int | None, scheduler: str | None, progress: bool,
-                 assembler: regions_mod.ShardAssembler) -> list[dict]:
-    """Run ``build_region(*call)`` for each call as one Dask task: in local worker processes, or on a distributed
-    cluster (``scheduler``). Each result goes to ``assembler`` as it arrives, in this thread (it writes the shards
-    the region completes); returns the stats of the shards written.
-
-    Local processes are forked (they inherit the imported modules, so they start in milliseconds); one worker, or a
-    platform without fork, runs the tasks in threads of this process. Why processes: two threads shared the GIL and
-    the address space's page-fault lock (a task fills and drops spans of up to a chromosome's length), so on the
-    40k-locus benchmark two threads ran 4 peak blocks 1.6x and 2 background blocks 1.2-1.4x faster than one thread,
-    and two forked processes 2.0x and 2.1x.
+def _run_regions(calls: list[tuple], assembler: regions_mod.ShardAssembler, options: BuildOptions) -> list[dict]:
+    """Run ``build_region(*call)`` for each call as one Dask task: in local worker processes (:func:`_worker_pool`),
+    in threads of this process where there are none, or on a distributed cluster (``options.scheduler``). Each
+    result goes to ``assembler`` as it arrives, in this thread (it writes the shards the region completes); returns
+    the stats of the shards written.
     """
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(assembler.expected), unit="block", desc="build", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=len(assembler.expected), unit="block", desc="build", disable=not options.progress,
+               file=sys.stderr)
     assembler.on_block = lambda stats: bar.update(1)
     try:
-        if scheduler:
-            _run_distributed(_region_tasks(build_region, calls), scheduler, assembler)
+        if options.scheduler:
+            _run_distributed(_region_tasks(build_region, calls), options.scheduler, assembler)
         else:
-            _run_local(calls, workers, assembler)
+            _run_local(calls, options.workers, assembler)
     finally:
         bar.close()
     assembler.check_complete()
@@ -806,8 +802,12 @@ def _region_tasks(function: Callable[..., dict[str, Any]], calls: list[tuple]) -
 
 def build_region_spilled(*call: Any) -> dict[str, Any]:
     """:func:`build_region` in a forked worker: the encoded chunks are handed over in a file of the partial store
-    (:func:`~bpnetz.build.regions.spill`)."""
-    return regions_mod.spill(build_region(*call), Path(call[0]) / regions_mod.SPILL_DIR)
+    (:func:`~bpnetz.build.regions.spill`), and the task's CPU seconds in ``"cpu_seconds"`` (the workers outlive
+    the block phase, so their CPU time cannot be read from this process's ended children)."""
+    began = time.process_time()
+    result = regions_mod.spill(build_region(*call), Path(call[0]) / regions_mod.SPILL_DIR)
+    result["cpu_seconds"] = time.process_time() - began
+    return result
 
 
 def _run_local(calls: list[tuple], workers: int | None, assembler: regions_mod.ShardAssembler) -> None:
@@ -819,25 +819,47 @@ def _run_local(calls: list[tuple], workers: int | None, assembler: regions_mod.S
             assembler.add(result)
 
     n = max(1, min(workers or os.cpu_count() or 1, len(calls)))
-    with Callback(posttask=posttask):
-        if n > 1 and "fork" in multiprocessing.get_all_start_methods():
-            from concurrent.futures import ProcessPoolExecutor
-
+    with Callback(posttask=posttask), _worker_pool(n) as pool:
+        if pool is not None:
             from dask.multiprocessing import get as processes
 
             tasks = _region_tasks(build_region_spilled, calls)
-            try:
-                with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
-                                         initializer=_block_process) as pool:
-                    # every task queued at once (chunksize 1: dask batches 6), so a worker never waits for this
-                    # process to hand it the next
-                    dask.compute(*tasks, scheduler=processes, pool=pool, chunksize=1, num_workers=len(tasks))
+            try:  # every task queued at once (chunksize 1: dask batches 6): a worker never waits to be handed one
+                dask.compute(*tasks, scheduler=processes, pool=pool, chunksize=1, num_workers=len(tasks))
             finally:
                 shutil.rmtree(Path(calls[0][0]) / regions_mod.SPILL_DIR, ignore_errors=True)
             return
         from dask.threaded import get as threads  # the function: the name "threads" makes dask import distributed
 
         dask.compute(*_region_tasks(build_region, calls), scheduler=threads, num_workers=n)
+
+
+@contextlib.contextmanager
+def _worker_pool(n: int) -> Iterator[Executor | None]:
+    """``n`` forked worker processes for the region tasks; None for one worker or a platform without fork (the
+    tasks then run in threads of this process).
+
+    Why processes: two threads shared the GIL and the address space's page-fault lock (a task fills and drops spans
+    of up to a chromosome's length), so on the 40k-locus benchmark two threads ran 4 peak blocks 1.6x and 2
+    background blocks 1.2-1.4x faster than one thread, and two forked processes 2.0x and 2.1x. Forked (they inherit
+    the imported modules, so they start in milliseconds) once the regions are planned: forked with the build, so
+    that they came up beside the input checks, they made those checks 0.13-0.20 -> 0.24-0.35 s (each page this
+    process then wrote was copied away from the workers' shared view). On success the idle workers are left to
+    exit on their own (joining them took 15-30 ms of the call); after a failure they are waited for, so that no
+    task writes into the partial store any more.
+    """
+    if n < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_block_process)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=False)
 
 
 def _block_process() -> None:
@@ -888,13 +910,6 @@ def _run_distributed(tasks: list[Any], address: str, assembler: regions_mod.Shar
 # ------------------------------------------------------------------------------------------------- the build
 
 
-def _cpu_seconds() -> float:
-    """CPU seconds of this process and of its ended child processes (the block workers, reaped when their pool
-    closes)."""
-    times = os.times()
-    return time.process_time() + times.children_user + times.children_system
-
-
 @dataclass
 class BuildSummary:
     """What a build produced: counts, rejections, size and speed."""
@@ -907,7 +922,7 @@ class BuildSummary:
     raw_bytes: int
     seconds: float
     block_seconds: float
-    block_cpu_seconds: float | None  # CPU time of the block tasks, local worker processes included (None on a cluster)
+    block_cpu_seconds: float | None  # CPU time of the block phase, local worker processes included (None on a cluster)
     blocks_built: int
     blocks_resumed: int
     loci_built: int
@@ -1053,10 +1068,9 @@ def _parallelism(options: BuildOptions) -> int:
 
 
 def _region_calls(partial: Path, inputs: BuildInputs, dtypes: dict[str, str], todo: list[int], mark: ResumeMark,
-                  options: BuildOptions, parallel: int) -> tuple:
-    """The arguments of :func:`_run_regions` for the unfinished blocks ``todo``: one :func:`build_region` call per
-    region (:func:`~bpnetz.build.regions.plan_regions`, for ``parallel`` workers), and the assembler of their
-    shards."""
+                  parallel: int) -> tuple[list[tuple], regions_mod.ShardAssembler]:
+    """For the unfinished blocks ``todo``: one :func:`build_region` call per region
+    (:func:`~bpnetz.build.regions.plan_regions`, for ``parallel`` workers), and the assembler of their shards."""
     import zarr
 
     root = zarr.open_group(str(partial), mode="r+", zarr_format=3)
@@ -1070,7 +1084,7 @@ def _region_calls(partial: Path, inputs: BuildInputs, dtypes: dict[str, str], to
     for i, chunks in enumerate(regions):
         rows = regions_mod.chunk_rows_of(chunks, assembler.chunk_rows, assembler.n_rows)
         calls.append((str(partial), inputs.fasta_path, layout, dtypes, chunks, kept.chrom[rows], kept.summit[rows], i))
-    return calls, options.workers, options.scheduler, options.progress, assembler
+    return calls, assembler
 
 
 def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_sizes: str | Path, output: Path,
@@ -1099,9 +1113,10 @@ def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_si
         while True:
             done = _finished_blocks(partial)
             todo = [b for b in range(n_blocks) if b not in done]
-            blocks_began, cpu_began = time.perf_counter(), _cpu_seconds()
+            blocks_began, cpu_began = time.perf_counter(), time.process_time()
             try:
-                results = _run_regions(*_region_calls(partial, inputs, dtypes, todo, mark, options, parallel))
+                calls, assembler = _region_calls(partial, inputs, dtypes, todo, mark, parallel)
+                results = _run_regions(calls, assembler, options)
                 break
             except TrackDtypeTooNarrow as err:
                 dtypes[err.array] = wider_dtype(dtypes[err.array], err.needed)
@@ -1109,7 +1124,7 @@ def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_si
                 print(f"notice: {notices[-1]} Restarting.", file=sys.stderr)
                 mark.start_over()  # dtypes is mark.dtypes, widened above
         block_seconds = time.perf_counter() - blocks_began
-        block_cpu_seconds = None if scheduler else _cpu_seconds() - cpu_began
+        block_cpu_seconds = None if scheduler else time.process_time() - cpu_began + assembler.task_cpu_seconds
         mark.write()  # after the blocks' timing: it may wait for the hashing to finish
         done.update({r["block"]: r for r in results})
         totals = _totals(inputs.layout, [done[b] for b in range(n_blocks)])

@@ -132,6 +132,7 @@ class ShardAssembler:
         self.expected = list(blocks)
         self._waiting = {block: {} for block in blocks}  # block -> chunk -> (encoded per array, stats)
         self.finished: list[dict[str, Any]] = []
+        self.task_cpu_seconds = 0.0  # the CPU seconds the results report (worker processes': build_region_spilled)
 
     def add(self, result: dict[str, Any]) -> None:
         """Take one region task's result (its encoded chunks are removed from ``result``, so a scheduler keeping
@@ -139,6 +140,7 @@ class ShardAssembler:
         the shards it completes."""
         if "spilled" in result:
             _unspill(result)
+        self.task_cpu_seconds += result.pop("cpu_seconds", 0.0)
         encoded, stats = result.pop("encoded"), result.pop("stats")
         per_shard = self.shard_rows // self.chunk_rows
         touched = set()
