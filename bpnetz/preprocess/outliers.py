@@ -30,6 +30,7 @@ from bpnetz.files.atomic import write_text
 from bpnetz.genome.intervals import (
     SCORE_COLUMN,
     BedRecords,
+    TabFields,
     merge_intervals,
     overlaps_any,
     read_chrom_sizes,
@@ -177,11 +178,13 @@ def remove_outliers(input_data: str | Path, output_bed: str | Path, chrom_sizes:
     keep = keep[sort_by_position(peaks.chrom[keep], peaks.start[keep], list(sizes))]
     kept = peaks.subset(keep)
     if global_sample_weight is not None:
-        for row in kept.fields:
+        rows = list(kept.fields)
+        for row in rows:
             row[SCORE_COLUMN] = str(float(global_sample_weight))
+        kept.fields = TabFields(["\t".join(row) for row in rows])
     removed = [(peaks.where(i), f"{peaks.chrom[i]}:{peaks.start[i]}-{peaks.end[i]} summit {peaks.summit[i]}",
                 str(reason[i])) for i in np.flatnonzero(reason != "")]
-    output = write_text(output_bed, "".join("\t".join(row) + "\n" for row in kept.fields))
+    output = write_text(output_bed, "".join(line + "\n" for line in kept.fields.lines))
     result = OutlierResult(kept=kept, kept_totals=totals[keep], removed=removed, threshold=cut,
                            n_input=len(peaks), output=output, log=output.parent / LOG_NAME)
     result.seconds = time.perf_counter() - began

@@ -56,11 +56,55 @@ def test_read_bed_whole_file_and_line_by_line_paths_agree(tmp_path):
     assert whole.chrom.tolist() == [f"chr{i % 4}" for i in range(500)]
 
 
+def _near_valid_bed(rng: np.random.Generator, lines: int) -> str:
+    """A tab-separated file of one column count, with rare faults: bad integers, -1/-2 summits, short lines, empty
+    names, non-ASCII text, CR line ends, comments, blank lines, a trailing tab, no final line end."""
+    columns, rows = int(rng.choice([3, 4, 6, 10, 12])), []
+    odd = ["-1", "-2", "+5", "007", "1e3", "9_491", "", " 5", "\u0663", "99999999999999999999", "x", "-0"]
+    for i in range(lines):
+        start = int(rng.integers(0, 1000))
+        end = start + int(rng.integers(-2, 300))
+        row = ["chr1" if rng.random() < 0.5 else "chrX", str(start), str(end), *(["", f"p{i}", "n\u00e9"][
+            int(rng.choice(3, p=[0.2, 0.78, 0.02]))] if k == 3 else str(int(rng.integers(-1, max(end - start, 1))))
+            if k == 9 else "0" for k in range(3, columns))]
+        if rng.random() < 0.03:
+            row[int(rng.integers(1, columns))] = str(rng.choice(odd))
+        rows.append("\t".join(row[:int(rng.integers(1, columns))] if rng.random() < 0.01 else row))
+    text = "\n".join(rows) + ("\n" if rng.random() < 0.8 else "")
+    for fault, chance in (("\r", 0.03), ("#", 0.03), ("blank", 0.03), ("tab", 0.03)):
+        if rng.random() < chance:
+            text = {"\r": text.replace("\n", "\r\n"), "#": "# c\n" + text, "blank": text.replace("\n", "\n\n", 1),
+                    "tab": text + "\t"}[fault]
+    return text
+
+
+def test_uniform_files_cut_by_numpy_equal_the_line_parser(tmp_path):
+    """Files whose lines all hold the same number of tab-separated columns are cut by numpy; every file that path
+    takes gives exactly the line-by-line parser's records (a file that parser refuses is never taken)."""
+    rng = np.random.default_rng(11)
+    taken = 0
+    for i in range(400):
+        path = tmp_path / f"f{i}.bed"
+        path.write_text(_near_valid_bed(rng, int(rng.integers(1, 25))), encoding="utf-8")
+        fast = intervals._uniform_rows(path)
+        if fast is None:
+            continue
+        taken += 1
+        want = intervals._FileRows.from_fields(*intervals._line_columns(path, "x"))  # raises if it refuses
+        assert fast.lines == want.lines and fast.numbers.tolist() == want.numbers.tolist(), path.read_text()
+        np.testing.assert_array_equal(fast.columns, want.columns)
+        assert fast.chrom.tolist() == want.chrom.tolist() and fast.name.tolist() == want.name.tolist()
+    assert 100 < taken < 400  # both paths exercised
+    bed = intervals.read_bed(path)
+    assert [list(row) for row in bed.fields] == [line.split("\t") for line in bed.fields.lines]
+
+
 @pytest.mark.parametrize("text, where", [("chr1\t10\n", "line 1"), ("chr1\t1\t2\nchr1\tx\t5\n", "line 2"),
                                          ("chr1\t10\t5\n", "line 1"), ("# c\nchr1\t+5\t9\n", "line 2"),
                                          ("chr1\t1\t9_491\n", "line 1"), ("chr1\t1\t2\n\nchr1\t\u0663\t9\n", "line 3"),
                                          ("chr1\t1\t2\nchr1\t1\t9\tp\t0\t.\t0\t0\t0\t8\n", "line 2"),
-                                         ("chr1\t1\t2\nchr1\t1\t9\tp\t0\t.\t0\t0\t0\t-2\n", "line 2")])
+                                         ("chr1\t1\t2\nchr1\t1\t9\tp\t0\t.\t0\t0\t0\t-2\n", "line 2"),
+                                         ("chr1\t1\t2\nchr1\t1\t99999999999999999999\n", "line 2")])
 def test_read_bed_malformed_names_file_and_line(tmp_path, text, where):
     path = tmp_path / "bad.bed"
     path.write_text(text)
