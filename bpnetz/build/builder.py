@@ -815,27 +815,56 @@ def build_region_spilled(*call: Any) -> dict[str, Any]:
     return result
 
 
+#: the region calls of the local builds being run in this process, by build, for the workers forked from it
+_FORKED_CALLS: dict[int, list[tuple]] = {}
+
+
+def _forked_region(build: int, region: int) -> dict[str, Any]:
+    """:func:`build_region_spilled` of a call a forked worker inherited (:data:`_FORKED_CALLS`), not received.
+
+    Why: a call carries its loci (chromosome names and summits, ~100 kB pickled for 6,656 loci), more than a pipe
+    holds, so the pool's feeder thread in the scheduling process could send the next task only while the worker
+    read it; the workers waited 12-26 ms for each next task of the 40k-locus benchmark. Passed by index, the task
+    is a few bytes."""
+    return build_region_spilled(*_FORKED_CALLS[build][region])
+
+
 def _run_local(calls: list[tuple], workers: int | None, assembler: regions_mod.ShardAssembler) -> None:
+    """The region tasks in forked worker processes (:func:`_worker_pool`), else in threads of this process.
+
+    The processes get every task at once, through ``concurrent.futures``: Dask's local scheduler keeps one task
+    per worker in flight and hands a worker its next task only after the result's callback (here the assembler's
+    shard writes) has run, and the 40k-locus benchmark's workers waited 14-24 ms for each next task."""
+    n = max(1, min(workers or os.cpu_count() or 1, len(calls)))
+    build = id(calls)
+    _FORKED_CALLS[build] = calls  # before the fork (at the first task): every worker inherits them
+    try:
+        with _worker_pool(n) as pool:
+            if pool is None:
+                _run_threads(calls, n, assembler)
+                return
+            from concurrent.futures import as_completed
+
+            try:
+                for future in as_completed([pool.submit(_forked_region, build, i) for i in range(len(calls))]):
+                    assembler.add(future.result())
+            finally:
+                shutil.rmtree(Path(calls[0][0]) / regions_mod.SPILL_DIR, ignore_errors=True)
+    finally:
+        del _FORKED_CALLS[build]
+
+
+def _run_threads(calls: list[tuple], n: int, assembler: regions_mod.ShardAssembler) -> None:
+    """The region tasks as a Dask graph on ``n`` threads of this process."""
     import dask
     from dask.callbacks import Callback
+    from dask.threaded import get as threads  # the function: the name "threads" makes dask import distributed
 
     def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
         if str(key).startswith("build_region-"):
             assembler.add(result)
 
-    n = max(1, min(workers or os.cpu_count() or 1, len(calls)))
-    with Callback(posttask=posttask), _worker_pool(n) as pool:
-        if pool is not None:
-            from dask.multiprocessing import get as processes
-
-            tasks = _region_tasks(build_region_spilled, calls)
-            try:  # every task queued at once (chunksize 1: dask batches 6): a worker never waits to be handed one
-                dask.compute(*tasks, scheduler=processes, pool=pool, chunksize=1, num_workers=len(tasks))
-            finally:
-                shutil.rmtree(Path(calls[0][0]) / regions_mod.SPILL_DIR, ignore_errors=True)
-            return
-        from dask.threaded import get as threads  # the function: the name "threads" makes dask import distributed
-
+    with Callback(posttask=posttask):
         dask.compute(*_region_tasks(build_region, calls), scheduler=threads, num_workers=n)
 
 
