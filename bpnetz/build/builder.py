@@ -520,23 +520,27 @@ def _open_tracks(store_layout: StoreLayout) -> dict[str, Any]:
 
 
 def build_region(store_path: str, fasta_path: str, layout_dict: dict[str, Any], dtypes: dict[str, str],
-                 chunks: np.ndarray, chrom: np.ndarray, summit: np.ndarray, region: int) -> dict[str, Any]:
+                 chunks: np.ndarray, chrom: np.ndarray, summit: np.ndarray, region: int,
+                 encoders: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read and encode the rows of store chunks ``chunks`` (one region: :mod:`bpnetz.build.regions`) of every array.
 
     Runs as one Dask task (possibly in another process or on a cluster worker), so it takes only plain values
     (``chrom`` and ``summit``: the chunks' rows of the store's coordinates, chunk after chunk, passed rather than
     read back from the store, which cost ~7 µs per locus) and opens every file itself once. Returns ``{"region",
     "chunks", "encoded": {array: [stored bytes per chunk]}, "stats": {array: {"sum", "finite": (chunks, tracks)}}}``
-    for :class:`~bpnetz.build.regions.ShardAssembler`, which writes the shards.
+    for :class:`~bpnetz.build.regions.ShardAssembler`, which writes the shards. ``encoders``: the data arrays'
+    :class:`~bpnetz.store.shards.ShardEncoder` when the caller has them (a forked worker inherits the assembler's;
+    opening the arrays took ~6.5 ms of zarr calls per region), else they are opened from the store.
     """
-    import zarr
-
     if multiprocessing.parent_process() is not None:  # a worker process (forked, or a cluster's), not the caller's
         keep_freed_memory()  # see _block_process: a cluster's workers took 4.0 -> 2.0 s for the 40k benchmark's blocks
     store_layout = StoreLayout.from_dict(layout_dict)
-    root = zarr.open_group(store_path, mode="r", zarr_format=3)
     names = ["seq", "signal", *(["bias"] if store_layout.bias_tracks else [])]
-    encoders = {name: regions_mod.shard_encoder(root[name]) for name in names}
+    if encoders is None:
+        import zarr
+
+        root = zarr.open_group(store_path, mode="r", zarr_format=3)
+        encoders = {name: regions_mod.shard_encoder(root[name]) for name in names}
     decoder = encoders["seq"].decoder
     lengths = regions_mod.chunk_lengths(chunks, decoder.chunk_rows, decoder.n_rows)
     bounds = np.r_[0, np.cumsum(lengths)]
@@ -805,28 +809,28 @@ def _region_tasks(function: Callable[..., dict[str, Any]], calls: list[tuple]) -
     return [dask.delayed(function, pure=False)(*call, dask_key_name=f"build_region-{call[-1]}") for call in calls]
 
 
-def build_region_spilled(*call: Any) -> dict[str, Any]:
+def build_region_spilled(*call: Any, encoders: dict[str, Any] | None = None) -> dict[str, Any]:
     """:func:`build_region` in a forked worker: the encoded chunks are handed over in a file of the partial store
     (:func:`~bpnetz.build.regions.spill`), and the task's CPU seconds in ``"cpu_seconds"`` (the workers outlive
     the block phase, so their CPU time cannot be read from this process's ended children)."""
     began = time.process_time()
-    result = regions_mod.spill(build_region(*call), Path(call[0]) / regions_mod.SPILL_DIR)
+    result = regions_mod.spill(build_region(*call, encoders=encoders), Path(call[0]) / regions_mod.SPILL_DIR)
     result["cpu_seconds"] = time.process_time() - began
     return result
 
 
-#: the region calls of the local builds being run in this process, by build, for the workers forked from it
-_FORKED_CALLS: dict[int, list[tuple]] = {}
+#: the region calls and the data arrays' encoders of the local builds being run in this process, by build, for
+#: the workers forked from it
+_FORKED_CALLS: dict[int, tuple[list[tuple], dict[str, Any]]] = {}
 
 
 def _forked_region(build: int, region: int) -> dict[str, Any]:
-    """:func:`build_region_spilled` of a call a forked worker inherited (:data:`_FORKED_CALLS`), not received.
-
-    Why: a call carries its loci (chromosome names and summits, ~100 kB pickled for 6,656 loci), more than a pipe
-    holds, so the pool's feeder thread in the scheduling process could send the next task only while the worker
-    read it; the workers waited 12-26 ms for each next task of the 40k-locus benchmark. Passed by index, the task
-    is a few bytes."""
-    return build_region_spilled(*_FORKED_CALLS[build][region])
+    """:func:`build_region_spilled` of a call a forked worker inherited (:data:`_FORKED_CALLS`), not received: a
+    call carries its loci (chromosome names and summits, ~100 kB pickled for 6,656 loci) that every worker already
+    holds, so the task is a few bytes; the encoders come along (a worker opening the arrays itself spent ~6.5 ms of
+    zarr calls per region). Keyed by build, so builds run by threads of one process do not mix."""
+    calls, encoders = _FORKED_CALLS[build]
+    return build_region_spilled(*calls[region], encoders=encoders)
 
 
 def _run_local(calls: list[tuple], workers: int | None, assembler: regions_mod.ShardAssembler) -> None:
@@ -837,7 +841,7 @@ def _run_local(calls: list[tuple], workers: int | None, assembler: regions_mod.S
     shard writes) has run, and the 40k-locus benchmark's workers waited 14-24 ms for each next task."""
     n = max(1, min(workers or os.cpu_count() or 1, len(calls)))
     build = id(calls)
-    _FORKED_CALLS[build] = calls  # before the fork (at the first task): every worker inherits them
+    _FORKED_CALLS[build] = calls, assembler.encoders  # before the fork (at the first task): every worker inherits them
     try:
         with _worker_pool(n) as pool:
             if pool is None:
