@@ -849,11 +849,8 @@ def _run_local(calls: list[tuple], workers: int | None, assembler: regions_mod.S
                 return
             from concurrent.futures import as_completed
 
-            try:
-                for future in as_completed([pool.submit(_forked_region, build, i) for i in range(len(calls))]):
-                    assembler.add(future.result())
-            finally:
-                shutil.rmtree(Path(calls[0][0]) / regions_mod.SPILL_DIR, ignore_errors=True)
+            for future in as_completed([pool.submit(_forked_region, build, i) for i in range(len(calls))]):
+                assembler.add(future.result())
     finally:
         del _FORKED_CALLS[build]
 
@@ -1164,6 +1161,7 @@ def _build_locked(input_data: str | Path, reference_genome: str | Path, chrom_si
                 print(f"notice: {notices[-1]} Restarting.", file=sys.stderr)
                 mark.start_over()  # dtypes is mark.dtypes, widened above
         block_seconds = time.perf_counter() - blocks_began
+        shutil.rmtree(partial / regions_mod.SPILL_DIR, ignore_errors=True)  # any left by an interrupted run
         block_cpu_seconds = None if scheduler else time.process_time() - cpu_began + assembler.task_cpu_seconds
         mark.write()  # after the blocks' timing: it may wait for the hashing to finish
         done.update({r["block"]: r for r in results})

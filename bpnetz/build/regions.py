@@ -73,7 +73,8 @@ def plan_regions(chrom: np.ndarray, summit: np.ndarray, blocks: list[int], shard
 
 def spill(result: dict[str, Any], directory: Path) -> dict[str, Any]:
     """``result`` (a region task's) with its encoded chunks moved into the file ``directory/<region>.bin`` and
-    replaced by their sizes (``"spilled"``); :meth:`ShardAssembler.add` reads them back and deletes the file.
+    replaced by their sizes (``"spilled"``); :meth:`ShardAssembler.add` reads them back and deletes the file (the
+    builder removes the folder once the blocks are done, with any file a killed run left).
 
     Why: a forked worker returning its ~6.5 MB of chunks through the process pool's pipe waited 40-57 ms per
     region until the scheduling process, sharing the 2 cores with both workers, had read and unpickled them, so

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,7 @@ def data_lines(path: str | Path, what: str = "file") -> Iterator[tuple[int, list
                 if not text.strip() or text.startswith(("#", "track", "browser")):
                     continue
                 yield number, (text.split("\t") if "\t" in text else text.split())
-    except (OSError, EOFError, UnicodeDecodeError) as err:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:  # zlib: a damaged gzip stream
         raise InputError(f"cannot be read as text ({err}).", path=path,
                          fix="Check that the file is a (optionally gzipped) text file.") from None
 
@@ -213,7 +214,7 @@ def _file_columns(path: Path, what: str) -> tuple[list[list[str]], list[int], np
     try:
         with open_text(path, what) as handle:
             text = handle.read()
-    except (OSError, EOFError, UnicodeDecodeError):
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error):
         return None  # the line-by-line path reports it
     rows, numbers = _data_rows(text)
     if not all(len(row) >= 3 for row in rows):
@@ -306,7 +307,7 @@ def _uniform_rows(path: Path) -> _FileRows | None:
     files (2,064 of them taken by this path) gave the line-by-line parser's records exactly."""
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         return None
     if not data or not data.isascii() or b"\r" in data or b"\0" in data:
         return None

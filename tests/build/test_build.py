@@ -18,7 +18,7 @@ import pytest
 import zarr
 from scipy.ndimage import gaussian_filter1d
 
-from bpnetz.build import builder
+from bpnetz.build import builder, regions
 from bpnetz.build.builder import build_store, find_or_build_store
 from bpnetz.build.options import BuildOptions
 from bpnetz.cli import main as cli_main
@@ -216,6 +216,8 @@ def test_resume_after_interruption_gives_identical_arrays(built, tmp_path, monke
     (partial / ".blocks" / "2.json").unlink()
     for name in ("seq", "signal", "bias"):
         shutil.rmtree(partial / name / "c" / "2")
+    (partial / regions.SPILL_DIR).mkdir()  # a killed run's worker left its region's chunks
+    (partial / regions.SPILL_DIR / "0.bin").write_bytes(b"stale chunks")
     built_chunks = []
     original = builder.build_region
     monkeypatch.setattr(builder, "build_region", lambda *a: built_chunks.extend(a[4]) or original(*a))
@@ -229,6 +231,7 @@ def test_resume_after_interruption_gives_identical_arrays(built, tmp_path, monke
     meta = schema.metadata(zarr.open_group(str(tmp_path / "store.zarr"), mode="r"))
     assert meta["totals"] == schema.metadata(zarr.open_group(str(reference), mode="r"))["totals"]
     assert not (tmp_path / "store.zarr" / ".blocks").exists()
+    assert not (tmp_path / "store.zarr" / regions.SPILL_DIR).exists()
 
 
 def test_partial_of_other_arguments_is_started_over(built, tmp_path, monkeypatch, capsys):

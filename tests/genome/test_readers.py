@@ -113,6 +113,18 @@ def test_read_bed_malformed_names_file_and_line(tmp_path, text, where):
     assert "bad.bed" in str(err.value)
 
 
+def test_a_damaged_gzip_bed_is_an_input_error(tmp_path):
+    """Damaged deflate data (zlib.error, not an OSError) ends in the file's InputError, never a traceback."""
+    import gzip
+
+    data = bytearray(gzip.compress(b"".join(b"chr1\t%d\t%d\n" % (i, i + 9) for i in range(3000))))
+    data[len(data) // 3:len(data) // 3 + 40] = bytes(range(40))
+    path = tmp_path / "peaks.bed.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="peaks.bed.gz"):
+        intervals.read_bed(path)
+
+
 @pytest.mark.parametrize("row", ["chr1\t10\t50\tp\t0\t.", "chr1\t10\t50\tp\t0\t.\t0\t0\t0\t-1"])
 def test_peaks_without_summit_are_an_error_with_file_line_and_fix(tmp_path, row):
     path = tmp_path / "peaks.narrowPeak"
