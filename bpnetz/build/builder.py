@@ -451,37 +451,48 @@ def _row_sums(values: np.ndarray) -> np.ndarray:
     return values.sum(axis=1, dtype=np.int64 if np.issubdtype(values.dtype, np.integer) else np.float64)
 
 
-def _track_rows(handle: Any, source: str, chrom: np.ndarray, start: np.ndarray, out: np.ndarray, array: str
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """One track's windows into ``out`` (n, length) in its dtype (missing values 0); returns, per window, the
-    positions with a value and the total (:func:`_row_sums`). Whole-numbered tracks read by :class:`BigWigReader`
-    skip the float32 windows (see :func:`~bpnetz.genome.bigwig_reader.windows_into`); float tracks and pyBigWig
-    handles take the float path."""
-    dtype = out.dtype.name
-    if dtype != "float32" and isinstance(handle, BigWigReader):
-        def check(values: np.ndarray) -> None:
-            _stored(values, dtype, array, source)
+def _value_check(dtype: str, array: str, source: str) -> Callable[[np.ndarray], None]:
+    """The check :func:`~bpnetz.genome.bigwig_reader.windows_into` gives a track's values (:func:`_stored`)."""
+    def check(values: np.ndarray) -> None:
+        _stored(values, dtype, array, source)
 
-        return windows_into(handle, chrom, start, out.shape[1], out, check)
+    return check
+
+
+def _float_track_rows(handle: Any, source: str, chrom: np.ndarray, start: np.ndarray, out: np.ndarray, array: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """One track's windows into ``out`` (n, length) in its dtype (missing values 0) through float32 windows with NaN
+    (float tracks, and files :class:`BigWigReader` does not read); returns, per window, the positions with a value
+    and the total (:func:`_row_sums`)."""
     values = bigwig_windows(handle, chrom, start, out.shape[1])
     missing = np.isnan(values)
     finite = out.shape[1] - np.count_nonzero(missing, axis=1)
     values[missing] = 0
-    out[...] = _stored(values, dtype, array, source)
+    out[...] = _stored(values, out.dtype.name, array, source)
     return finite, _row_sums(out)
 
 
 def _signal_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,
                   length: int, dtype: str, array: str = "signal") -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Rows (n, length, tracks) of unsmoothed tracks, and per row and track (n, tracks) the totals (``"sum"``) and
-    the positions with a value (``"finite"``)."""
+    the positions with a value (``"finite"``). Whole-numbered tracks that :class:`BigWigReader` reads are read
+    together, skipping float32 windows (:func:`~bpnetz.genome.bigwig_reader.windows_into`); the others take the
+    float path (:func:`_float_track_rows`)."""
     out = np.empty((len(start), length, len(tracks)), dtype=dtype)
-    sums, finite = [], []
-    for i, track in enumerate(tracks):
-        positions, total = _track_rows(bigwigs[track.source], track.source, chrom, start, out[:, :, i], array)
-        finite.append(positions)
-        sums.append(total)
-    return out, {"sum": np.stack(sums, axis=1), "finite": np.stack(finite, axis=1)}
+    finite = np.zeros((len(start), len(tracks)), np.int64)
+    sums = np.zeros((len(start), len(tracks)), np.float64 if dtype == "float32" else np.int64)
+    direct = [i for i, track in enumerate(tracks)
+              if dtype != "float32" and isinstance(bigwigs[track.source], BigWigReader)]
+    groups = [direct] if len(direct) == len(tracks) else [[i] for i in direct]  # a group: a contiguous slice of out
+    for group in groups:
+        columns = slice(group[0], group[-1] + 1)
+        finite[:, columns], sums[:, columns] = windows_into(
+            [bigwigs[tracks[i].source] for i in group], chrom, start, length, out[:, :, columns],
+            [_value_check(dtype, array, tracks[i].source) for i in group])
+    for i in sorted(set(range(len(tracks))) - set(direct)):
+        finite[:, i], sums[:, i] = _float_track_rows(bigwigs[tracks[i].source], tracks[i].source, chrom, start,
+                                                     out[:, :, i], array)
+    return out, {"sum": sums, "finite": finite}
 
 
 def bias_block(bigwigs: dict[str, Any], tracks: list[Track], chrom: np.ndarray, start: np.ndarray,

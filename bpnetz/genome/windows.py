@@ -49,15 +49,17 @@ def windows_by_span(chroms: np.ndarray, starts: np.ndarray, length: int, max_gap
 
 
 def _window_view(span: np.ndarray, length: int) -> np.ndarray:
-    """Read-only view (len(span) - length + 1, length) of every window of a 1-D span (``sliding_window_view``'s
-    argument checks cost ~100 µs per call, a third of a builder's gathers)."""
+    """Read-only view (len(span) - length + 1, length, ...) of every window of a span along its first axis (a 1-D
+    span, or one column per track) (``sliding_window_view``'s argument checks cost ~100 µs per call, a third of a
+    builder's gathers)."""
     step = span.strides[0]
-    return np.lib.stride_tricks.as_strided(span, (max(len(span) - length + 1, 0), length), (step, step),
-                                           writeable=False)
+    return np.lib.stride_tricks.as_strided(span, (max(len(span) - length + 1, 0), length, *span.shape[1:]),
+                                           (step, *span.strides), writeable=False)
 
 
 def gather(span: np.ndarray, offsets: np.ndarray, length: int) -> np.ndarray:
-    """Rows ``span[o : o + length]`` for each offset (one copy through a strided window view)."""
+    """Rows ``span[o : o + length]`` for each offset (one copy through a strided window view; a 2-D span gives
+    (offsets, length, columns))."""
     if len(span) < length:
         raise ValueError(f"a span of {len(span)} holds no window of {length}")
     return _window_view(span, length)[offsets]

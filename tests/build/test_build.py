@@ -234,6 +234,26 @@ def test_resume_after_interruption_gives_identical_arrays(built, tmp_path, monke
     assert not (tmp_path / "store.zarr" / regions.SPILL_DIR).exists()
 
 
+def test_a_track_left_to_pybigwig_gives_the_same_store(built, tmp_path, monkeypatch):
+    """A bigWig the numpy reader does not take (open_reader None: a big-endian file) is read by pyBigWig's float
+    windows while the other tracks are read together: the arrays equal the all-numpy build's."""
+    experiment, _, reference = built
+    monkeypatch.setattr(schema, "CHUNK_LOCI", 8)
+    monkeypatch.setattr(schema, "SHARD_LOCI", 32)
+    left = str(experiment.bigwigs["minus"])
+    reader = builder.open_reader
+    left_out = []
+    monkeypatch.setattr(builder, "open_reader",
+                        lambda path: left_out.append(path) if str(path) == left else reader(path))
+    build_store(**experiment.build_args(tmp_path / "mixed.zarr"))
+    assert left_out  # the file was left to pyBigWig
+    got, want = _arrays(tmp_path / "mixed.zarr"), _arrays(reference)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    meta = [schema.metadata(zarr.open_group(str(p), mode="r")) for p in (tmp_path / "mixed.zarr", reference)]
+    assert meta[0]["totals"] == meta[1]["totals"]
+
+
 def test_partial_of_other_arguments_is_started_over(built, tmp_path, monkeypatch, capsys):
     experiment, _, _ = built
     _interrupted_build(monkeypatch, experiment.build_args(tmp_path / "store.zarr", max_jitter=5))

@@ -57,14 +57,18 @@ def test_reader_values_equal_pybigwig(sections):
     reader.close()
 
 
-def test_windows_into_equal_pybigwig_windows_with_zeros(sections):
+def test_windows_into_equal_pybigwig_windows_with_zeros(sections, tmp_path):
+    """Two tracks read together into columns 1 and 2 of ``out``: each column equals pyBigWig's windows of its own
+    file (0 where there is no value), per-window value counts and totals per track, column 0 untouched."""
     path, sizes = sections
+    other = tmp_path / "other.bw"
+    _write_sections(other, sizes, np.random.default_rng(8))
     rng = np.random.default_rng(1)
     chroms = rng.choice([c for i, c in enumerate(sizes) if i % 3 == 0], 400).astype(object)  # integer tracks
     length = 90
     starts = np.array([rng.integers(-40, sizes[c] - length + 40) for c in chroms])  # some cross the ends
-    want = bigwig.bigwig_windows(bigwig.open_bigwig(path), chroms, starts, length)  # NaN where no value
-    out = np.full((len(starts), length, 2), 99, dtype=np.uint16)
+    want = [bigwig.bigwig_windows(bigwig.open_bigwig(p), chroms, starts, length) for p in (path, other)]
+    out = np.full((len(starts), length, 3), 99, dtype=np.uint16)
     calls = []
 
     def check(values):  # refuses the first values it is given (as a too-narrow dtype would): the spans' values
@@ -72,13 +76,17 @@ def test_windows_into_equal_pybigwig_windows_with_zeros(sections):
         if len(calls) == 1:
             raise ValueError("too wide")
 
-    covered, total = windows_into(open_reader(path), chroms, starts, length, out[:, :, 1], check)
-    np.testing.assert_array_equal(out[:, :, 1], np.nan_to_num(want, nan=0).astype(np.uint16))
-    assert (out[:, :, 0] == 99).all()  # only the given track's slice is written
-    np.testing.assert_array_equal(covered, np.isfinite(want).sum(axis=1))  # per window
-    np.testing.assert_array_equal(total, np.nansum(want.astype(np.float64), axis=1))
+    covered, total = windows_into([open_reader(path), open_reader(other)], chroms, starts, length, out[:, :, 1:],
+                                  [check, lambda values: None])
+    assert (out[:, :, 0] == 99).all()  # only the given tracks' columns are written
+    for t, track in enumerate(want):
+        np.testing.assert_array_equal(out[:, :, 1 + t], np.nan_to_num(track, nan=0).astype(np.uint16))
+        np.testing.assert_array_equal(covered[:, t], np.isfinite(track).sum(axis=1))  # per window
+        np.testing.assert_array_equal(total[:, t], np.nansum(track.astype(np.float64), axis=1))
+    assert not np.array_equal(out[:, :, 1], out[:, :, 2])  # two different files
     # the retry sees the values of the intervals inside windows only: their set is that of the windows' values
-    assert len(calls) == 2 and set(calls[1].tolist()) == set(want[np.isfinite(want)].tolist())
+    first = want[0]
+    assert len(calls) == 2 and set(calls[1].tolist()) == set(first[np.isfinite(first)].tolist())
     assert set(calls[0].tolist()) >= set(calls[1].tolist())
 
 
