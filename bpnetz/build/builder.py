@@ -9,9 +9,11 @@ Steps (all in :func:`build_store`):
 2. Create ``<store>.partial`` with the arrays and the locus coordinates, or resume it when it was started by
    the same build (same build key); a partial store of other inputs is started over. The build key is written
    into it once the checksums are known (:class:`ResumeMark`).
-3. One Dask task per *region* (:mod:`bpnetz.build.regions`): the store chunks of one stretch of the genome, from
-   every run of loci (peaks and background loci of the same stretch share their reads). A task opens the FASTA
-   and bigWigs once, reads its rows' windows and returns them encoded per chunk; this process writes each shard
+3. One task per *region* (:mod:`bpnetz.build.regions`): the store chunks of one stretch of the genome, from
+   every run of loci (peaks and background loci of the same stretch share their reads), run by forked worker
+   processes (``concurrent.futures``), by Dask on threads of this process (one worker), or on a dask.distributed
+   cluster. A task opens the FASTA and bigWigs once, reads its rows' windows and returns them encoded per chunk
+   (a forked worker leaves them in a spill file: :func:`~bpnetz.build.regions.spill`); this process writes each shard
    (:data:`~bpnetz.store.schema.SHARD_LOCI` rows of every array) once all its chunks are in, then
    ``.blocks/<shard>.json`` with the shard's totals. Finished shards are skipped on a rerun. What a task costs,
    and why it reads and writes as it does (CPU-s of a 50,796-locus simulated build, 2114/1000, 4 count tracks,
@@ -535,7 +537,7 @@ def build_region(store_path: str, fasta_path: str, layout_dict: dict[str, Any], 
                  encoders: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read and encode the rows of store chunks ``chunks`` (one region: :mod:`bpnetz.build.regions`) of every array.
 
-    Runs as one Dask task (possibly in another process or on a cluster worker), so it takes only plain values
+    Runs as one task (in a forked worker process, a thread, or on a cluster worker), so it takes only plain values
     (``chrom`` and ``summit``: the chunks' rows of the store's coordinates, chunk after chunk, passed rather than
     read back from the store, which cost ~7 µs per locus) and opens every file itself once. Returns ``{"region",
     "chunks", "encoded": {array: [stored bytes per chunk]}, "stats": {array: {"sum", "finite": (chunks, tracks)}}}``
@@ -793,10 +795,10 @@ def _plan_dtypes(inputs: BuildInputs, groups: int = 8, group_loci: int = 16) -> 
 
 
 def _run_regions(calls: list[tuple], assembler: regions_mod.ShardAssembler, options: BuildOptions) -> list[dict]:
-    """Run ``build_region(*call)`` for each call as one Dask task: in local worker processes (:func:`_worker_pool`),
-    in threads of this process where there are none, or on a distributed cluster (``options.scheduler``). Each
-    result goes to ``assembler`` as it arrives, in this thread (it writes the shards the region completes); returns
-    the stats of the shards written.
+    """Run ``build_region(*call)`` for each call as one task: in local worker processes (:func:`_run_local`), as a
+    Dask graph on threads of this process where there are none, or on a distributed cluster (``options.scheduler``,
+    through Dask). Each result goes to ``assembler`` as it arrives, in this thread (it writes the shards the region
+    completes); returns the stats of the shards written.
     """
     from tqdm.auto import tqdm
 

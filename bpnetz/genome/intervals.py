@@ -282,18 +282,25 @@ def _decimals(buf: np.ndarray, lo: np.ndarray, hi: np.ndarray, allow_minus_one: 
     return values
 
 
-def _texts(buf: np.ndarray, lo: np.ndarray, hi: np.ndarray, distinct_few: bool = False) -> np.ndarray:
-    """The ASCII texts ``buf[lo:hi]`` per row as an object array of str (decoded once per distinct text with
-    ``distinct_few``, e.g. chromosome names)."""
+#: the widest chromosome names :func:`_texts` decodes through a byte matrix (wider ones are sliced from the text)
+_MATRIX_WIDTH = 64
+
+
+def _texts(text: str, buf: np.ndarray, lo: np.ndarray, hi: np.ndarray, distinct_few: bool = False) -> np.ndarray:
+    """The texts ``text[lo:hi]`` per row (``buf``: its ASCII bytes) as an object array of str. Sliced one by one
+    (31,496 names: 7 ms), or, with ``distinct_few`` (chromosome names), through a byte matrix decoded once per
+    distinct text (4 ms), unless some text is wider than :data:`_MATRIX_WIDTH` (the matrix grows with the widest:
+    one 20 kB name among 20,000 lines made it 6.5 GB)."""
     width = hi - lo
-    most = max(int(width.max()) if len(width) else 0, 1)
-    inside = np.arange(most) < width[:, None]
-    matrix = np.where(inside, buf[np.minimum(lo[:, None] + np.arange(most), len(buf) - 1)], 0).astype(np.uint8)
-    texts = matrix.view(f"S{most}").ravel()
-    if distinct_few:
-        distinct, inverse = np.unique(texts, return_inverse=True)
+    if distinct_few and len(width) and 0 < int(width.max()) <= _MATRIX_WIDTH:
+        most = int(width.max())
+        inside = np.arange(most) < width[:, None]
+        matrix = np.where(inside, buf[np.minimum(lo[:, None] + np.arange(most), len(buf) - 1)], 0).astype(np.uint8)
+        distinct, inverse = np.unique(matrix.view(f"S{most}").ravel(), return_inverse=True)
         return distinct.astype(f"U{most}").astype(object)[inverse.ravel()]
-    return texts.astype(f"U{most}").astype(object)
+    texts = np.empty(len(lo), dtype=object)
+    texts[:] = [text[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+    return texts
 
 
 def _uniform_rows(path: Path) -> _FileRows | None:
@@ -303,8 +310,9 @@ def _uniform_rows(path: Path) -> _FileRows | None:
 
     The columns are cut and parsed by numpy on the file's bytes (tab and line-end positions, a digit matrix per
     integer column), and the lines are split into fields only when asked (:class:`TabFields`): the 40,000-locus
-    benchmark's two loci files took 0.12-0.16 -> 0.04 s (the largest serial step of a build's start). A fuzz of 6,000
-    files (2,064 of them taken by this path) gave the line-by-line parser's records exactly."""
+    benchmark's two loci files took 0.12-0.16 -> 0.04 s (the largest serial step of a build's start). Fuzzes of 6,000
+    and 15,000 files (2,064 and ~4,400 of them taken by this path) gave the line-by-line parser's records exactly,
+    once a file of a single line end (the second fuzz: an IndexError) was left to the text paths."""
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error):
@@ -312,6 +320,8 @@ def _uniform_rows(path: Path) -> _FileRows | None:
     if not data or not data.isascii() or b"\r" in data or b"\0" in data:
         return None
     size = len(data) - data.endswith(b"\n")
+    if not size:  # one line end: no data line
+        return None
     buf = np.frombuffer(data, np.uint8, size)
     ends = np.r_[np.flatnonzero(buf == ord("\n")), size]
     begins = np.r_[0, ends[:-1] + 1]
@@ -335,10 +345,11 @@ def _uniform_rows(path: Path) -> _FileRows | None:
               else np.full(n, -1, dtype=np.int64))
     if start is None or end is None or offset is None or (end <= start).any() or (offset >= end - start).any():
         return None
-    name = _texts(buf, *column(3)) if tabs.shape[1] >= 3 else np.full(n, ".", dtype=object)
+    text = data[:size].decode("ascii")
+    name = _texts(text, buf, *column(3)) if tabs.shape[1] >= 3 else np.full(n, ".", dtype=object)
     name[name == ""] = "."
-    return _FileRows(lines=data[:size].decode("ascii").split("\n"), numbers=np.arange(1, n + 1, dtype=np.int64),
-                     columns=np.stack([start, end, offset]), chrom=_texts(buf, *column(0), distinct_few=True),
+    return _FileRows(lines=text.split("\n"), numbers=np.arange(1, n + 1, dtype=np.int64),
+                     columns=np.stack([start, end, offset]), chrom=_texts(text, buf, *column(0), distinct_few=True),
                      name=name)
 
 

@@ -113,6 +113,19 @@ def test_read_bed_malformed_names_file_and_line(tmp_path, text, where):
     assert "bad.bed" in str(err.value)
 
 
+def test_edge_files_of_the_numpy_path(tmp_path):
+    """A file of one line end holds no record; a 20 kB name (bedtools' collapsed names) is read whole, with the
+    chromosome names beside it."""
+    (tmp_path / "nl.bed").write_text("\n")
+    assert len(intervals.read_bed(tmp_path / "nl.bed")) == 0
+    long_name = "n" * 20_000
+    rows = [f"chr{i % 3}\t{i}\t{i + 5}\t{long_name if i == 7 else f'p{i}'}" for i in range(2_000)]
+    (tmp_path / "long.bed").write_text("\n".join(rows) + "\n")
+    bed = intervals.read_bed(tmp_path / "long.bed")
+    assert bed.name[7] == long_name and bed.name[8] == "p8"
+    assert bed.chrom.tolist()[:4] == ["chr0", "chr1", "chr2", "chr0"]
+
+
 def test_a_damaged_gzip_bed_is_an_input_error(tmp_path):
     """Damaged deflate data (zlib.error, not an OSError) ends in the file's InputError, never a traceback."""
     import gzip
