@@ -622,9 +622,9 @@ def _create_partial(path: Path, inputs: BuildInputs, dtypes: dict[str, str], blo
     arrays = {}
 
     def data_array(name: str, tail: tuple[int, ...], dtype: str, dims: tuple[str, ...], shuffle: str) -> None:
-        arrays[name] = root.create_array(name, shape=(n, *tail), chunks=(chunk_loci, *tail), shards=(block_loci, *tail),
-                          dtype=dtype, compressors=_compressors(shuffle), dimension_names=dims, fill_value=0,
-                          config=config)
+        arrays[name] = root.create_array(name, shape=(n, *tail), chunks=(chunk_loci, *tail),
+                                         shards=(block_loci, *tail), dtype=dtype, compressors=_compressors(shuffle),
+                                         dimension_names=dims, fill_value=0, config=config)
 
     # bit-shuffling suits integer-valued data (codes, counts: 2-3x smaller and faster than byte shuffling);
     # byte shuffling suits fractional floats (smoothed or normalised tracks)
@@ -853,17 +853,22 @@ def _run_local(calls: list[tuple], workers: int | None, assembler: regions_mod.S
     per worker in flight and hands a worker its next task only after the result's callback (here the assembler's
     shard writes) has run, and the 40k-locus benchmark's workers waited 14-24 ms for each next task."""
     n = max(1, min(workers or os.cpu_count() or 1, len(calls)))
+    with _worker_pool(n) as pool:
+        if pool is None:
+            _run_threads(calls, n, assembler)
+        else:
+            _run_forked(calls, pool, assembler)
+
+
+def _run_forked(calls: list[tuple], pool: Executor, assembler: regions_mod.ShardAssembler) -> None:
+    """Every region task submitted to the fork ``pool`` at once, by index into :data:`_FORKED_CALLS`."""
+    from concurrent.futures import as_completed
+
     build = id(calls)
     _FORKED_CALLS[build] = calls, assembler.encoders  # before the fork (at the first task): every worker inherits them
     try:
-        with _worker_pool(n) as pool:
-            if pool is None:
-                _run_threads(calls, n, assembler)
-                return
-            from concurrent.futures import as_completed
-
-            for future in as_completed([pool.submit(_forked_region, build, i) for i in range(len(calls))]):
-                assembler.add(future.result())
+        for future in as_completed([pool.submit(_forked_region, build, i) for i in range(len(calls))]):
+            assembler.add(future.result())
     finally:
         del _FORKED_CALLS[build]
 

@@ -244,7 +244,7 @@ def _overlapping(parts: list, lo: int, hi: int, clip: bool = False) -> tuple[np.
     ``clip`` (sorted disjoint intervals, as bigWigs store them: only the first and the last can cross)."""
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    starts, ends = (np.concatenate(column, dtype=np.int64) for column in list(zip(*parts, strict=True))[:2])
+    starts, ends = (np.concatenate([part[k] for part in parts], dtype=np.int64) for k in (0, 1))
     values = np.concatenate([part[2] for part in parts])
     if (starts[1:] >= ends[:-1]).all():  # sorted and disjoint: a slice, not a mask
         k0, k1 = int(np.searchsorted(ends, lo, side="right")), int(np.searchsorted(starts, hi, side="left"))

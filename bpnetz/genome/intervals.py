@@ -28,8 +28,11 @@ from bpnetz.errors import InputError, notice
 SUMMIT_COLUMN = 9
 #: narrowPeak column holding the score (used by the reference as the sample weight).
 SCORE_COLUMN = 4
-#: a plain non-negative decimal of at most 18 digits (int64 holds it; a longer one ended in an OverflowError)
-_DECIMAL = re.compile(r"[0-9]{1,18}\Z")
+#: the most digits of a coordinate (int64 holds them; a longer one ended in an OverflowError)
+_MAX_DIGITS = 18
+_DIGITS = f"[0-9]{{1,{_MAX_DIGITS}}}"
+#: a plain non-negative decimal of at most :data:`_MAX_DIGITS` digits
+_DECIMAL = re.compile(rf"{_DIGITS}\Z")
 _BED_FIX = "Check that the file is tab-separated BED/narrowPeak with 0 <= start < end on every line."
 
 
@@ -70,7 +73,7 @@ def parse_int(text: str, *, path: str | Path, line: int, column: int, what: str,
     if _DECIMAL.match(text) or (allow_minus_one and text == "-1"):
         return int(text)
     raise InputError(f"line {line}: column {column} ({what}) is {text!r}, not a plain non-negative integer (of at "
-                     "most 18 digits).", path=path, fix=_BED_FIX)
+                     f"most {_MAX_DIGITS} digits).", path=path, fix=_BED_FIX)
 
 
 def read_chrom_sizes(path: str | Path) -> dict[str, int]:
@@ -176,8 +179,8 @@ def _record(fields: list[str], path: Path, number: int) -> tuple[int, int, int]:
 
 
 #: a column of plain non-negative decimal integers (ASCII digits), one per line; and the same allowing -1
-_DECIMAL_LINES = re.compile(r"[0-9]{1,18}(?:\n[0-9]{1,18})*")
-_DECIMAL_OR_MINUS_ONE_LINES = re.compile(r"(?:[0-9]{1,18}|-1)(?:\n(?:[0-9]{1,18}|-1))*")
+_DECIMAL_LINES = re.compile(rf"{_DIGITS}(?:\n{_DIGITS})*")
+_DECIMAL_OR_MINUS_ONE_LINES = re.compile(rf"(?:{_DIGITS}|-1)(?:\n(?:{_DIGITS}|-1))*")
 
 
 def _plain_integers(texts: list[str], allow_minus_one: bool = False) -> bool:
@@ -262,12 +265,13 @@ class _FileRows:
 
 def _decimals(buf: np.ndarray, lo: np.ndarray, hi: np.ndarray, allow_minus_one: bool = False) -> np.ndarray | None:
     """The integers written in ``buf[lo:hi]`` per row (as :func:`parse_int` reads them: plain ASCII decimals, -1
-    when allowed), from a digit matrix; None when some text is not one, or has more than 18 digits."""
+    when allowed), from a digit matrix; None when some text is not one, or has more than :data:`_MAX_DIGITS`
+    digits."""
     width = hi - lo
     if not len(width):
         return np.zeros(0, np.int64)
     most = int(width.max())
-    if width.min() < 1 or most > 18:
+    if width.min() < 1 or most > _MAX_DIGITS:
         return None
     minus = ((width == 2) & (buf[lo] == ord("-")) & (buf[np.minimum(lo + 1, len(buf) - 1)] == ord("1"))
              if allow_minus_one
@@ -369,8 +373,7 @@ def read_bed(paths: str | Path | Sequence[str | Path], what: str = "BED file") -
     start, end, offset = np.concatenate([part.columns for part in parts], axis=1)
     return BedRecords(chrom=np.concatenate([part.chrom for part in parts]), start=start, end=end,
                       summit_offset=offset, name=np.concatenate([part.name for part in parts]),
-                      fields=TabFields(parts[0].lines if len(parts) == 1 else
-                                       [line for part in parts for line in part.lines]), source=source,
+                      fields=TabFields([line for part in parts for line in part.lines]), source=source,
                       line=np.concatenate([part.numbers for part in parts]), paths=[Path(p) for p in paths])
 
 
