@@ -33,7 +33,11 @@ import sys
 import types
 from typing import Any
 
+from bpnetz.memory import pool_tensor_memory
+
 __version__ = "0.1.0"
+
+pool_tensor_memory()  # before TensorFlow allocates its first tensor (see its docstring)
 
 #: public name -> module that defines it
 _API = {

@@ -34,6 +34,28 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 1 << 30)
 
 
+#: TensorFlow's switch to its pooling (best-fit with coalescing) allocator for tensors in host memory
+TF_POOLED_ALLOCATOR = "TF_CPU_ALLOCATOR_USE_BFC"
+
+
+def pool_tensor_memory() -> None:
+    """Make TensorFlow keep the host memory of freed tensors in a pool for the next ones (its BFC allocator),
+    unless the environment already says otherwise (``TF_CPU_ALLOCATOR_USE_BFC=false`` turns it off).
+
+    Must run before TensorFlow allocates its first tensor (importing TensorFlow is fine); ``import bpnetz`` runs
+    it. Without it every tensor of more than 128 KiB is a fresh mmap whose pages fault when first written: the
+    first ``tf.data`` generator of a process sets glibc's M_TRIM_THRESHOLD ("Memory patch applied"), which
+    also freezes glibc's mmap threshold at 128 KiB, and tensors over 32 MiB are mmapped in any case. Measured on
+    this project's 2-core VM (TensorFlow 2.21, 2 threads, the default BPNet, after a generator dataset): a
+    training step of 64 examples 26.2 -> 43.1 examples/s (5.3 M -> 0.3 M page faults, 11.9 -> 0.8 s of system
+    time per 512 examples; peak resident memory 1,461 -> 1,574 MB); the forward pass, 8 per call 57 -> 205
+    and 128 per call 72 -> 187 examples/s. A no-op for GPU memory (the GPU has its own pool).
+    """
+    import os
+
+    os.environ.setdefault(TF_POOLED_ALLOCATOR, "true")
+
+
 def available_memory() -> int:
     """Bytes of memory available to new allocations (psutil, else /proc/meminfo, else 4 GiB)."""
     try:

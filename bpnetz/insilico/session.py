@@ -1,8 +1,9 @@
 """A trained model ready for in-silico experiments: batched predictions of one-hot sequences, with
 reverse-complement averaging and the model's control (bias) inputs, and the per-task quantities derived from them.
 
-The model is loaded with :func:`bpnetz.model.registry.load_model` and called directly in batches
-(``predict_on_batch``, one compiled function for every batch of one size); reverse-complement averaging is the
+The model is loaded with :func:`bpnetz.model.registry.load_model` and called in batches through prediction's
+:func:`~bpnetz.predict.inference.model_predict_fn` (one traced graph for every batch size, cache-sized calls
+without a GPU: :mod:`bpnetz.model.batching`); reverse-complement averaging is the
 one helper of :mod:`bpnetz.predict.reverse_complement` (one call on the forward and reverse batches together).
 The layout of the training store (tracks, tasks, controls) comes from the model directory's ``store.json``.
 
@@ -22,6 +23,7 @@ explain the same numbers.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,9 +123,15 @@ class ModelSession:
                 parts.append(np.asarray(result[key], dtype=np.float64))
         return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in outputs.items()}
 
+    @functools.cached_property
+    def _predict_fn(self) -> Any:
+        from bpnetz.predict.inference import model_predict_fn
+
+        return model_predict_fn(self.model)
+
     def _call(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self.model.predict_on_batch(inputs)
-        return {"profile": np.asarray(out["profile"]), "logcounts": np.asarray(out["logcounts"])}
+        out = self._predict_fn(inputs)
+        return {"profile": out["profile"], "logcounts": out["logcounts"]}
 
     def counts(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """Predicted counts (N, L, T): the joint softmax of each group × exp(its log count)."""

@@ -260,6 +260,7 @@ def predict(model_dir: str | Path, output_dir: str | Path, options: PredictOptio
 def _predict_peaks_run(run: PredictionRun, store: str | Path | None, store_args: dict[str, Any], split: str,
                        chroms: Sequence[str] | None, test_indices: Any, peaks_only: bool,
                        generate_bigwigs: bool) -> PredictSummary:
+    from bpnetz.store.selection import LocusSelection
     from bpnetz.store.stream import LocusStream
 
     reader = run.open_store(store, store_args)
@@ -269,15 +270,17 @@ def _predict_peaks_run(run: PredictionRun, store: str | Path | None, store_args:
     check_split_chroms({mdir.name: None if chroms else mdir.split}, reader.chromosomes, path=mdir.path / SPLITS_FILE,
                        required=(split,), optional=())
     chosen = _subset_chroms(reader, mdir.split, split, chroms)
+    backgrounds = "none" if peaks_only else "all"
+    keep = read_test_indices(test_indices, LocusSelection(reader, chosen, backgrounds=backgrounds, redraw=False,
+                                                          seed=0).n_examples)
     stream = LocusStream(reader, None, "all", batch_size=run.batch_size, all_chroms=chosen, jitter=False,
-                         shuffle=False, reverse_complement="none", backgrounds="none" if peaks_only else "all",
-                         orig_multi_loss=per_track, progress=run.progress)
-    keep = read_test_indices(test_indices, stream.n_loci)
+                         shuffle=False, reverse_complement="none", backgrounds=backgrounds,
+                         orig_multi_loss=per_track, progress=run.progress, only=keep)
     sizes = (chromosome_sizes(store_args["chrom_sizes"], reader.meta.get("genome"),
                               "--generate-predicted-profile-bigWigs") if generate_bigwigs else None)
     pred = predict_loci(stream, model_predict_fn(run.model), groups, window,
                         reverse_complement_average=run.reverse_complement_average,
-                        set_bias_as_zero=run.set_bias_as_zero, keep=keep, progress=run.progress)
+                        set_bias_as_zero=run.set_bias_as_zero, progress=run.progress)
     kinds = [schema.KIND_PEAK] if peaks_only else [schema.KIND_PEAK, schema.KIND_BACKGROUND]
     reference, baseline_source = baseline_reference(reader, mdir.split, reader.chromosomes, kinds, window, pred)
     reader.check_unchanged()  # every row came from the store opened (never two stores mixed)

@@ -76,6 +76,22 @@ class LocusSelection:
         self.seed = seed
         self.chroms = list(chroms)
 
+    def restrict(self, visits: np.ndarray) -> None:
+        """Keep only the loci at these indices of epoch 0's visit order (``bpnetz predict --test-indices``), so
+        that nothing else is read; for selections that draw no backgrounds (backgrounds "all" or "none")."""
+        if any(self.n_draw[t] < len(pos) for t, pos in self.background_positions.items()):
+            raise ValueError("a selection drawing backgrounds cannot be restricted to fixed loci")
+        before = self.rows
+        self.rows = np.unique(before[self.epoch_positions(0)[np.asarray(visits, dtype=np.int64)]])
+
+        def kept_positions(positions: np.ndarray) -> np.ndarray:
+            rows = before[positions]
+            return np.searchsorted(self.rows, rows[np.isin(rows, self.rows)])
+
+        self.peak_positions = kept_positions(self.peak_positions)
+        self.background_positions = {t: kept_positions(pos) for t, pos in self.background_positions.items()}
+        self.n_draw = {t: len(pos) for t, pos in self.background_positions.items()}
+
     @property
     def n_examples(self) -> int:
         """Loci visited per epoch."""

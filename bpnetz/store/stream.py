@@ -102,6 +102,8 @@ class LocusStream:
     :func:`bpnetz.model.data.stream_dataset` is its tf.data pipeline; each new iteration over it is the next epoch
     (:meth:`next_epoch`: epoch 0, 1, …), or, continuous, one iteration runs all epochs (:meth:`epochs`), so Keras
     ``fit`` sees fresh backgrounds and augmentation each epoch, and the whole sequence is fixed by ``seed``.
+    ``only`` keeps the loci at those indices of the unrestricted visit order and never reads the others
+    (:meth:`~bpnetz.store.selection.LocusSelection.restrict`; prediction's ``--test-indices``).
     """
 
     def __init__(self, store: str | Path | StoreReader, split: Split | None, subset: Subset, *, batch_size: int,
@@ -111,7 +113,7 @@ class LocusStream:
                  counts_background_weight: float = 1.0,
                  orig_multi_loss: bool = False, cache: bool | str = "auto", shuffle_loci: int = 16384,
                  read_ahead: int = 2, batches_per_element: int | None = None,
-                 progress: bool = False, shard: tuple[int, int] | None = None):
+                 progress: bool = False, shard: tuple[int, int] | None = None, only: np.ndarray | None = None):
         if reverse_complement not in RC_MODES:
             raise ValueError(f"reverse_complement must be one of {RC_MODES}, got {reverse_complement!r}")
         backgrounds = backgrounds or ("draw" if subset in ("train", "val") else "none")
@@ -134,6 +136,8 @@ class LocusStream:
         chroms = subset_chroms(self.reader, split, subset, all_chroms)
         self.selection = LocusSelection(self.reader, chroms, backgrounds=backgrounds, redraw=subset == "train",
                                         seed=self.seed)
+        if only is not None:
+            self.selection.restrict(only)
         if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
             raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
         #: (worker index, workers): this stream yields only its worker's share of each epoch (see shard_positions)

@@ -178,6 +178,29 @@ def test_baseline_is_the_average_shape_with_the_mean_log_count():
     assert res.summary()["task"]["task 0"]["counts_pearson"] == 0.0  # constant prediction
 
 
+def test_one_prediction_for_all_gives_the_metrics_of_its_rows_repeated():
+    """The baseline's broadcast views take the one-row paths (matrix-vector products, ranks once); the same
+    prediction materialised row by row takes the elementwise paths, which match scipy above."""
+    rng = np.random.default_rng(8)
+    true = _peaky_counts(rng, 9, 2)
+    true[3] = 0  # undefined: NaN on both paths
+    probs, lc = M.baseline_predictions(_peaky_counts(rng, 6, 2), [[0, 1]], n_examples=9)
+    probs = np.array(probs[:1])
+    probs[0, 5, 0] = 0.0  # a position the prediction rules out: mnll is infinite where it holds counts
+    probs = np.broadcast_to(probs / probs.sum(), true.shape)
+    true[0, 5, 0], true[1, 5, 0] = 4, 0
+    results = M.compare_predictions(true, {"view": (probs, lc), "rows": (np.array(probs), np.array(lc))},
+                                    task_tracks=[[0, 1]])
+    assert np.isinf(results["rows"].track.profile["mnll"][0, 0])
+    for level in ("track", "task"):
+        view, rows = getattr(results["view"], level), getattr(results["rows"], level)
+        for metric in M.PROFILE_METRICS:
+            np.testing.assert_allclose(view.profile[metric], rows.profile[metric], rtol=1e-10, atol=1e-12,
+                                       err_msg=f"{level} {metric}")
+        np.testing.assert_allclose(view.pred_logcounts, rows.pred_logcounts, rtol=1e-12)
+    assert np.isnan(results["view"].task.profile["jsd"][3, 0])
+
+
 def test_binomial_thinning_properties():
     rng = np.random.default_rng(6)
     fixed = np.full(20000, 40.0)

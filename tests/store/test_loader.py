@@ -12,7 +12,7 @@ import pytest
 
 from bpnetz.config import Split
 from bpnetz.errors import InputError
-from bpnetz.model.data import make_dataset, stream_dataset
+from bpnetz.model.data import iterate_here, make_dataset, stream_dataset
 from bpnetz.store import stream as stream_module
 from bpnetz.store.stream import LocusStream
 from tests.store.tiny_store import (
@@ -177,6 +177,46 @@ def test_test_subset_holds_only_its_peaks(tiny):
     rows = {e["row"] for e in examples(epoch(stream))}
     assert rows == rows_where(tiny, {"chr3"}, kind=0)
     assert set(stream.loci()["chrom"]) == {"chr3"}
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_stream_restricted_to_fixed_loci_reads_and_yields_only_them(tiny, cache):
+    """``only`` (predict's --test-indices) keeps those visits of the unrestricted order, backgrounds included,
+    the same examples as the whole stream, and reads no block without one of them."""
+    common = {"batch_size": BATCH, "backgrounds": "all", "cache": cache}
+    whole = {e["row"]: e for e in examples(epoch(LocusStream(tiny.path, None, "all", **common)))}
+    order = list(LocusStream(tiny.path, None, "all", **common).loci()["row"])
+    visits = np.array([2, 3, 7, len(order) - 1])
+    stream = LocusStream(tiny.path, None, "all", only=visits, **common)
+    reads = []
+    original = stream.reader.read_block_into
+    stream.reader.read_block_into = lambda block, out, at: reads.append(block) or original(block, out, at)
+    picked = examples(epoch(stream))
+    assert [e["row"] for e in picked] == [order[v] for v in visits] == list(stream.loci()["row"])
+    assert stream.n_loci == len(visits)
+    for ex in picked:
+        for key in ("sequence", "profile", "profile_bias", "logcounts", "w_logcounts"):
+            np.testing.assert_array_equal(ex[key], whole[ex["row"]][key])
+    assert set(reads) <= {order[v] // stream.reader.block_loci for v in visits}
+    with pytest.raises(ValueError, match="drawing backgrounds"):
+        LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, only=visits)
+
+
+def test_batches_converted_here_are_the_pipelines(tiny):
+    """iterate_here (prediction, no tf.data) yields what the tf.data pipeline yields, batch for batch (to the
+    last bit but for float32 rounding of log counts)."""
+    def stream():
+        return LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, reverse_complement="random", seed=3,
+                           batches_per_element=3)
+
+    piped, here = epoch(stream()), list(iterate_here(stream(), with_index=True))
+    assert len(piped) == len(here) == stream().n_batches
+    for a, b in zip(piped, here):
+        for part_a, part_b in zip(a, b):
+            assert part_a.keys() == part_b.keys()
+            for key in part_a:  # log1p in a graph and eagerly may differ in the last float32 bit
+                np.testing.assert_allclose(part_a[key], part_b[key], rtol=3e-7, atol=0, err_msg=key)
+                assert part_a[key].dtype == part_b[key].dtype
 
 
 def test_cached_and_streamed_modes_yield_the_same_examples(tiny):
