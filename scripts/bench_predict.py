@@ -20,7 +20,9 @@ order ``bpnetz predict`` visits them) are predicted:
   saying why, when absent): bpnet-lite's ``BPNet`` through tangermeme's ``predict`` on the same sequences and
   controls in memory, with RC averaging (the reverse complement's outputs mapped back and averaged, as bpnetz
   does) and without; and end to end from the same BED, FASTA and control bigWigs (tangermeme's ``extract_loci``,
-  then the RC-averaged forward pass; nothing written).
+  then the RC-averaged forward pass; nothing written). All at ``--batch-size``, and the RC-averaged figures again
+  at the peer's fastest batch size among :data:`PEER_BATCH_SIZES` (torch on a CPU, like bpnetz's cache-sized
+  calls, runs faster in small calls), so that bpnetz is also compared with the peer tuned to its best.
 
 Both sides use ``--threads`` threads (TensorFlow's intra- and inter-op pools; torch's intra- and inter-op
 threads) and batches of ``--batch-size``. Rounds interleave bpnetz and the peer; the load is printed per round.
@@ -165,7 +167,7 @@ def peer_figures(python: str, case: Case, args: argparse.Namespace, workdir: Pat
     settings = {"n_filters": params.syntax_module_params.filters,
                 "n_layers": params.syntax_module_params.num_dilation_layers, "in_window": params.input_len,
                 "out_window": params.output_profile_len, "threads": args.threads, "batch_size": args.batch_size,
-                "seed": 0}
+                "seed": 0, "batch_sizes": PEER_BATCH_SIZES, "probe": min(64, len(case.rows))}
     out = run_peer(python, "predict", {"seq": case.codes, "control": case.control, "bed": np.array(str(case.bed)),
                                        "fasta": np.array(str(case.fasta)),
                                        "control_bigwigs": np.array(json.dumps(case.control_bigwigs))},
@@ -174,13 +176,23 @@ def peer_figures(python: str, case: Case, args: argparse.Namespace, workdir: Pat
     return {"forward_rc": rate(n, float(out["forward_rc_seconds"]), float(out["forward_rc_cpu_seconds"])),
             "forward": rate(n, float(out["forward_seconds"]), float(out["forward_cpu_seconds"])),
             "end_to_end": rate(int(out["end_to_end_n"]), float(out["end_to_end_seconds"]),
-                               float(out["end_to_end_cpu_seconds"]))}
+                               float(out["end_to_end_cpu_seconds"])),
+            "fastest_batch": int(out["fastest_batch"]),
+            "forward_rc_fastest": rate(n, float(out["forward_rc_fastest_seconds"]),
+                                       float(out["forward_rc_fastest_cpu_seconds"])),
+            "end_to_end_fastest": rate(int(out["end_to_end_n_fastest"]), float(out["end_to_end_seconds_fastest"]),
+                                       float(out["end_to_end_cpu_seconds_fastest"]))}
 
 
-#: (label, bpnetz figure, peer figure) of each printed comparison
+#: batch sizes the peer is timed at for its fastest (torch on a CPU, like bpnetz, runs faster in small calls)
+PEER_BATCH_SIZES = [4, 8, 16, 32]
+#: (label, bpnetz figure, peer figure) of each printed comparison; "*_fastest": the peer at its fastest batch size
 COMPARISONS = (("predict on the store, RC-averaged", "store", "end_to_end"),
+               ("  ... bpnet-lite at its fastest batch", "store", "end_to_end_fastest"),
                ("predict --regions, RC-averaged", "regions", "end_to_end"),
+               ("  ... bpnet-lite at its fastest batch", "regions", "end_to_end_fastest"),
                ("forward pass in memory, RC-averaged", "forward_rc", "forward_rc"),
+               ("  ... bpnet-lite at its fastest batch", "forward_rc", "forward_rc_fastest"),
                ("forward pass in memory, no RC", "forward", "forward"))
 
 
@@ -192,7 +204,8 @@ def format_round(number: int, row: dict) -> str:
                 f"{mine['examples']})")
         if row.get("peer"):
             peer = row["peer"][theirs]
-            text += (f", bpnet-lite {peer['per_s']:.1f} examples/s ({peer['per_cpu_s']:.1f} per CPU-s, "
+            batch = row["peer"]["fastest_batch"] if theirs.endswith("_fastest") else None
+            text += (f", bpnet-lite{f' (batch {batch})' if batch else ''} {peer['per_s']:.1f} examples/s ({peer['per_cpu_s']:.1f} per CPU-s, "
                      f"{peer['examples']}) -> {mine['per_s'] / peer['per_s']:.2f}x "
                      f"({mine['per_cpu_s'] / peer['per_cpu_s']:.2f}x per CPU-s)")
         lines.append(text)

@@ -12,7 +12,8 @@ input (``--data``), channels first as bpnet-lite expects:
 - ``shap`` mode: ``references`` (n, k, L) uint8 codes, the dinucleotide shuffles bpnetz drew for each sequence;
 - ``predict`` mode, optionally: ``bed`` (a path) plus ``fasta`` and ``control_bigwigs`` (JSON list): the same loci
   read end to end with tangermeme's ``extract_loci``;
-- ``settings``: a JSON string (n_filters, n_layers, in_window, out_window, threads, batch_size, seed, targets).
+- ``settings``: a JSON string (n_filters, n_layers, in_window, out_window, threads, batch_size, seed, targets;
+  ``predict`` mode also batch_sizes and probe: the sizes tried for the peer's fastest, on that many examples).
 
 output (``--out``): per measured thing, its wall and process CPU seconds and examples; for ``shap``, per
 target, the sum of each sequence's attributions, f(x) and the mean of f over its references (controls held at
@@ -100,7 +101,9 @@ def forward(model, X, control, batch_size: int, rc: bool):
 
 def predict_speed(data: dict, settings: dict) -> dict[str, np.ndarray]:
     """Seconds of the forward pass alone (in-memory tensors; with and without RC averaging), and end to end from
-    the FASTA and control bigWigs (tangermeme's ``extract_loci`` + the RC-averaged forward) when a BED is given."""
+    the FASTA and control bigWigs (tangermeme's ``extract_loci`` + the RC-averaged forward) when a BED is given;
+    all at ``batch_size``, and again at the fastest of ``batch_sizes`` (RC-averaged forward timed at each on the
+    first ``probe`` examples) so the peer is also shown at its best."""
     import torch
 
     model = build_model(settings)
@@ -113,19 +116,33 @@ def predict_speed(data: dict, settings: dict) -> dict[str, np.ndarray]:
             forward, model, X, control, batch, rc=True)
         _, out["forward_seconds"], out["forward_cpu_seconds"] = timed(forward, model, X, control, batch, rc=False)
         out["logcounts_rc"] = logcounts.numpy().reshape(-1)
+        fastest = fastest_batch(model, X[:settings["probe"]], control[:settings["probe"]], settings["batch_sizes"])
+        out["fastest_batch"] = np.array(fastest)
+        _, out["forward_rc_fastest_seconds"], out["forward_rc_fastest_cpu_seconds"] = timed(
+            forward, model, X, control, fastest, rc=True)
         if "bed" in data:
-            out.update(end_to_end(model, data, settings))
+            out.update(end_to_end(model, data, settings, batch))
+            out.update({f"{k}_fastest": v for k, v in end_to_end(model, data, settings, fastest).items()})
     return out
 
 
-def end_to_end(model, data: dict, settings: dict) -> dict[str, np.ndarray]:
+def fastest_batch(model, X, control, sizes: list[int]) -> int:
+    """The batch size of the fastest RC-averaged forward pass over these examples (each size warmed up once)."""
+    seconds = {}
+    for size in sizes:
+        forward(model, X[:size], control[:size], size, rc=True)
+        seconds[size] = timed(forward, model, X, control, size, rc=True)[1]
+    return min(seconds, key=seconds.get)
+
+
+def end_to_end(model, data: dict, settings: dict, batch: int) -> dict[str, np.ndarray]:
     from tangermeme.io import extract_loci
 
     began, began_cpu = time.perf_counter(), time.process_time()
     X, control = extract_loci(str(data["bed"]), str(data["fasta"]), in_signals=json.loads(str(data["control_bigwigs"])),
                               in_window=settings["in_window"], out_window=settings["out_window"],
                               n_jobs=settings["threads"])
-    forward(model, X.float(), control.float(), settings["batch_size"], rc=True)
+    forward(model, X.float(), control.float(), batch, rc=True)
     return {"end_to_end_seconds": np.array(time.perf_counter() - began),
             "end_to_end_cpu_seconds": np.array(time.process_time() - began_cpu), "end_to_end_n": np.array(len(X))}
 
