@@ -33,11 +33,11 @@ import sys
 import types
 from typing import Any
 
-from bpnetz.memory import pool_tensor_memory
+from bpnetz import memory as _memory
 
 __version__ = "0.1.0"
 
-pool_tensor_memory()  # before TensorFlow allocates its first tensor (see its docstring)
+_memory.pool_tensor_memory()  # before TensorFlow allocates its first tensor (see its docstring)
 
 #: public name -> module that defines it
 _API = {

@@ -19,6 +19,8 @@ def keep_freed_memory() -> None:
     these come from mmap and each page faults when first written, which measured as half of the host-side cost
     per locus. A fixed mmap threshold (32 MiB, the maximum) and a high trim threshold make the buffers cycle
     through the heap. Process-wide, harmless (memory stays reusable), and a no-op where glibc is absent.
+    TensorFlow's generator dataset lowers the trim threshold to 128 KiB again when first iterated ("Memory patch
+    applied"); TensorFlow's own tensors are pooled instead (:func:`pool_tensor_memory`).
     """
     import ctypes
     import ctypes.util
@@ -34,26 +36,37 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 1 << 30)
 
 
-#: TensorFlow's switch to its pooling (best-fit with coalescing) allocator for tensors in host memory
-TF_POOLED_ALLOCATOR = "TF_CPU_ALLOCATOR_USE_BFC"
+#: TensorFlow's switch to its pooling (best-fit with coalescing) allocator for tensors in host memory, and its cap
+TF_POOLED_ALLOCATOR, TF_POOL_LIMIT_MB = "TF_CPU_ALLOCATOR_USE_BFC", "TF_CPU_BFC_MEM_LIMIT_IN_MB"
 
 
 def pool_tensor_memory() -> None:
     """Make TensorFlow keep the host memory of freed tensors in a pool for the next ones (its BFC allocator),
-    unless the environment already says otherwise (``TF_CPU_ALLOCATOR_USE_BFC=false`` turns it off).
+    its cap (TensorFlow's default: 64 GiB) raised to the machine's physical memory where that is larger; a variable
+    the environment already sets wins (``TF_CPU_ALLOCATOR_USE_BFC=false`` turns pooling off).
 
-    Must run before TensorFlow allocates its first tensor (importing TensorFlow is fine); ``import bpnetz`` runs
-    it. Without it every tensor of more than 128 KiB is a fresh mmap whose pages fault when first written: the
-    first ``tf.data`` generator of a process sets glibc's M_TRIM_THRESHOLD ("Memory patch applied"), which
-    also freezes glibc's mmap threshold at 128 KiB, and tensors over 32 MiB are mmapped in any case. Measured on
-    this project's 2-core VM (TensorFlow 2.21, 2 threads, the default BPNet, after a generator dataset): a
-    training step of 64 examples 26.2 -> 43.1 examples/s (5.3 M -> 0.3 M page faults, 11.9 -> 0.8 s of system
-    time per 512 examples; peak resident memory 1,461 -> 1,574 MB); the forward pass, 8 per call 57 -> 205
-    and 128 per call 72 -> 187 examples/s. A no-op for GPU memory (the GPU has its own pool).
+    ``import bpnetz`` runs it. It sets environment variables, so subprocesses (build and dask workers) inherit
+    them; it takes effect only if TensorFlow has not allocated a tensor yet (importing TensorFlow is fine). The
+    pool never hands memory back to the kernel: resident memory stays at its high-water mark.
+
+    Why: glibc hands TensorFlow's freed tensors back to the kernel, and the next ones fault in page by page.
+    Tensors over 32 MiB (one layer of 64 examples of the default BPNet is 34.6 MB) are always fresh mmaps, and
+    when a ``tf.data`` generator is first iterated TensorFlow sets glibc's trim threshold to 128 KiB ("Memory
+    patch applied"), overriding :func:`keep_freed_memory`'s (had nothing set the mmap threshold before, every
+    tensor over 128 KiB would be an mmap). Measured on this project's 2-core VM (TensorFlow 2.21, 2 threads, the
+    default BPNet): ``model.fit`` through the store loader (``scripts/bench_train.py``) 23.3 -> 36.5 examples/s,
+    peak resident memory 1.57 -> 1.76 GB; a training step of 64 examples after a generator dataset 26.2 -> 43.1
+    examples/s (5.3 M -> 0.3 M page faults, 11.9 -> 0.8 s of system time per 512 examples); the forward pass
+    after one, 8 per call 57 -> 205 and 128 per call 72 -> 187 examples/s. GPU memory has its own pool.
     """
     import os
 
     os.environ.setdefault(TF_POOLED_ALLOCATOR, "true")
+    try:
+        physical_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
+    except (ValueError, OSError, AttributeError):
+        return
+    os.environ.setdefault(TF_POOL_LIMIT_MB, str(max(physical_mb, 1 << 16)))
 
 
 def available_memory() -> int:

@@ -204,8 +204,8 @@ def format_round(number: int, row: dict) -> str:
                 f"{mine['examples']})")
         if row.get("peer"):
             peer = row["peer"][theirs]
-            batch = row["peer"]["fastest_batch"] if theirs.endswith("_fastest") else None
-            text += (f", bpnet-lite{f' (batch {batch})' if batch else ''} {peer['per_s']:.1f} examples/s ({peer['per_cpu_s']:.1f} per CPU-s, "
+            batch = f" (batch {row['peer']['fastest_batch']})" if theirs.endswith("_fastest") else ""
+            text += (f", bpnet-lite{batch} {peer['per_s']:.1f} examples/s ({peer['per_cpu_s']:.1f} per CPU-s, "
                      f"{peer['examples']}) -> {mine['per_s'] / peer['per_s']:.2f}x "
                      f"({mine['per_cpu_s'] / peer['per_cpu_s']:.2f}x per CPU-s)")
         lines.append(text)

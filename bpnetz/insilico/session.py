@@ -124,14 +124,11 @@ class ModelSession:
         return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in outputs.items()}
 
     @functools.cached_property
-    def _predict_fn(self) -> Any:
+    def _call(self) -> Any:
+        """The model on a dict of numpy inputs (one traced graph, cache-sized calls)."""
         from bpnetz.predict.inference import model_predict_fn
 
         return model_predict_fn(self.model)
-
-    def _call(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self._predict_fn(inputs)
-        return {"profile": out["profile"], "logcounts": out["logcounts"]}
 
     def counts(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """Predicted counts (N, L, T): the joint softmax of each group × exp(its log count)."""

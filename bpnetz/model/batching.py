@@ -30,8 +30,9 @@ CPU_CALL_BYTES = 4 * 2**20
 
 
 def largest_output_bytes(model: Any) -> int:
-    """Bytes per example of the model's largest layer output (float32), from the layers' symbolic outputs;
-    0 when the model does not expose them."""
+    """Bytes per example of the model's largest layer output, counted as float32 (prediction's dtype; a mixed
+    precision model's float16 layers are overcounted, its calls kept smaller), from the layers' symbolic
+    outputs; 0 when the model does not expose them."""
     import keras
 
     largest = 0
@@ -41,13 +42,14 @@ def largest_output_bytes(model: Any) -> int:
         except (AttributeError, ValueError):  # a layer never called symbolically
             continue
         for output in outputs:
-            dims = [d for d in tuple(output.shape)[1:]]
+            dims = tuple(output.shape)[1:]
             if dims and all(d is not None for d in dims):
                 largest = max(largest, int(np.prod(dims)) * 4)
     return largest
 
 
 def has_gpu() -> bool:
+    """Whether TensorFlow sees a GPU."""
     import tensorflow as tf
 
     return bool(tf.config.list_logical_devices("GPU"))
@@ -61,4 +63,4 @@ def examples_per_call(model: Any, budget: int = CPU_CALL_BYTES) -> int | None:
     per_example = largest_output_bytes(model)
     if per_example <= 0:
         return None
-    return max(1, int(round(budget / per_example)))
+    return max(1, round(budget / per_example))

@@ -3,8 +3,9 @@ model I/O contract (:mod:`bpnetz.model.contract`) out.
 
 Elements of several batches (one-hot uint8 sequence, stored signal and bias) come from the stream's generator and
 are split into batches; a parallel graph map turns each batch into float targets, ``counts_bias`` and the
-``logcounts`` targets. Splitting before the map copies the stored uint8 tracks, not their float32 casts (a
-quarter of the bytes): 17,800–18,400 loci per CPU-second against 12,200–12,500 with the map on whole elements
+``logcounts`` targets (a consumer on the CPU that takes one batch at a time, prediction, converts them in its own
+thread instead: :func:`iterate_here`). Splitting before the map copies the stored uint8 tracks, not their float32
+casts (a quarter of the bytes): 17,800–18,400 loci per CPU-second against 12,200–12,500 with the map on whole elements
 (RAM-cached 40,636-locus store, 2114/1000, 4 tracks, two interleaved runs each, 2 cores at load 17). One map call
 per core from the start: AUTOTUNE ramps up too slowly for short epochs (measured 20% slower).
 
@@ -107,18 +108,21 @@ def iterate(stream: LocusStream, *, with_index: bool = False) -> Iterator[tuple[
 
 def iterate_here(stream: LocusStream, *, with_index: bool = False) -> Iterator[tuple[Any, ...]]:
     """One epoch of the stream's batches as :func:`iterate` yields them, converted in the calling thread
-    without tf.data, for a consumer that takes each batch in turn (prediction).
+    without tf.data, for a consumer that takes each batch in turn on a CPU (prediction, collecting SHAP inputs).
 
     Why: a one-epoch tf.data pipeline costs its start (0.05–0.2 s) and, after the last batch, its teardown,
     which took 2.4 s at the end of the first epoch of a process predicting 256 loci beside the model (2-core
-    VM); its map threads also compete with the model's. Here each element's batches go through the same graph
-    function (:func:`model_io_fn`, run eagerly on the element's leading batch axis), as numpy arrays.
+    VM); its map threads also compete with the model's. Converting here costs ~30 µs per locus (crops, one-hot
+    and the graph function :func:`model_io_fn` run eagerly on the element's batch axes), against ~5 ms per
+    locus for the default BPNet's reverse-complement-averaged forward pass on the CPU; a GPU consumer should
+    keep tf.data's overlap (:func:`iterate`). InputErrors of the stream are raised as such.
     """
+    keep_freed_memory()
     to_model_io = model_io_fn(stream.layout, orig_multi_loss=stream.orig_multi_loss, with_index=with_index)
     for element in stream.next_epoch():
-        converted = to_model_io(element)
+        converted = [{name: np.asarray(value) for name, value in part.items()} for part in to_model_io(element)]
         for k in range(len(element["row"])):
-            yield tuple({name: np.asarray(value[k]) for name, value in part.items()} for part in converted)
+            yield tuple({name: value[k] for name, value in part.items()} for part in converted)
 
 
 def model_io_fn(store_layout: schema.StoreLayout, *, orig_multi_loss: bool = False, with_index: bool = False) -> Any:

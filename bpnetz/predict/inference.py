@@ -131,9 +131,11 @@ def predict_loci(stream: Any, predict_fn: PredictFn, groups: M.TaskTracks, windo
     """Run the model over every batch of an unshuffled, unjittered loader stream."""
     layout = stream.layout
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("rows", "probs", "logcounts", "observed")}
-    from bpnetz.model.data import iterate_here
+    from bpnetz.model.batching import has_gpu
+    from bpnetz.model.data import iterate, iterate_here
 
-    bar = tqdm(iterate_here(stream, with_index=True), total=stream.n_batches, desc="predicting", unit="batch",
+    batches = (iterate if has_gpu() else iterate_here)(stream, with_index=True)  # tf.data overlaps a GPU's work
+    bar = tqdm(batches, total=stream.n_batches, desc="predicting", unit="batch",
                disable=not progress)
     for inputs, targets, _, index in bar:
         logits, logcounts = predict_batch(predict_fn, inputs, layout,

@@ -360,6 +360,11 @@ def _level_profile_metrics(true_counts: np.ndarray, smoothed: np.ndarray,
     return outs
 
 
+def _one_for_all(*arrays: np.ndarray) -> bool:
+    """Whether every array is one row broadcast along its first axis (a prediction standing for all examples)."""
+    return all(a.ndim and a.strides[0] == 0 for a in arrays)
+
+
 @dataclass
 class _Predicted:
     """One prediction of every example: joint probabilities and counts (N, L, T; broadcast views when one
@@ -369,6 +374,28 @@ class _Predicted:
     counts: np.ndarray
     track_logcounts: tuple[np.ndarray, np.ndarray]
     task_logcounts: tuple[np.ndarray, np.ndarray]
+
+    @classmethod
+    def of(cls, true_counts: np.ndarray, probs: np.ndarray, pred_logcounts: np.ndarray, task_tracks: TaskTracks,
+           true_logcounts: np.ndarray) -> _Predicted:
+        """Counts and log counts of a prediction given as joint probabilities and group log counts."""
+        pred_logcounts = np.asarray(pred_logcounts, dtype=np.float64)
+        if probs.shape != true_counts.shape or pred_logcounts.shape != (len(true_counts), len(task_tracks)):
+            raise ValueError(f"shapes do not match: observed {true_counts.shape}, predicted {probs.shape}, "
+                             f"log counts {pred_logcounts.shape} for {len(task_tracks)} groups")
+        group_of = np.empty(true_counts.shape[2], dtype=np.int64)
+        for g, tracks in enumerate(task_tracks):
+            group_of[list(tracks)] = g
+        rows = slice(0, 1) if _one_for_all(probs, pred_logcounts) else slice(None)
+        with np.errstate(divide="ignore"):
+            track_pred_lc = pred_logcounts[rows, group_of] + np.log(probs[rows].sum(axis=1))
+        counts = probs[rows] * np.exp(pred_logcounts[rows, group_of])[:, None, :]
+        if rows.stop == 1:  # one prediction for all: keep it one row
+            counts = np.broadcast_to(counts, probs.shape)
+            track_pred_lc = np.broadcast_to(track_pred_lc, (len(probs), track_pred_lc.shape[1]))
+        track_true_lc = np.log1p(true_counts.sum(axis=1, dtype=np.float64))
+        return cls(probs, counts, (track_true_lc, np.array(track_pred_lc)),
+                   (np.asarray(true_logcounts, dtype=np.float64), pred_logcounts))
 
 
 def _metrics_from_arrays(true_counts: np.ndarray, predictions: Sequence[_Predicted], task_tracks: TaskTracks,
@@ -386,33 +413,6 @@ def _metrics_from_arrays(true_counts: np.ndarray, predictions: Sequence[_Predict
             for p, track, task in zip(predictions, tracks, tasks, strict=True)]
 
 
-def _one_for_all(*arrays: np.ndarray) -> bool:
-    """Whether every array is one row broadcast along its first axis (a prediction standing for all examples)."""
-    return all(a.ndim and a.strides[0] == 0 for a in arrays)
-
-
-def _predicted(true_counts: np.ndarray, probs: np.ndarray, pred_logcounts: np.ndarray, task_tracks: TaskTracks,
-               true_logcounts: np.ndarray) -> _Predicted:
-    """Counts and log counts of a prediction given as joint probabilities and group log counts."""
-    pred_logcounts = np.asarray(pred_logcounts, dtype=np.float64)
-    if probs.shape != true_counts.shape or pred_logcounts.shape != (len(true_counts), len(task_tracks)):
-        raise ValueError(f"shapes do not match: observed {true_counts.shape}, predicted {probs.shape}, "
-                         f"log counts {pred_logcounts.shape} for {len(task_tracks)} groups")
-    group_of = np.empty(true_counts.shape[2], dtype=np.int64)
-    for g, tracks in enumerate(task_tracks):
-        group_of[list(tracks)] = g
-    rows = slice(0, 1) if _one_for_all(probs, pred_logcounts) else slice(None)
-    with np.errstate(divide="ignore"):
-        track_pred_lc = pred_logcounts[rows, group_of] + np.log(probs[rows].sum(axis=1))
-    counts = probs[rows] * np.exp(pred_logcounts[rows, group_of])[:, None, :]
-    if rows.stop == 1:  # one prediction for all: keep it one row
-        counts = np.broadcast_to(counts, probs.shape)
-        track_pred_lc = np.broadcast_to(track_pred_lc, (len(probs), track_pred_lc.shape[1]))
-    track_true_lc = np.log1p(true_counts.sum(axis=1, dtype=np.float64))
-    return _Predicted(probs, counts, (track_true_lc, np.array(track_pred_lc)),
-                      (np.asarray(true_logcounts, dtype=np.float64), pred_logcounts))
-
-
 def compare_predictions(true_counts: np.ndarray, predictions: dict[str, tuple[np.ndarray, np.ndarray]], *,
                         task_tracks: TaskTracks, true_logcounts: np.ndarray | None = None,
                         track_names: Sequence[str] | None = None, task_names: Sequence[str] | None = None,
@@ -427,7 +427,7 @@ def compare_predictions(true_counts: np.ndarray, predictions: dict[str, tuple[np
     true_counts = np.asarray(true_counts)
     if true_logcounts is None:
         true_logcounts = task_logcounts(true_counts, task_tracks)
-    predicted = [_predicted(true_counts, np.asarray(probs), logcounts, task_tracks, true_logcounts)
+    predicted = [_Predicted.of(true_counts, np.asarray(probs), logcounts, task_tracks, true_logcounts)
                  for probs, logcounts in predictions.values()]
     results = _metrics_from_arrays(true_counts, predicted, task_tracks, track_names, task_names, smoothing)
     return dict(zip(predictions, results, strict=True))

@@ -271,8 +271,8 @@ def _predict_peaks_run(run: PredictionRun, store: str | Path | None, store_args:
                        required=(split,), optional=())
     chosen = _subset_chroms(reader, mdir.split, split, chroms)
     backgrounds = "none" if peaks_only else "all"
-    keep = read_test_indices(test_indices, LocusSelection(reader, chosen, backgrounds=backgrounds, redraw=False,
-                                                          seed=0).n_examples)
+    keep = None if test_indices is None else read_test_indices(
+        test_indices, LocusSelection(reader, chosen, backgrounds=backgrounds, redraw=False, seed=0).n_examples)
     stream = LocusStream(reader, None, "all", batch_size=run.batch_size, all_chroms=chosen, jitter=False,
                          shuffle=False, reverse_complement="none", backgrounds=backgrounds,
                          orig_multi_loss=per_track, progress=run.progress, only=keep)

@@ -58,27 +58,28 @@ def _sample(n: int, sample: int | None, seed: int) -> np.ndarray:
 def store_loci(store: str | Path, layout_check: StoreLayout | None, *, task: int, chroms: list[str] | None,
                sample: int | None, seed: int, batch_size: int = 256) -> ScoredLoci:
     """The peaks of ``task`` on ``chroms`` (all when None) of a store, as the model inputs of prediction."""
-    from bpnetz.model.data import iterate
+    from bpnetz.model.data import iterate_here
     from bpnetz.store.reader import StoreReader
+    from bpnetz.store.selection import LocusSelection
     from bpnetz.store.stream import LocusStream
 
     reader = StoreReader(store)
     if layout_check is not None:
         check_lengths(reader.layout, layout_check.input_len, layout_check.output_len, who="the model", where=store)
-    stream = LocusStream(reader, None, "all", batch_size=batch_size, all_chroms=chroms or reader.chromosomes,
-                         backgrounds="none", jitter=False, shuffle=False)
+    chroms = chroms or reader.chromosomes
     loci = reader.loci
-    rows_all = stream.selection.rows
+    rows_all = LocusSelection(reader, chroms, backgrounds="none", redraw=False, seed=0).rows
     keep_rows = rows_all[(loci["task"].to_numpy()[rows_all] == task) & (loci["kind"].to_numpy()[rows_all] == KIND_PEAK)]
     keep_rows = keep_rows[_sample(len(keep_rows), sample, seed)]
     if not len(keep_rows):
-        raise InputError(f"the store has no peaks of task {task} on {', '.join(chroms or reader.chromosomes)}.",
+        raise InputError(f"the store has no peaks of task {task} on {', '.join(chroms)}.",
                          path=store, fix="Check --task-id and --chroms.")
+    stream = LocusStream(reader, None, "all", batch_size=batch_size, all_chroms=chroms, backgrounds="none",
+                         jitter=False, shuffle=False, only=np.searchsorted(rows_all, keep_rows))  # reads only these
     parts: dict[str, list[np.ndarray]] = {}
-    for inputs, _, _, index in iterate(stream, with_index=True):
-        mask = np.isin(np.asarray(index["row"]), keep_rows)
+    for inputs, _, _ in iterate_here(stream):
         for name, values in inputs.items():
-            parts.setdefault(name, []).append(np.asarray(values)[mask])
+            parts.setdefault(name, []).append(values)
     arrays = {name: np.concatenate(values) for name, values in parts.items()}
     table = loci.iloc[keep_rows]
     start = table["summit"].to_numpy() - reader.layout.input_len // 2

@@ -77,12 +77,16 @@ class LocusSelection:
         self.chroms = list(chroms)
 
     def restrict(self, visits: np.ndarray) -> None:
-        """Keep only the loci at these indices of epoch 0's visit order (``bpnetz predict --test-indices``), so
-        that nothing else is read; for selections that draw no backgrounds (backgrounds "all" or "none")."""
+        """Keep only the loci at these indices of epoch 0's loci in store order (what an unshuffled stream's
+        ``loci()`` lists; ``bpnetz predict --test-indices``), so that nothing else is read; order and repeats of
+        ``visits`` do not matter. For selections that draw no backgrounds (backgrounds "all" or "none")."""
         if any(self.n_draw[t] < len(pos) for t, pos in self.background_positions.items()):
             raise ValueError("a selection drawing backgrounds cannot be restricted to fixed loci")
+        visits, loci = np.asarray(visits, dtype=np.int64), self.epoch_positions(0)
+        if not len(visits) or visits.min() < 0 or visits.max() >= len(loci):
+            raise ValueError(f"restricted to {len(visits)} indices, which must lie in [0, {len(loci)})")
         before = self.rows
-        self.rows = np.unique(before[self.epoch_positions(0)[np.asarray(visits, dtype=np.int64)]])
+        self.rows = np.unique(before[loci[visits]])
 
         def kept_positions(positions: np.ndarray) -> np.ndarray:
             rows = before[positions]

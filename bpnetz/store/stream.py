@@ -102,8 +102,8 @@ class LocusStream:
     :func:`bpnetz.model.data.stream_dataset` is its tf.data pipeline; each new iteration over it is the next epoch
     (:meth:`next_epoch`: epoch 0, 1, …), or, continuous, one iteration runs all epochs (:meth:`epochs`), so Keras
     ``fit`` sees fresh backgrounds and augmentation each epoch, and the whole sequence is fixed by ``seed``.
-    ``only`` keeps the loci at those indices of the unrestricted visit order and never reads the others
-    (:meth:`~bpnetz.store.selection.LocusSelection.restrict`; prediction's ``--test-indices``).
+    ``only`` keeps the loci at those indices of the unrestricted selection's loci in store order and never reads
+    the others (:meth:`~bpnetz.store.selection.LocusSelection.restrict`; prediction's ``--test-indices``).
     """
 
     def __init__(self, store: str | Path | StoreReader, split: Split | None, subset: Subset, *, batch_size: int,

@@ -200,6 +200,9 @@ def test_a_stream_restricted_to_fixed_loci_reads_and_yields_only_them(tiny, cach
     assert set(reads) <= {order[v] // stream.reader.block_loci for v in visits}
     with pytest.raises(ValueError, match="drawing backgrounds"):
         LocusStream(tiny.path, SPLIT, "train", batch_size=BATCH, only=visits)
+    for bad in ([], [-1], [len(order)]):
+        with pytest.raises(ValueError, match=rf"must lie in \[0, {len(order)}\)"):
+            LocusStream(tiny.path, None, "all", only=np.array(bad, dtype=np.int64), **common)
 
 
 def test_batches_converted_here_are_the_pipelines(tiny):
