@@ -8,6 +8,7 @@ thinning: one half of the observed counts predicts the other, a half-depth repli
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -55,13 +56,13 @@ def evaluate(pred: LocusPredictions, reference_counts: np.ndarray, groups: M.Tas
              track_names: Sequence[str], group_names: Sequence[str]) -> dict[str, M.MetricsResult]:
     """Metrics of the model, the baseline and the upper bound, keyed "model", "baseline", "upper_bound"."""
     names = {"track_names": track_names, "task_names": group_names}
+    bound = functools.partial(M.upper_bound, pred.observed, groups, seed=UPPER_BOUND_SEED, **names)
     beside = _UPPER_BOUND_ARRAYS * pred.observed.size * 8 < available_memory() // 4
     with ThreadPoolExecutor(1) as pool:
-        bound = pool.submit(M.upper_bound, pred.observed, groups, seed=UPPER_BOUND_SEED, **names) if beside else None
+        running = pool.submit(bound) if beside else None
         base_probs, base_lc = M.baseline_predictions(reference_counts, groups, len(pred.rows))
         results = M.compare_predictions(pred.observed, {"model": (pred.probs, pred.logcounts),
                                                         "baseline": (base_probs, base_lc)}, task_tracks=groups,
                                         **names)
-        results["upper_bound"] = bound.result() if bound else M.upper_bound(pred.observed, groups,
-                                                                            seed=UPPER_BOUND_SEED, **names)
+        results["upper_bound"] = running.result() if running else bound()
     return results
